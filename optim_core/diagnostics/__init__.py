@@ -1,0 +1,1 @@
+"""Diagnostics computed from a RunBatch, vectorised over runs."""

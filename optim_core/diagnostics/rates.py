@@ -1,0 +1,63 @@
+"""How fast the loss fell.
+
+    loss_reduction    (f₀ − f*)/(f_end − f*) with f* = f_min when known, else f₀/f_end for
+                      positive losses
+    convergence_rate  geometric mean of successive loss-gap ratios (f_{t+1} − f*)/(f_t − f*)
+                      over the last part of the run (the last half, at most RATE_WINDOW steps);
+                      with f* unknown the gaps are the successive decreases |f_t − f_{t+1}|,
+                      which shrink at the same rate near a linearly convergent minimum.
+                      Gaps at round-off level are ignored.
+
+For gradient descent on a quadratic at its best fixed lr the loss gap shrinks by ρ² per step,
+ρ = (κ−1)/(κ+1): the theory module reports both ρ and ρ² (`loss_rate`), the latter on the same
+scale as convergence_rate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from optim_core.types import Array
+
+_ROUNDOFF = 1e-14  # gaps below this fraction of the loss scale are noise, not progress
+
+
+def loss_reduction(initial: Array, final: Array, f_min: float | None) -> Array:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if f_min is not None:
+            return (initial - f_min) / (final - f_min)
+        return np.where((initial > 0) & (final > 0), initial / final, np.nan)
+
+
+def chronological(ring: Array, final_steps: Array) -> Array:
+    """Reorder ring buffers (K, W) so column W−1 is each run's final step; NaN before step 0."""
+    k, w = ring.shape
+    offsets = np.arange(w) - (w - 1)  # −(W−1) … 0
+    steps = final_steps[:, None] + offsets[None, :]
+    ordered = ring[np.arange(k)[:, None], steps % w]
+    return np.where(steps >= 0, ordered, np.nan)
+
+
+def convergence_rate(ring: Array, final_steps: Array, f_min: float | None) -> Array:
+    """(K,) per-step loss-gap ratio over the last part of each run; NaN when undefined."""
+    losses = chronological(ring, final_steps)  # (K, W)
+    k, w = losses.shape
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if f_min is not None:
+            gaps = losses - f_min
+            floor = _ROUNDOFF * max(abs(f_min), 1e-300) + 1e-300
+        else:
+            gaps = np.abs(np.diff(losses, axis=1))
+            gaps = np.concatenate([np.full((k, 1), np.nan), gaps], axis=1)
+            floor = _ROUNDOFF * np.nanmax(np.abs(losses), axis=1, initial=0.0)[:, None] + 1e-300
+        window = np.minimum(final_steps // 2 + 1, w)  # the last half of the run
+        in_window = np.arange(w)[None, :] >= (w - window)[:, None]
+        valid = in_window & np.isfinite(gaps) & (gaps > floor)
+        first = np.argmax(valid, axis=1)
+        last = w - 1 - np.argmax(valid[:, ::-1], axis=1)
+        count = last - first
+        rows = np.arange(k)
+        log_first = np.log(np.where(valid[rows, first], gaps[rows, first], np.nan))
+        log_last = np.log(np.where(valid[rows, last], gaps[rows, last], np.nan))
+        rate = np.exp((log_last - log_first) / np.where(count > 0, count, np.nan))
+    return np.where(count >= 2, rate, np.nan)

@@ -1,0 +1,122 @@
+"""Run groups: rows that share a step rule, with one (K_g, 1) column per hyperparameter.
+
+A group is torch's param_group turned sideways: instead of one hyperparameter set for many
+tensors, one rule for many runs, each run with its own hyperparameters (a sweep is a group).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from optim_core.errors import HyperparameterError
+from optim_core.optimizers import OPTIMIZERS
+from optim_core.optimizers.base import Hyper, HyperParam, StepRule
+from optim_core.schedules import Schedule, ScheduledColumn, as_schedule
+from optim_core.types import Array
+
+ColumnLike = Array | ScheduledColumn
+
+
+@dataclass(slots=True)
+class RunGroup:
+    rule: StepRule
+    columns: dict[str, ColumnLike]
+    size: int
+    settings: list[dict[str, Any]]  # the resolved hyperparameters of each row, for echoing
+
+    def hyper_at(self, t: int) -> Hyper:
+        return Hyper(**{name: (c.at(t) if isinstance(c, ScheduledColumn) else c)
+                        for name, c in self.columns.items()})
+
+    def take(self, keep: Array) -> RunGroup:
+        columns = {name: (c.take(keep) if isinstance(c, ScheduledColumn) else c[keep])
+                   for name, c in self.columns.items()}
+        kept = [s for s, k in zip(self.settings, keep, strict=True) if k]
+        return RunGroup(self.rule, columns, int(np.count_nonzero(keep)), kept)
+
+
+def resolve_settings(rule: StepRule, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate one run's hyperparameters and fill in the defaults."""
+    given = dict(given)
+    given.pop("name", None)
+    given.pop("label", None)
+    shorthand = given.pop("momentum_schedule", None)
+    if shorthand is not None:
+        if "momentum" not in {h.name for h in rule.hyperparams}:
+            raise HyperparameterError(f"'{rule.name}' has no momentum to schedule",
+                                      loc=["momentum_schedule"])
+        given["momentum"] = {"name": "linear", **dict(shorthand)}
+    resolved: dict[str, Any] = {}
+    for name in given:
+        rule.hyperparam(name)  # raises for unknown names
+    for hp in rule.hyperparams:
+        resolved[hp.name] = _resolve_value(hp, given.get(hp.name, hp.default))
+    return resolved
+
+
+def _resolve_value(hp: HyperParam, value: Any) -> Any:
+    if hp.kind == "bool":
+        if not isinstance(value, bool):
+            raise HyperparameterError(f"Invalid {hp.name}: {value!r} (must be true or false)",
+                                      loc=[hp.name])
+        return value
+    if hp.kind == "choice":
+        if value not in hp.choices:
+            raise HyperparameterError(f"Invalid {hp.name}: {value!r} (choose one of "
+                                      f"{', '.join(hp.choices)})", loc=[hp.name])
+        return value
+    if isinstance(value, Mapping | Schedule):
+        if not hp.schedulable:
+            raise HyperparameterError(f"Invalid {hp.name}: it takes a number, not a schedule",
+                                      loc=[hp.name])
+        schedule = as_schedule(value, hyperparameter=hp.name)
+        if hp.schedules is not None and schedule.name not in hp.schedules:
+            raise HyperparameterError(f"Invalid {hp.name}: schedule '{schedule.name}' is not "
+                                      f"allowed; use {' or '.join(hp.schedules)}",
+                                      loc=[hp.name, "name"])
+        for key, v in schedule.values.items():
+            if key in ("lr", "start", "end", "lr_min") and not (key == "lr_min" and v == 0):
+                _check_range(hp, v, key)
+        return schedule
+    return hp.check_number(value)
+
+
+def _check_range(hp: HyperParam, value: float, key: str) -> None:
+    try:
+        hp.check_number(value)
+    except HyperparameterError as exc:
+        raise HyperparameterError(exc.detail.replace(f"Invalid {hp.name}:",
+                                                     f"Invalid {hp.name}.{key}:"),
+                                  loc=[hp.name, key]) from None
+
+
+def make_group(rule_name: str, settings: Sequence[Mapping[str, Any]]) -> RunGroup:
+    """Build a group from one settings mapping per run (validated, defaults filled in)."""
+    rule = OPTIMIZERS.get(rule_name)
+    if rule is None:
+        raise HyperparameterError(f"Unknown optimizer '{rule_name}'; choose one of "
+                                  f"{', '.join(OPTIMIZERS)}", loc=["name"])
+    resolved = [resolve_settings(rule, s) for s in settings]
+    columns: dict[str, ColumnLike] = {}
+    for hp in rule.hyperparams:
+        values = [r[hp.name] for r in resolved]
+        if hp.kind == "bool":
+            columns[hp.name] = np.array(values, dtype=bool)[:, None]
+        elif hp.kind == "choice":
+            columns[hp.name] = np.array([hp.choices.index(v) for v in values])[:, None]
+        elif any(isinstance(v, Schedule) for v in values):
+            columns[hp.name] = ScheduledColumn([as_schedule(v) if not isinstance(v, Schedule)
+                                                else v for v in values])
+        else:
+            columns[hp.name] = np.array(values, dtype=float)[:, None]
+    return RunGroup(rule, columns, len(resolved), resolved)
+
+
+def echo_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Resolved hyperparameters as plain JSON-ready values (schedules as mappings)."""
+    return {k: ({"name": v.name, **v.values} if isinstance(v, Schedule) else v)
+            for k, v in settings.items()}

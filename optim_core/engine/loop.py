@@ -1,0 +1,338 @@
+"""The engine loop (scipy's `_loop` shape): evaluate the active rows, check stopping, record,
+step every group, compress when rows stop.
+
+Runs under np.errstate(over/invalid/divide="ignore"): non-finite numbers become DIVERGED
+statuses, never exceptions. The deadline (a time.monotonic() value), the cancel flag and the
+progress callback come in as arguments; the core never reads settings or clocks of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from optim_core.engine.groups import RunGroup
+from optim_core.engine.recording import Recorder, RecordSpec, Trajectory
+from optim_core.engine.status import Reason, Status
+from optim_core.engine.stopping import StopCriteria, check_termination
+from optim_core.losses.base import Loss
+from optim_core.optimizers.base import StepContext
+from optim_core.optimizers.newton import clearly_negative
+from optim_core.types import Array
+
+RATE_WINDOW = 100  # the convergence rate looks at most at the last 100 losses
+ProgressFn = Callable[[int, int, int], None]  # (steps_done, steps_total, runs_active)
+
+
+@dataclass(slots=True)
+class RunBatch:
+    """Everything the engine measured, one row per run (rows ordered by group)."""
+
+    starts: Array  # (K, d)
+    group_index: Array  # (K,) which group each row belongs to
+    groups: list[RunGroup]
+    status: Array  # (K,) Status codes
+    reason: Array  # (K,) Reason codes
+    steps: Array  # (K,) updates applied
+    final_params: Array  # (K, d)
+    final_loss: Array  # (K,)
+    final_grad_norm: Array  # (K,)
+    initial_loss: Array  # (K,)
+    best_loss: Array  # (K,)
+    steps_to_tol: Array  # (K,) −1 where the run never met grad_tol / loss_tol
+    path_length: Array  # (K,)
+    sign_flips: Array  # (K,) summed fraction of coordinates whose step flipped sign
+    step_pairs: Array  # (K,) number of consecutive step pairs compared
+    recent_losses: Array  # (K, RATE_WINDOW) the last losses, ring-ordered by step
+    grad_evals: Array  # (K,)
+    hess_evals: Array  # (K,)
+    counters: dict[str, Array]  # rule counters (newton_steps, …), (K,)
+    trajectories: list[Trajectory] | None
+    elapsed_s: float
+    engine_steps: int
+    stochastic: bool = False
+    extras: dict[str, Array] = field(default_factory=dict)
+
+
+def run(
+    loss: Loss,
+    groups: Sequence[RunGroup],
+    starts: Array,
+    *,
+    max_steps: int = 1000,
+    stop: StopCriteria | None = None,
+    record: RecordSpec | None = None,
+    rng: np.random.Generator | None = None,
+    seed: int | None = None,
+    deadline: float | None = None,
+    cancel: Callable[[], bool] | None = None,
+    progress: ProgressFn | None = None,
+    progress_every: int = 50,
+    eval_every: int = 10,
+) -> RunBatch:
+    """Advance every run until it stops; `starts` holds one row per run, ordered by group."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _Loop(loss, list(groups), np.asarray(starts, dtype=float), max_steps,
+                     stop or StopCriteria(), record or RecordSpec(), rng, seed, deadline,
+                     cancel, progress, progress_every, eval_every).run()
+
+
+class _Loop:
+    def __init__(self, loss: Loss, groups: list[RunGroup], starts: Array, max_steps: int,
+                 stop: StopCriteria, record: RecordSpec, rng: np.random.Generator | None,
+                 seed: int | None, deadline: float | None, cancel: Callable[[], bool] | None,
+                 progress: ProgressFn | None, progress_every: int, eval_every: int) -> None:
+        k, d = starts.shape
+        sizes = [g.size for g in groups]
+        if sum(sizes) != k:
+            raise ValueError(f"groups hold {sum(sizes)} runs but starts has {k} rows")
+        self.loss, self.groups, self.starts = loss, groups, starts
+        self.original_groups = list(groups)
+        self.max_steps, self.stop, self.deadline = max_steps, stop, deadline
+        self.cancel, self.progress = cancel, progress
+        self.progress_every, self.eval_every = max(1, progress_every), max(1, eval_every)
+        self.k, self.d = k, d
+        self.group_index = np.repeat(np.arange(len(groups)), sizes)
+        self.recorder = Recorder(k, d, record, max_steps)
+        self.sampler = (loss.make_sampler(k, seed if seed is not None else 0)  # type: ignore
+                        if loss.stochastic else None)
+        # Results, full size.
+        self.status = np.zeros(k, dtype=np.int8)
+        self.reason = np.zeros(k, dtype=np.int8)
+        self.steps = np.zeros(k, dtype=np.int64)
+        self.final_params = starts.copy()
+        self.final_loss = np.full(k, np.nan)
+        self.final_grad_norm = np.full(k, np.nan)
+        self.final_lr = np.full(k, np.nan)
+        self.initial_loss = np.full(k, np.nan)
+        self.best_loss_out = np.full(k, np.nan)
+        self.steps_to_tol = np.full(k, -1, dtype=np.int64)
+        self.path_length_out = np.zeros(k)
+        self.flips_out = np.zeros(k)
+        self.pairs_out = np.zeros(k)
+        self.ring_out = np.full((k, RATE_WINDOW), np.nan)
+        self.grad_evals_out = np.zeros(k)
+        self.hess_evals_out = np.zeros(k)
+        self.counters_out: dict[str, Array] = {
+            name: np.zeros(k) for g in groups for name in g.rule.counters}
+        # Active state, compressed as rows stop.
+        self.rows = np.arange(k)
+        self.params = starts.copy()
+        self.states = [g.rule.init(self.params[self._slice(i)]) for i, g in enumerate(groups)]
+        self.f0 = np.full(k, np.nan)
+        self.best = np.full(k, np.inf)
+        self.last_improvement = np.zeros(k, dtype=np.int64)
+        self.path_length = np.zeros(k)
+        self.flips = np.zeros(k)
+        self.pairs = np.zeros(k)
+        self.prev_step = np.zeros((k, d))
+        self.ring = np.full((k, RATE_WINDOW), np.nan)
+        self.last_step_norm: Array | None = None
+        self.hess_evals = np.zeros(k)
+        self.last_full: tuple[Array, Array] | None = None
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _bounds(self) -> list[tuple[int, int]]:
+        counts = np.bincount(self.group_index[self.rows], minlength=len(self.groups))
+        ends = np.cumsum(counts)
+        return [(int(e - c), int(e)) for c, e in zip(counts, ends, strict=True)]
+
+    def _slice(self, i: int) -> slice:
+        start, end = self._bounds()[i]
+        return slice(start, end)
+
+    def _evaluate(self, t: int) -> tuple[Array, Array, Array, bool]:
+        """Loss, gradient for the step, gradient norm, and whether the values are full-batch."""
+        if self.sampler is None:
+            values, grads = self.loss.value_grad(self.params)
+            return values, grads, np.linalg.norm(grads, axis=1), True
+        batch = self.sampler.draw(self.rows, t)
+        values, grads = self.loss.minibatch_value_grad(self.params, batch)  # type: ignore
+        full = t == 0 or t % self.eval_every == 0 or t >= self.max_steps or self.recorder.due(t)
+        if full:
+            full_values, full_grads = self.loss.value_grad(self.params)
+            return full_values, grads, np.linalg.norm(full_grads, axis=1), True
+        return values, grads, np.linalg.norm(grads, axis=1), False
+
+    def _curvature(self, bounds: list[tuple[int, int]]) -> list[StepContext | None]:
+        contexts: list[StepContext | None] = []
+        for i, group in enumerate(self.groups):
+            start, end = bounds[i]
+            if not group.rule.needs_hessian or end == start:
+                contexts.append(None)
+                continue
+            hess = self.loss.hess(self.params[start:end])
+            finite = np.all(np.isfinite(hess), axis=(1, 2))
+            safe = np.where(finite[:, None, None], hess, 0.0)
+            lam, vec = np.linalg.eigh(safe)
+            lam[~finite] = np.nan
+            self.hess_evals[start:end] += 1
+            contexts.append(StepContext(np.empty(0), hess, lam, vec, self.loss.value))
+        return contexts
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> RunBatch:
+        began = time.perf_counter()
+        t = 0
+        while True:
+            values, grads, grad_norms, full = self._evaluate(t)
+            if t == 0:
+                self.f0 = values.copy()
+                self.initial_loss[:] = values
+            bounds = self._bounds()
+            contexts = self._curvature(bounds)
+            may_converge = self._may_converge(contexts, bounds)
+            status, reason = check_termination(
+                self.stop, t=t, max_steps=self.max_steps, values=values, grad_norms=grad_norms,
+                params=self.params, f0=self.f0, last_step_norm=self.last_step_norm,
+                last_improvement=self.last_improvement, may_converge=may_converge,
+                converge_checked=full)
+            if full:
+                improved = values < self.best
+                self.best = np.where(improved, values, self.best)
+                self.last_improvement = np.where(improved, t, self.last_improvement)
+                self.ring[:, t % RATE_WINDOW] = values
+            hyper = [g.hyper_at(t) for g in self.groups]
+            lr = self._lr_column(hyper, bounds)
+            if self.recorder.due(t):
+                self.recorder.write(t, self.rows, {"params": self.params, "loss": values,
+                                                   "grad_norm": grad_norms, "lr": lr})
+            status, reason = self._external_stops(status, reason, t)
+            stopped = status != Status.RUNNING
+            if stopped.any():
+                self._finish(stopped, status, reason, t, values, grad_norms, lr)
+                keep = ~stopped
+                values, grads, lr = values[keep], grads[keep], lr[keep]
+                contexts = [None if c is None else c._replace(
+                    hess=c.hess[keep[s:e]], eigenvalues=c.eigenvalues[keep[s:e]],
+                    eigenvectors=c.eigenvectors[keep[s:e]]) for c, (s, e) in
+                    zip(contexts, bounds, strict=True)]
+                self._compress(keep, bounds)
+                bounds = self._bounds()
+                if self.rows.size == 0:
+                    break
+                hyper = [g.hyper_at(t) for g in self.groups]
+            step = np.empty_like(self.params)
+            for i, group in enumerate(self.groups):
+                start, end = bounds[i]
+                if start == end:
+                    continue
+                ctx = contexts[i]
+                if ctx is not None:
+                    ctx = ctx._replace(values=values[start:end])
+                step[start:end], self.states[i] = group.rule.update(
+                    grads[start:end], self.states[i], self.params[start:end], hyper[i], t, ctx)
+            self._accumulate(step)
+            self.params = self.params + step
+            t += 1
+            if self.progress is not None and t % self.progress_every == 0:
+                self.progress(t, self.max_steps, int(self.rows.size))
+        if self.progress is not None:
+            self.progress(t, self.max_steps, 0)
+        return self._result(time.perf_counter() - began, t)
+
+    def _may_converge(self, contexts: list[StepContext | None], bounds: list[tuple[int, int]]
+                      ) -> Array | None:
+        """Newton rows must not report convergence on a clearly negative curvature."""
+        if all(c is None for c in contexts):
+            return None
+        allowed = np.ones(self.rows.size, dtype=bool)
+        for ctx, (start, end) in zip(contexts, bounds, strict=True):
+            if ctx is not None:
+                allowed[start:end] = ~clearly_negative(ctx.eigenvalues)
+        return allowed
+
+    def _lr_column(self, hyper: list, bounds: list[tuple[int, int]]) -> Array:
+        lr = np.full(self.rows.size, np.nan)
+        for hp, (start, end) in zip(hyper, bounds, strict=True):
+            if end > start and hasattr(hp, "lr"):
+                lr[start:end] = hp.lr[:, 0]
+        return lr
+
+    def _external_stops(self, status: Array, reason: Array, t: int) -> tuple[Array, Array]:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            running = status == Status.RUNNING
+            status[running], reason[running] = Status.TIME_LIMIT, Reason.TIME_LIMIT
+        if self.cancel is not None and t % self.progress_every == 0 and self.cancel():
+            running = status == Status.RUNNING
+            status[running], reason[running] = Status.CANCELLED, Reason.CANCELLED
+        return status, reason
+
+    def _accumulate(self, step: Array) -> None:
+        norms = np.linalg.norm(step, axis=1)
+        self.path_length += norms
+        flipped = (step * self.prev_step) < 0
+        has_prev = np.any(self.prev_step != 0, axis=1)
+        self.flips += np.where(has_prev, flipped.mean(axis=1), 0.0)
+        self.pairs += has_prev
+        self.prev_step = step
+        self.last_step_norm = norms
+
+    def _finish(self, stopped: Array, status: Array, reason: Array, t: int, values: Array,
+                grad_norms: Array, lr: Array) -> None:
+        rows = self.rows[stopped]
+        self.status[rows] = status[stopped]
+        self.reason[rows] = reason[stopped]
+        self.steps[rows] = t
+        self.final_params[rows] = self.params[stopped]
+        self.final_loss[rows] = values[stopped]
+        self.final_grad_norm[rows] = grad_norms[stopped]
+        self.final_lr[rows] = lr[stopped]
+        converged_at_tol = np.isin(reason[stopped], (Reason.GRAD_TOL, Reason.LOSS_TOL,
+                                                     Reason.STEP_TOL))
+        self.steps_to_tol[rows[converged_at_tol]] = t
+        self.best_loss_out[rows] = np.fmin(self.best[stopped], values[stopped])
+        self.path_length_out[rows] = self.path_length[stopped]
+        self.flips_out[rows] = self.flips[stopped]
+        self.pairs_out[rows] = self.pairs[stopped]
+        self.ring_out[rows] = self.ring[stopped]
+        self.grad_evals_out[rows] = t + 1
+        self.hess_evals_out[rows] = self.hess_evals[stopped]
+        bounds = self._bounds()
+        for i, group in enumerate(self.groups):
+            start, end = bounds[i]
+            local = stopped[start:end]
+            for name in group.rule.counters:
+                self.counters_out[name][self.rows[start:end][local]] = getattr(
+                    self.states[i], name)[local, 0]
+
+    def _compress(self, keep: Array, bounds: list[tuple[int, int]]) -> None:
+        for i, (start, end) in enumerate(bounds):
+            local = keep[start:end]
+            if not local.all():
+                self.states[i] = type(self.states[i])(*[a[local] for a in self.states[i]])
+                self.groups[i] = self.groups[i].take(local)
+        self.rows = self.rows[keep]
+        self.params = self.params[keep]
+        self.f0 = self.f0[keep]
+        self.best = self.best[keep]
+        self.last_improvement = self.last_improvement[keep]
+        self.path_length = self.path_length[keep]
+        self.flips = self.flips[keep]
+        self.pairs = self.pairs[keep]
+        self.prev_step = self.prev_step[keep]
+        self.ring = self.ring[keep]
+        self.hess_evals = self.hess_evals[keep]
+        if self.last_step_norm is not None:
+            self.last_step_norm = self.last_step_norm[keep]
+
+    def _result(self, elapsed: float, t: int) -> RunBatch:
+        finals = {"params": self.final_params, "loss": self.final_loss,
+                  "grad_norm": self.final_grad_norm, "lr": self.final_lr}
+        trajectories = (self.recorder.assemble(self.steps, finals)
+                        if self.recorder.spec.enabled else None)
+        return RunBatch(
+            starts=self.starts, group_index=self.group_index, groups=self.original_groups,
+            status=self.status, reason=self.reason, steps=self.steps,
+            final_params=self.final_params, final_loss=self.final_loss,
+            final_grad_norm=self.final_grad_norm, initial_loss=self.initial_loss,
+            best_loss=self.best_loss_out, steps_to_tol=self.steps_to_tol,
+            path_length=self.path_length_out, sign_flips=self.flips_out,
+            step_pairs=self.pairs_out, recent_losses=self.ring_out,
+            grad_evals=self.grad_evals_out, hess_evals=self.hess_evals_out,
+            counters=self.counters_out, trajectories=trajectories, elapsed_s=elapsed,
+            engine_steps=t, stochastic=bool(self.loss.stochastic),
+        )

@@ -1,0 +1,120 @@
+"""Trajectory buffers whose memory is bounded by what is recorded, not by the step count.
+
+Steps t ≡ 0 (mod stride) are written into preallocated (C, K, …) buffers. When a buffer
+fills, every other row is dropped and the stride doubles, so at most C = 2·max_points rows
+are ever held. Each run's final point is kept separately, and at assembly the run's points
+are thinned evenly to max_points with the first and the last step kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from optim_core.types import Array
+
+FIELDS = ("params", "loss", "grad_norm", "lr")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSpec:
+    every: int = 1
+    max_points: int = 1000
+    fields: tuple[str, ...] = FIELDS
+    enabled: bool = True
+
+
+@dataclass(slots=True)
+class Trajectory:
+    step: Array  # (T,) int
+    params: Array | None = None  # (T, d)
+    loss: Array | None = None  # (T,)
+    grad_norm: Array | None = None  # (T,)
+    lr: Array | None = None  # (T,)
+
+    def as_dict(self) -> dict[str, Array]:
+        out: dict[str, Array] = {"step": self.step}
+        for name in FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+@dataclass(slots=True)
+class Recorder:
+    """Shared buffers for K runs of dimension d."""
+
+    n_runs: int
+    dim: int
+    spec: RecordSpec
+    max_steps: int
+    stride: int = 0
+    count: int = 0
+    steps: Array = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    buffers: dict[str, Array] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.stride = max(1, self.spec.every)
+        expected = self.max_steps // self.stride + 1
+        capacity = max(2, min(expected, 2 * self.spec.max_points))
+        self.steps = np.zeros(capacity, dtype=np.int64)
+        if not self.spec.enabled:
+            return
+        for name in self.spec.fields:
+            shape = (capacity, self.n_runs, self.dim) if name == "params" else (
+                capacity, self.n_runs)
+            self.buffers[name] = np.full(shape, np.nan)
+
+    def due(self, t: int) -> bool:
+        return self.spec.enabled and t % self.stride == 0
+
+    def write(self, t: int, rows: Array | slice, values: dict[str, Array]) -> None:
+        """Record step t for the active `rows` (call only when `due(t)`)."""
+        if self.count == len(self.steps):
+            self._decimate()
+            if t % self.stride:
+                return
+        i = self.count
+        self.steps[i] = t
+        for name, buffer in self.buffers.items():
+            buffer[i, rows] = values[name]
+        self.count += 1
+
+    def _decimate(self) -> None:
+        keep = self.count // 2 + self.count % 2
+        self.steps[:keep] = self.steps[: self.count : 2]
+        for buffer in self.buffers.values():
+            buffer[:keep] = buffer[: self.count : 2]
+        self.count = keep
+        self.stride *= 2
+
+    def assemble(self, final_steps: Array, finals: dict[str, Array]) -> list[Trajectory]:
+        """One Trajectory per run, ending at its final step, thinned to max_points."""
+        out: list[Trajectory | None] = [None] * self.n_runs
+        recorded = self.steps[: self.count]
+        for final_step in np.unique(final_steps):
+            rows = np.flatnonzero(final_steps == final_step)
+            upto = int(np.searchsorted(recorded, final_step, side="right"))
+            index = np.arange(upto)
+            append_final = upto == 0 or recorded[upto - 1] != final_step
+            n = upto + int(append_final)
+            chosen = np.arange(n)
+            if n > self.spec.max_points:
+                chosen = np.unique(np.round(np.linspace(0, n - 1, self.spec.max_points))
+                                   .astype(np.int64))
+            from_buffer = chosen[chosen < upto]
+            steps = recorded[index][from_buffer]
+            if append_final:
+                steps = np.append(steps, final_step)
+            columns: dict[str, Array] = {}
+            for name, buffer in self.buffers.items():
+                part = np.moveaxis(buffer[from_buffer][:, rows], 1, 0)  # (R, T', …)
+                if append_final:
+                    tail = finals[name][rows][:, None]
+                    part = np.concatenate([part, tail], axis=1)
+                columns[name] = part
+            for j, row in enumerate(rows):
+                out[row] = Trajectory(step=steps, **{k: v[j] for k, v in columns.items()})
+        return out  # type: ignore[return-value]

@@ -1,0 +1,82 @@
+"""Exceptions for input the core cannot use; runtime outcomes are never exceptions.
+
+    OptimCoreError                 (detail, loc, position)
+    ├── ExpressionError
+    │   ├── ExpressionSyntaxError  the text does not parse or uses a forbidden construct
+    │   ├── UnknownNameError       a function or variable name that is not allowed
+    │   ├── ExpressionLimitError   the text or its derivatives are too large to work on
+    │   └── NonFiniteConstantError a constant evaluates to inf or nan (1e999, 9**9**9)
+    ├── LossError                  a loss that cannot be built (bad builtin, non-symmetric A, …)
+    │   └── DatasetError           ragged X, labels out of range, …
+    ├── DimensionError             start, bounds or axes that do not match the loss
+    ├── HyperparameterError        a hyperparameter outside its range
+    └── LimitExceededError         work or memory above the limits the caller passed in
+
+Each carries no HTTP status: the service maps classes to statuses in one table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class OptimCoreError(Exception):
+    """Base class: `detail` says what to fix; `loc` points into the request when known."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        loc: Sequence[str | int] | None = None,
+        position: int | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.loc = list(loc) if loc is not None else None
+        self.position = position
+
+
+class ExpressionError(OptimCoreError):
+    """The expression text cannot be used."""
+
+
+class ExpressionSyntaxError(ExpressionError):
+    """The text does not parse, or uses a construct outside the allowed grammar."""
+
+
+class UnknownNameError(ExpressionError):
+    """A name that is neither an allowed function, a constant, nor a valid variable."""
+
+
+class ExpressionLimitError(ExpressionError):
+    """The expression (or its derivatives) exceeds a size limit."""
+
+
+class NonFiniteConstantError(ExpressionError):
+    """A constant part of the expression is infinite or undefined."""
+
+
+class LossError(OptimCoreError):
+    """A loss definition that cannot be built."""
+
+
+class DatasetError(LossError):
+    """Data for a sampled loss that cannot be used."""
+
+
+class DimensionError(OptimCoreError):
+    """Shapes that do not match the loss."""
+
+
+class HyperparameterError(OptimCoreError):
+    """A hyperparameter outside its allowed range."""
+
+
+class LimitExceededError(OptimCoreError):
+    """Work or memory above a limit; `limit` names it so the caller can point to its setting."""
+
+    def __init__(self, detail: str, *, limit: str, value: float, maximum: float) -> None:
+        super().__init__(detail)
+        self.limit = limit
+        self.value = value
+        self.maximum = maximum

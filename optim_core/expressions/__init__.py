@@ -1,0 +1,1 @@
+"""Symbolic losses: parse user text safely, differentiate exactly, evaluate with NumPy."""

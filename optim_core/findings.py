@@ -1,0 +1,196 @@
+"""Plain-language findings: why a run behaved as it did, each with the numbers it rests on.
+
+Every finding is {code, message, data}. Codes are stable; messages may improve. Findings are
+derived from the run's status and diagnostics and the local quadratic model (Hessian
+eigenvalues at the start and at the end), and never contradict the status.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from optim_core.theory import heavy_ball_rate
+
+# Oscillation above this means most steps reverse at least one coordinate in two dimensions
+# (0.5 is a perfect zig-zag in 2-D; a smooth descent scores 0).
+ZIGZAG_OSCILLATION = 0.3
+# Fewer steps than this are too few to call a pattern a zig-zag (Newton's 3-step finishes).
+ZIGZAG_MIN_STEPS = 10
+# Condition numbers from here on make plain gradient descent visibly slow (~κ steps).
+SLOW_RAVINE_CONDITION = 100.0
+# A measured rate within this relative distance of the prediction "agrees" with the theory.
+RATE_AGREEMENT = 0.05
+# Rules whose step is lr times a (momentum-)gradient, for which 2/λmax-type limits hold.
+_GRADIENT_RULES = ("sgd", "momentum", "nesterov")
+
+
+def _fmt(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
+        return f"{x:.3g}"
+    return f"{x:,.4g}" if abs(x) >= 1000 else f"{x:.4g}"
+
+
+def stability_limit(rule: str, lam_max: float, momentum: float) -> float | None:
+    """Largest lr for which the rule is stable on curvature lam_max (quadratic model)."""
+    if lam_max <= 0 or not math.isfinite(lam_max):
+        return None
+    if rule == "sgd":
+        return 2.0 / lam_max
+    if rule == "momentum":
+        return 2.0 * (1.0 + momentum) / lam_max
+    if rule == "nesterov":
+        return 2.0 * (1.0 + momentum) / (lam_max * (1.0 + 2.0 * momentum))
+    return None
+
+
+def predicted_loss_rate(rule: str, lr: float, momentum: float, lam: np.ndarray) -> float | None:
+    """Per-step loss-gap ratio the quadratic model predicts for this rule at this lr."""
+    if rule == "sgd":
+        return float(np.max(np.abs(1.0 - lr * lam))) ** 2
+    if rule == "momentum":
+        return heavy_ball_rate(lr, momentum, lam, nesterov=False) ** 2
+    if rule == "nesterov":
+        return heavy_ball_rate(lr, momentum, lam, nesterov=True) ** 2
+    return None
+
+
+def run_findings(run: dict[str, Any], context: dict[str, Any]) -> list[dict[str, Any]]:
+    """Findings for one run. `context`: rule, lr0, momentum0, start/final eigenvalues, …"""
+    found: list[dict[str, Any]] = []
+    status, steps = run["status"], run["steps"]
+    diag = run["diagnostics"]
+    rule = context["rule"]
+    lr0, mom0 = context.get("lr0"), context.get("momentum0") or 0.0
+    lam_start = context.get("start_eigenvalues")
+    lam_end = context.get("final_eigenvalues")
+    final = run["final"]
+
+    def add(code: str, message: str, **data: Any) -> None:
+        found.append({"code": code, "message": message, "data": data})
+
+    lam_max0 = float(np.max(lam_start)) if lam_start is not None else None
+    limit = (stability_limit(rule, lam_max0, mom0)
+             if lam_max0 is not None and lr0 is not None else None)
+    if status == "converged":
+        message = (f"Converged in {steps} steps ({run['reason']}): final loss "
+                   f"{_fmt(final['loss'])}, gradient norm {_fmt(final['grad_norm'])}.")
+        add("converged", message, steps=steps, reason=run["reason"], loss=final["loss"],
+            grad_norm=final["grad_norm"])
+    elif status == "diverged":
+        cause = ("the loss, gradient or parameters stopped being finite"
+                 if run["reason"] == "non_finite" else
+                 f"the loss rose from {_fmt(context['initial_loss'])} to {_fmt(final['loss'])}")
+        extra = ""
+        if limit is not None and lr0 is not None and lr0 > limit:
+            extra = f"; lr = {_fmt(lr0)} is above the stability limit {_fmt(limit)}"
+        add("diverged", f"Diverged at step {steps}: {cause}{extra}.", step=steps,
+            cause=run["reason"], loss=final["loss"], initial_loss=context["initial_loss"])
+    elif status == "stalled":
+        add("stalled", f"Stalled at step {steps}: the best loss {_fmt(diag['best_loss'])} did "
+            f"not improve for {context.get('patience')} steps (gradient norm "
+            f"{_fmt(final['grad_norm'])}); a plateau or too small a step.", step=steps,
+            best_loss=diag["best_loss"], patience=context.get("patience"),
+            grad_norm=final["grad_norm"])
+    elif status == "max_steps":
+        add("max_steps", f"Stopped after the maximum of {steps} steps without meeting the "
+            f"tolerance: loss {_fmt(final['loss'])}, gradient norm {_fmt(final['grad_norm'])}.",
+            steps=steps, loss=final["loss"], grad_norm=final["grad_norm"])
+    elif status == "time_limit":
+        add("time_limit", f"Stopped by the time budget after {steps} steps: loss "
+            f"{_fmt(final['loss'])}.", steps=steps, loss=final["loss"])
+
+    if limit is not None and lr0 is not None:
+        ratio = lr0 / limit
+        if ratio > 1.0:
+            add("unstable_lr", f"lr = {_fmt(lr0)} is {ratio:.0%} of the stability limit "
+                f"{_fmt(limit)} (2/λmax with λmax = {_fmt(lam_max0)} where it started): every "
+                "step overshoots along the steepest direction.", lr=lr0, stability_limit=limit,
+                lambda_max=lam_max0, ratio=ratio)
+    oscillation = diag.get("oscillation")
+    if (oscillation is not None and math.isfinite(oscillation)
+            and oscillation >= ZIGZAG_OSCILLATION and steps >= ZIGZAG_MIN_STEPS
+            and status != "diverged"):
+        message = f"Zig-zags across the steep direction: oscillation {oscillation:.2f}"
+        data: dict[str, Any] = {"oscillation": oscillation}
+        if limit is not None and lr0 is not None:
+            message += (f"; lr = {_fmt(lr0)} is {lr0 / limit:.0%} of the stability limit "
+                        f"{_fmt(limit)}")
+            data |= {"lr": lr0, "stability_limit": limit, "ratio": lr0 / limit}
+        add("zigzag", message + ".", **data)
+    kappa0 = _condition(lam_start)
+    if rule == "sgd" and kappa0 is not None and kappa0 >= SLOW_RAVINE_CONDITION \
+            and status != "diverged":
+        add("slow_ravine", f"Condition number {_fmt(kappa0)} where it started: plain gradient "
+            f"descent needs on the order of κ steps; momentum or Adam would help.",
+            condition_number=kappa0, steps=steps)
+    counters = run.get("work", {})
+    if rule == "newton" and counters.get("fallback_steps", 0) > 0:
+        fb = int(counters["fallback_steps"])
+        esc = int(counters.get("escape_steps", 0))
+        how = context.get("fallback", "gradient")
+        message = (f"Newton fell back on {fb} of {steps} steps where the Hessian was not "
+                   f"positive definite (using the {how} fallback)")
+        if esc:
+            message += f"; {esc} escape step(s) along the negative-curvature direction"
+        add("newton_fallback", message + ".", fallback_steps=fb, escape_steps=esc, steps=steps,
+            fallback=how)
+    kind = diag.get("final_curvature", {}) or {}
+    if kind.get("kind") == "saddle" and status != "diverged":
+        lam = kind.get("eigenvalues")
+        add("saddle", f"Ended where the Hessian is indefinite (eigenvalues {_fmt(min(lam))} to "
+            f"{_fmt(max(lam))}): a saddle point, not a minimum.", eigenvalues=lam)
+    measured = diag.get("convergence_rate")
+    if (lam_end is not None and lr0 is not None and measured is not None
+            and math.isfinite(measured) and status in ("converged", "max_steps")
+            and kind.get("kind") == "minimum" and not context.get("scheduled")):
+        predicted = predicted_loss_rate(rule, lr0, mom0, np.asarray(lam_end))
+        if predicted is not None and 0 < predicted < 1:
+            agrees = abs(measured - predicted) <= RATE_AGREEMENT * predicted
+            verdict = "agrees with" if agrees else "differs from"
+            add("rate_vs_theory", f"Measured loss-gap ratio {measured:.4g} per step {verdict} "
+                f"the {predicted:.4g} the local quadratic model predicts at lr = {_fmt(lr0)} "
+                f"(curvatures {_fmt(float(np.min(lam_end)))} to "
+                f"{_fmt(float(np.max(lam_end)))}).", measured=measured, predicted=predicted,
+                agrees=agrees)
+    noise = context.get("noise_floor")
+    if noise is not None:
+        add("noise_floor", noise["message"], **noise["data"])
+    return found
+
+
+def _condition(lam: Any) -> float | None:
+    if lam is None:
+        return None
+    lam = np.asarray(lam)
+    if not np.all(np.isfinite(lam)) or lam.min() <= 0:
+        return None
+    return float(lam.max() / lam.min())
+
+
+def compare_finding(summary: list[dict[str, Any]], kappa: float | None) -> dict[str, Any] | None:
+    """One sentence on which optimizer did best and why, with numbers."""
+    if not summary:
+        return None
+    best = summary[0]
+    where = f" on this loss (condition number {_fmt(kappa)} at the start)" if kappa else ""
+    if best["converged"] == 0:
+        message = (f"No optimizer reached the tolerance{where}; {best['label']} got the lowest "
+                   f"loss, {_fmt(best['best_final_loss'])}.")
+    else:
+        message = (f"{best['label']} handled this loss best{where}: {best['converged']} of "
+                   f"{best['runs']} runs converged, median {best['median_steps_to_tol']} steps")
+        others = [s for s in summary[1:] if s["median_steps_to_tol"] is not None]
+        if others:
+            o = others[0]
+            message += (f", against {o['median_steps_to_tol']} for {o['label']}")
+        slow = [s for s in summary[1:] if s["converged"] == 0]
+        if slow:
+            message += f"; {', '.join(s['label'] for s in slow)} did not converge"
+        message += "."
+    return {"code": "compare", "message": message,
+            "data": {"best": best["label"], "condition_number": kappa}}

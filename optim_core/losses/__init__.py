@@ -1,0 +1,1 @@
+"""Losses: one protocol over (K, d) batches, several ways to define one."""

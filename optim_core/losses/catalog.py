@@ -1,0 +1,403 @@
+"""The builtin test functions: one table entry each, with minima, domain, default start.
+
+Fixed 2-D functions are formulas run through the expression pipeline (exact derivatives);
+N-d functions have analytic NumPy value, gradient and Hessian. Minima are the global ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from optim_core.errors import DimensionError, LossError
+from optim_core.losses.base import LossBase, default_names
+from optim_core.losses.expression import ExpressionLoss, expression_loss
+from optim_core.types import Array, Grads, Hess, Params, Values
+
+NdFunction = Callable[[Params, Mapping[str, float]], tuple[Values, Grads, Hess | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    default: float
+    gt: float | None = None
+    doc: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltinSpec:
+    """One catalog entry; `formula` is either evaluated (fixed dim) or documentation (N-d)."""
+
+    name: str
+    formula: str
+    description: str
+    tags: tuple[str, ...]
+    domain: tuple[float, float] | tuple[tuple[float, float], ...]
+    start: tuple[float, ...]  # tiled to the dimension for N-d functions
+    minima: Callable[[int, Mapping[str, float]], Array | None]
+    f_min: Callable[[int, Mapping[str, float]], float | None]
+    dim: int | None = 2  # None: any dimension ≥ min_dim
+    min_dim: int = 1
+    params: Mapping[str, ParamSpec] = field(default_factory=dict)
+    evaluate: NdFunction | None = None  # N-d functions: (value, grad, hess?) on a batch
+
+
+def _points(*points: tuple[float, ...]) -> Callable[[int, Mapping[str, float]], Array]:
+    return lambda dim, p: np.array(points, dtype=float)
+
+
+def _const(value: float | None) -> Callable[[int, Mapping[str, float]], float | None]:
+    return lambda dim, p: value
+
+
+def _none(dim: int, p: Mapping[str, float]) -> None:
+    return None
+
+
+# ---- N-d functions -------------------------------------------------------------------------
+
+def _sphere(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess]:
+    k, d = x.shape
+    return np.einsum("ki,ki->k", x, x), 2.0 * x, np.broadcast_to(2.0 * np.eye(d), (k, d, d))
+
+
+def _rosenbrock(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess | None]:
+    a, b = p["a"], p["b"]
+    head, tail = x[:, :-1], x[:, 1:]
+    inner = tail - head * head
+    values = np.sum(b * inner * inner + (a - head) ** 2, axis=1)
+    grads = np.zeros_like(x)
+    grads[:, :-1] = -4.0 * b * head * inner - 2.0 * (a - head)
+    grads[:, 1:] += 2.0 * b * inner
+    return values, grads, None
+
+
+def _rosenbrock_hess(x: Params, p: Mapping[str, float]) -> Hess:
+    b = p["b"]
+    k, d = x.shape
+    hess = np.zeros((k, d, d))
+    diag = np.zeros((k, d))
+    diag[:, :-1] = 12.0 * b * x[:, :-1] ** 2 - 4.0 * b * x[:, 1:] + 2.0
+    diag[:, 1:] += 2.0 * b
+    idx = np.arange(d)
+    hess[:, idx, idx] = diag
+    off = -4.0 * b * x[:, :-1]
+    hess[:, idx[:-1], idx[1:]] = off
+    hess[:, idx[1:], idx[:-1]] = off
+    return hess
+
+
+def _diagonal_hess(diag: Array) -> Hess:
+    k, d = diag.shape
+    hess = np.zeros((k, d, d))
+    idx = np.arange(d)
+    hess[:, idx, idx] = diag
+    return hess
+
+
+def _rastrigin(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess]:
+    A = p["A"]
+    angle = 2.0 * math.pi * x
+    values = A * x.shape[1] + np.sum(x * x - A * np.cos(angle), axis=1)
+    grads = 2.0 * x + 2.0 * math.pi * A * np.sin(angle)
+    return values, grads, _diagonal_hess(2.0 + 4.0 * math.pi**2 * A * np.cos(angle))
+
+
+def _ackley(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess]:
+    a, b, c = p["a"], p["b"], p["c"]
+    d = x.shape[1]
+    r = np.sqrt(np.einsum("ki,ki->k", x, x) / d)
+    s = np.mean(np.cos(c * x), axis=1)
+    decay = np.exp(-b * r)
+    wave = np.exp(s)
+    values = -a * decay - wave + a + math.e
+    safe_r = np.where(r > 0, r, 1.0)
+    grad_r = np.where((r > 0)[:, None], x / (d * safe_r[:, None]), 0.0)  # (K, d)
+    grad_s = -c * np.sin(c * x) / d
+    grads = a * b * decay[:, None] * grad_r - wave[:, None] * grad_s
+    eye = np.eye(d)
+    # ∇²r = I/(d r) − ∇r∇rᵀ/r: unbounded at r = 0, where the function has a kink.
+    outer_r = np.einsum("ki,kj->kij", grad_r, grad_r)
+    hess_r = (eye[None] / d - outer_r) / safe_r[:, None, None]
+    hess_r = np.where((r > 0)[:, None, None], hess_r, np.where(eye > 0, np.inf, 0.0)[None])
+    hess = a * b * decay[:, None, None] * (hess_r - b * outer_r)
+    hess -= wave[:, None, None] * (np.einsum("ki,kj->kij", grad_s, grad_s)
+                                   + eye[None] * (-c * c * np.cos(c * x) / d)[:, :, None])
+    return values, grads, hess
+
+
+_ST_ROOT = -2.903534027771178  # the root of 2x³ − 16x + 2.5 = 0 that is the global minimiser
+
+
+def _styblinski_tang(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess]:
+    x2 = x * x
+    values = 0.5 * np.sum(x2 * x2 - 16.0 * x2 + 5.0 * x, axis=1)
+    return values, 2.0 * x2 * x - 16.0 * x + 2.5, _diagonal_hess(6.0 * x2 - 16.0)
+
+
+def _ravine_weights(d: int, condition: float) -> Array:
+    return condition ** (np.arange(d) / (d - 1)) if d > 1 else np.ones(1)
+
+
+def _ravine(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess]:
+    w = _ravine_weights(x.shape[1], p["condition"])
+    grads = x * w
+    k, d = x.shape
+    return 0.5 * np.einsum("ki,ki->k", x, grads), grads, np.broadcast_to(np.diag(w), (k, d, d))
+
+
+def _rosenbrock_minima(dim: int, p: Mapping[str, float]) -> Array | None:
+    a = p["a"]
+    if dim == 2:
+        return np.array([[a, a * a]])
+    if a in (0.0, 1.0):
+        return np.full((1, dim), a)
+    return None
+
+
+def _rosenbrock_f_min(dim: int, p: Mapping[str, float]) -> float | None:
+    return 0.0 if _rosenbrock_minima(dim, p) is not None else None
+
+
+def _styblinski_f_min(dim: int, p: Mapping[str, float]) -> float:
+    x = _ST_ROOT
+    return dim * 0.5 * (x**4 - 16 * x**2 + 5 * x)
+
+
+_HIMMELBLAU_MINIMA = _points(
+    (3.0, 2.0),
+    (-2.805118086952745, 3.131312518250573),
+    (-3.779310253377747, -3.283185991286170),
+    (3.584428340330492, -1.848126526964404),
+)
+_MCCORMICK_MIN = (0.5 - math.pi / 3, -0.5 - math.pi / 3)
+
+BUILTINS: dict[str, BuiltinSpec] = {
+    spec.name: spec
+    for spec in (
+        BuiltinSpec(
+            "rosenbrock", "sum(b*(x[i+1] - x[i]^2)^2 + (a - x[i])^2)",
+            "Banana-shaped curved valley; easy to find, slow to follow to (a, a²).",
+            ("ravine", "curved-valley"), ((-2.0, 2.0), (-1.0, 3.0)), (-1.2, 1.0),
+            _rosenbrock_minima, _rosenbrock_f_min, dim=None, min_dim=2,
+            params={"a": ParamSpec(1.0, doc="valley target"),
+                    "b": ParamSpec(100.0, gt=0, doc="valley steepness")},
+            evaluate=_rosenbrock,
+        ),
+        BuiltinSpec(
+            "beale", "(1.5 - x + x*y)^2 + (2.25 - x + x*y^2)^2 + (2.625 - x + x*y^3)^2",
+            "Flat plateau with sharp ridges in the corners; minimum at (3, 0.5).",
+            ("plateau", "ridges"), (-4.5, 4.5), (1.0, 1.0), _points((3.0, 0.5)), _const(0.0),
+        ),
+        BuiltinSpec(
+            "booth", "(x + 2*y - 7)^2 + (2*x + y - 5)^2",
+            "A plain convex quadratic bowl; minimum at (1, 3).",
+            ("convex", "quadratic"), (-10.0, 10.0), (0.0, 0.0), _points((1.0, 3.0)), _const(0.0),
+        ),
+        BuiltinSpec(
+            "himmelblau", "(x^2 + y - 11)^2 + (x + y^2 - 7)^2",
+            "Four equal minima; which one a run finds depends on where it starts.",
+            ("multimodal",), (-5.0, 5.0), (0.0, 0.0), _HIMMELBLAU_MINIMA, _const(0.0),
+        ),
+        BuiltinSpec(
+            "matyas", "0.26*(x^2 + y^2) - 0.48*x*y",
+            "A flat, tilted ravine along x = y (condition number 25); minimum at the origin.",
+            ("ravine", "plateau"), (-10.0, 10.0), (8.0, 2.0), _points((0.0, 0.0)), _const(0.0),
+        ),
+        BuiltinSpec(
+            "three_hump_camel", "2*x^2 - 1.05*x^4 + x^6/6 + x*y + y^2",
+            "Two local minima beside the global one at the origin.",
+            ("multimodal",), (-5.0, 5.0), (2.0, -1.0), _points((0.0, 0.0)), _const(0.0),
+        ),
+        BuiltinSpec(
+            "six_hump_camel", "(4 - 2.1*x^2 + x^4/3)*x^2 + x*y + (-4 + 4*y^2)*y^2",
+            "Six local minima, two of them global at (±0.0898, ∓0.7127).",
+            ("multimodal",), ((-3.0, 3.0), (-2.0, 2.0)), (-1.0, 1.0),
+            _points((0.08984201310031806, -0.7126564030207396),
+                    (-0.08984201310031806, 0.7126564030207396)),
+            _const(-1.0316284534898774),
+        ),
+        BuiltinSpec(
+            "goldstein_price",
+            "(1 + (x + y + 1)^2*(19 - 14*x + 3*x^2 - 14*y + 6*x*y + 3*y^2))"
+            "*(30 + (2*x - 3*y)^2*(18 - 32*x + 12*x^2 + 48*y - 36*x*y + 27*y^2))",
+            "Steep, multimodal, with values over six orders of magnitude; minimum 3 at (0, −1).",
+            ("multimodal", "steep"), (-2.0, 2.0), (-0.5, 0.5), _points((0.0, -1.0)), _const(3.0),
+        ),
+        BuiltinSpec(
+            "mccormick", "sin(x + y) + (x - y)^2 - 1.5*x + 2.5*y + 1",
+            "A smooth valley with a sinusoidal floor; minimum at (0.5 − π/3, −0.5 − π/3).",
+            ("valley",), ((-1.5, 4.0), (-3.0, 4.0)), (0.0, 0.0), _points(_MCCORMICK_MIN),
+            _const(-math.sqrt(3) / 2 - math.pi / 3),
+        ),
+        BuiltinSpec(
+            "rastrigin", "A*n + sum(x[i]^2 - A*cos(2*pi*x[i]))",
+            "A bowl covered in a regular grid of local minima; global minimum at the origin.",
+            ("multimodal",), (-5.12, 5.12), (2.5, -2.2), lambda d, p: np.zeros((1, d)),
+            _const(0.0), dim=None, params={"A": ParamSpec(10.0, gt=0, doc="ripple height")},
+            evaluate=_rastrigin,
+        ),
+        BuiltinSpec(
+            "ackley",
+            "-a*exp(-b*sqrt(mean(x^2))) - exp(mean(cos(c*x))) + a + e",
+            "A nearly flat outer region with a deep hole at the origin, covered in ripples.",
+            ("multimodal", "plateau"), (-5.0, 5.0), (2.5, -1.5), lambda d, p: np.zeros((1, d)),
+            _const(0.0), dim=None,
+            params={"a": ParamSpec(20.0, doc="hole depth"), "b": ParamSpec(0.2, gt=0, doc="width"),
+                    "c": ParamSpec(2 * math.pi, doc="ripple frequency")},
+            evaluate=_ackley,
+        ),
+        BuiltinSpec(
+            "sphere", "sum(x[i]^2)",
+            "The round bowl: every direction has the same curvature (condition number 1).",
+            ("convex", "quadratic"), (-5.0, 5.0), (1.5, -2.0), lambda d, p: np.zeros((1, d)),
+            _const(0.0), dim=None, evaluate=_sphere,
+        ),
+        BuiltinSpec(
+            "styblinski_tang", "sum(x[i]^4 - 16*x[i]^2 + 5*x[i])/2",
+            "2ⁿ local minima; the global one at x_i = −2.9035.",
+            ("multimodal",), (-5.0, 5.0), (0.0, 0.0),
+            lambda d, p: np.full((1, d), _ST_ROOT), _styblinski_f_min, dim=None,
+            evaluate=_styblinski_tang,
+        ),
+        BuiltinSpec(
+            "saddle", "x^2 - y^2",
+            "The plain saddle: a minimum along x, a maximum along y; unbounded below.",
+            ("saddle", "unbounded"), (-2.0, 2.0), (1.0, 0.001), _none, _const(None),
+        ),
+        BuiltinSpec(
+            "monkey_saddle", "x^3 - 3*x*y^2",
+            "A degenerate saddle with three downhill valleys; the Hessian vanishes at the origin.",
+            ("saddle", "degenerate", "unbounded"), (-2.0, 2.0), (1.0, 0.5), _none, _const(None),
+        ),
+        BuiltinSpec(
+            "ravine", "0.5*sum(condition^((i-1)/(n-1)) * x[i]^2)",
+            "The textbook ravine: a quadratic whose curvatures run from 1 to `condition` "
+            "(in 2-D, ½(x² + κy²)); plain gradient descent zig-zags across it.",
+            ("ravine", "convex", "quadratic", "ill-conditioned"), (-10.0, 10.0), (-8.0, 1.0),
+            lambda d, p: np.zeros((1, d)), _const(0.0), dim=None, min_dim=2,
+            params={"condition": ParamSpec(100.0, gt=0, doc="κ = λmax/λmin")},
+            evaluate=_ravine,
+        ),
+    )
+}
+ALIASES = {"ill_conditioned": "ravine"}
+
+
+class BuiltinLoss(LossBase):
+    """A catalog function at a given dimension and parameters."""
+
+    kind = "builtin"
+
+    def __init__(self, name: str, dim: int | None = None, params: Mapping[str, float] | None = None
+                 ) -> None:
+        canonical = ALIASES.get(name, name)
+        spec = BUILTINS.get(canonical)
+        if spec is None:
+            raise LossError(
+                f"Unknown builtin function '{name}'; choose one of "
+                f"{', '.join(sorted([*BUILTINS, *ALIASES]))} (GET /v1/functions)",
+                loc=["name"],
+            )
+        dim = 2 if dim is None else int(dim)
+        if spec.dim is not None and dim != spec.dim:
+            raise DimensionError(f"'{name}' is defined in {spec.dim} dimensions only, not {dim}",
+                                 loc=["dim"])
+        if dim < spec.min_dim:
+            raise DimensionError(f"'{name}' needs at least {spec.min_dim} dimensions",
+                                 loc=["dim"])
+        values = _resolve_params(spec, params or {})
+        self.spec = spec
+        self.name = canonical
+        self.params = values
+        self.dim = dim
+        self.names = default_names(dim)
+        self.minima = spec.minima(dim, values)
+        self.f_min = spec.f_min(dim, values)
+        domain = np.array(spec.domain, dtype=float)
+        self.domain = np.tile(domain, (dim, 1)) if domain.ndim == 1 else domain
+        self.default_start = np.resize(np.array(spec.start, dtype=float), dim)
+        self._expression: ExpressionLoss | None = (
+            expression_loss(spec.formula, list(self.names)) if spec.evaluate is None else None
+        )
+
+    def value(self, params: Params) -> Values:
+        if self._expression is not None:
+            return self._expression.value(params)
+        return self.spec.evaluate(params, self.params)[0]  # type: ignore[misc]
+
+    def value_grad(self, params: Params) -> tuple[Values, Grads]:
+        if self._expression is not None:
+            return self._expression.value_grad(params)
+        values, grads, _ = self.spec.evaluate(params, self.params)  # type: ignore[misc]
+        return values, grads
+
+    def hess(self, params: Params) -> Hess:
+        if self._expression is not None:
+            return self._expression.hess(params)
+        if self.spec.evaluate is _rosenbrock:
+            return _rosenbrock_hess(params, self.params)
+        hess = self.spec.evaluate(params, self.params)[2]  # type: ignore[misc]
+        return np.array(hess, dtype=float)
+
+    def describe(self) -> dict[str, Any]:
+        described = {
+            "kind": self.kind,
+            "name": self.name,
+            "dim": self.dim,
+            "variables": list(self.names),
+            "params": dict(self.params),
+            "formula": self.spec.formula,
+            "minima": None if self.minima is None else self.minima.tolist(),
+            "f_min": self.f_min,
+            "domain": self.domain.tolist(),
+        }
+        if self._expression is not None:
+            described |= {k: v for k, v in self._expression.describe().items()
+                          if k in ("gradient", "hessian", "latex")}
+        return described
+
+
+def _resolve_params(spec: BuiltinSpec, given: Mapping[str, float]) -> dict[str, float]:
+    unknown = sorted(set(given) - set(spec.params))
+    if unknown:
+        allowed = ", ".join(spec.params) or "none"
+        raise LossError(f"'{spec.name}' has no parameter {', '.join(unknown)}; its parameters: "
+                        f"{allowed}", loc=["params"])
+    values: dict[str, float] = {}
+    for name, param in spec.params.items():
+        value = float(given.get(name, param.default))
+        if not math.isfinite(value) or (param.gt is not None and value <= param.gt):
+            raise LossError(f"Parameter {name} of '{spec.name}' must be a finite number"
+                            + (f" > {param.gt}" if param.gt is not None else "")
+                            + f", got {value}", loc=["params", name])
+        values[name] = value
+    return values
+
+
+def catalog_entry(spec: BuiltinSpec) -> dict[str, Any]:
+    """The public description of one builtin, for GET /v1/functions."""
+    dim = 2 if spec.dim is None else spec.dim
+    defaults = {k: v.default for k, v in spec.params.items()}
+    minima = spec.minima(dim, defaults)
+    domain = np.array(spec.domain, dtype=float)
+    return {
+        "name": spec.name,
+        "formula": spec.formula,
+        "description": spec.description,
+        "tags": list(spec.tags),
+        "dim": spec.dim,
+        "n_dimensional": spec.dim is None,
+        "min_dim": spec.min_dim if spec.dim is None else spec.dim,
+        "params": {k: {"default": v.default, "gt": v.gt, "description": v.doc}
+                   for k, v in spec.params.items()},
+        "minima": None if minima is None else minima.tolist(),
+        "f_min": spec.f_min(dim, defaults),
+        "domain": (np.tile(domain, (dim, 1)) if domain.ndim == 1 else domain).tolist(),
+        "default_start": np.resize(np.array(spec.start, dtype=float), dim).tolist(),
+        "aliases": [a for a, target in ALIASES.items() if target == spec.name],
+    }

@@ -1,0 +1,22 @@
+"""The optimizer registry: one line per rule; schemas, catalog and tests derive from it."""
+
+from __future__ import annotations
+
+from optim_core.optimizers import adagrad, adam, momentum, newton, rmsprop, sgd
+from optim_core.optimizers.base import HyperParam, StepContext, StepRule
+
+OPTIMIZERS: dict[str, StepRule] = {
+    rule.name: rule
+    for rule in (
+        sgd.SGD,
+        momentum.MOMENTUM,
+        momentum.NESTEROV,
+        rmsprop.RMSPROP,
+        adagrad.ADAGRAD,
+        adam.ADAM,
+        adam.ADAMW,
+        newton.NEWTON,
+    )
+}
+
+__all__ = ["OPTIMIZERS", "HyperParam", "StepContext", "StepRule"]

@@ -1,0 +1,61 @@
+"""Adam and AdamW, torch.optim conventions (eps outside the root, bias-corrected).
+
+    g ← g + wd·p                                   (adam: coupled L2)
+    p ← p·(1 − lr·wd)                              (adamw: decoupled, before the step)
+    m ← β1·m + (1−β1)·g        v ← β2·v + (1−β2)·g²        v̂ ← max(v̂, v) if amsgrad else v
+    p ← p − (lr/(1−β1ᵗ))·m/(√v̂/√(1−β2ᵗ) + eps)       t = 1, 2, …
+
+A scheduled β1 enters the bias correction at its current value, as torch does.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import numpy as np
+
+from optim_core.optimizers.base import HyperParam, StepRule, bias_correction, zeros_state
+from optim_core.types import Array
+
+
+class AdamState(NamedTuple):
+    m: Array  # (K, d) first moment
+    v: Array  # (K, d) second moment
+    v_max: Array  # (K, d) running max of v (amsgrad)
+
+
+def init(params: Array) -> AdamState:
+    return AdamState(*zeros_state(params, 3))
+
+
+def _update(grads, state, params, hp, t, ctx=None, *, decoupled: bool):  # noqa: ANN001, ANN202
+    g = grads if decoupled else grads + hp.weight_decay * params
+    m = hp.beta1 * state.m + (1.0 - hp.beta1) * g
+    v = hp.beta2 * state.v + (1.0 - hp.beta2) * g * g
+    v_max = np.where(hp.amsgrad, np.maximum(state.v_max, v), v) if hp.amsgrad.any() else v
+    denom = np.sqrt(v_max) / np.sqrt(bias_correction(hp.beta2, t)) + hp.eps
+    step = -(hp.lr / bias_correction(hp.beta1, t)) * m / denom
+    if decoupled:
+        step = step - hp.lr * hp.weight_decay * params
+    return step, AdamState(m, v, v_max)
+
+
+def _hyperparams(weight_decay: float, wd_doc: str) -> tuple[HyperParam, ...]:
+    return (
+        HyperParam("lr", 0.001, gt=0, schedulable=True, doc="step size (a number or a schedule)"),
+        HyperParam("beta1", 0.9, ge=0, lt=1, schedulable=True, schedules=("constant", "linear"),
+                   doc="decay of the first moment (momentum)"),
+        HyperParam("beta2", 0.999, ge=0, lt=1, doc="decay of the second moment"),
+        HyperParam("eps", 1e-8, gt=0, doc="added to the root, outside it"),
+        HyperParam("amsgrad", False, kind="bool", doc="use the running max of v"),
+        HyperParam("weight_decay", weight_decay, ge=0, doc=wd_doc),
+    )
+
+
+ADAM = StepRule("adam", init, partial(_update, decoupled=False),
+                _hyperparams(0.0, "L2 term added to the gradient (coupled)"),
+                "Momentum plus per-coordinate RMS scaling, bias-corrected.")
+ADAMW = StepRule("adamw", init, partial(_update, decoupled=True),
+                 _hyperparams(0.01, "decoupled decay: p ← p·(1 − lr·wd) before the step"),
+                 "Adam with decoupled weight decay.")

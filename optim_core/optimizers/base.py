@@ -1,0 +1,109 @@
+"""What a step rule is: a pair of pure functions over (K, d) arrays plus its hyperparameters.
+
+    init(params) -> State
+    update(grads, state, params, hp, t, ctx) -> (step, State)
+
+`hp` holds every hyperparameter as a (K, 1) column already evaluated at step t, so one call
+serves a whole sweep. The rule returns the step Δp; the engine owns params, stopping and
+recording. `ctx` carries what only some rules need (the Hessian and its eigendecomposition,
+the loss values, a value function for line searches).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from optim_core.errors import HyperparameterError
+from optim_core.types import Array, Column
+
+
+class StepContext(NamedTuple):
+    values: Array  # (K,) loss at params
+    hess: Array | None  # (K, d, d) when the rule needs it
+    eigenvalues: Array | None  # (K, d) ascending
+    eigenvectors: Array | None  # (K, d, d) columns
+    value_fn: Callable[[Array], Array] | None  # loss values at trial params (line search)
+
+
+Hyper = SimpleNamespace  # attribute access to the (K, 1) columns: hp.lr, hp.momentum, …
+
+
+@dataclass(frozen=True, slots=True)
+class HyperParam:
+    """One hyperparameter: its default, its range and whether a schedule may drive it."""
+
+    name: str
+    default: Any
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    kind: str = "float"  # float | bool | choice
+    choices: tuple[str, ...] = ()
+    schedulable: bool = False
+    schedules: tuple[str, ...] | None = None  # allowed schedule names; None: all
+    doc: str = ""
+
+    def bounds_text(self) -> str:
+        parts = []
+        if self.gt is not None:
+            parts.append(f"> {self.gt}")
+        if self.ge is not None:
+            parts.append(f">= {self.ge}")
+        if self.lt is not None:
+            parts.append(f"< {self.lt}")
+        if self.le is not None:
+            parts.append(f"<= {self.le}")
+        return " and ".join(parts)
+
+    def check_number(self, value: Any) -> float:
+        """Validate a plain number against the range (torch-style message)."""
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+                value):
+            raise HyperparameterError(f"Invalid {self.name}: {value!r} (must be a finite number)",
+                                      loc=[self.name])
+        ok = ((self.gt is None or value > self.gt) and (self.ge is None or value >= self.ge)
+              and (self.lt is None or value < self.lt) and (self.le is None or value <= self.le))
+        if not ok:
+            raise HyperparameterError(
+                f"Invalid {self.name}: {value} (must be {self.bounds_text()})", loc=[self.name])
+        return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class StepRule:
+    name: str
+    init: Callable[[Array], NamedTuple]
+    update: Callable[..., tuple[Array, NamedTuple]]
+    hyperparams: tuple[HyperParam, ...]
+    doc: str
+    needs_hessian: bool = False
+    counters: tuple[str, ...] = ()  # state fields that count per-run events, (K, 1) each
+
+    def hyperparam(self, name: str) -> HyperParam:
+        for hp in self.hyperparams:
+            if hp.name == name:
+                return hp
+        raise HyperparameterError(
+            f"'{self.name}' has no hyperparameter '{name}'; it takes "
+            f"{', '.join(h.name for h in self.hyperparams)}", loc=[name])
+
+
+def coupled_decay(grads: Array, params: Array, weight_decay: Column) -> Array:
+    """torch's L2 weight decay: added to the gradient (g + wd·p)."""
+    return grads + weight_decay * params
+
+
+def bias_correction(beta: Column, t: int) -> Column:
+    """1 − βᵗ⁺¹ for the 0-based step t (torch counts steps from 1)."""
+    return 1.0 - beta ** (t + 1)
+
+
+def zeros_state(params: Array, n: int) -> tuple[Array, ...]:
+    return tuple(np.zeros_like(params) for _ in range(n))

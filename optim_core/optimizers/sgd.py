@@ -1,0 +1,31 @@
+"""Plain (stochastic) gradient descent, torch.optim.SGD with momentum 0.
+
+    g ← g + wd·p        p ← p − lr·g
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from optim_core.optimizers.base import HyperParam, StepRule, coupled_decay
+from optim_core.types import Array
+
+
+class SgdState(NamedTuple):
+    pass
+
+
+def init(params: Array) -> SgdState:
+    return SgdState()
+
+
+def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201 - see base.py
+    return -hp.lr * coupled_decay(grads, params, hp.weight_decay), state
+
+
+HYPERPARAMS = (
+    HyperParam("lr", 0.01, gt=0, schedulable=True, doc="step size (a number or a schedule)"),
+    HyperParam("weight_decay", 0.0, ge=0, doc="L2 term added to the gradient (coupled)"),
+)
+SGD = StepRule("sgd", init, update, HYPERPARAMS,
+               "Gradient descent: step against the gradient; zig-zags across ravines.")

@@ -62,7 +62,7 @@ def run(
     groups: Sequence[RunGroup],
     starts: Array,
     *,
-    max_steps: int = 1000,
+    max_steps: int | Array = 1000,
     stop: StopCriteria | None = None,
     record: RecordSpec | None = None,
     rng: np.random.Generator | None = None,
@@ -73,7 +73,10 @@ def run(
     progress_every: int = 50,
     eval_every: int = 10,
 ) -> RunBatch:
-    """Advance every run until it stops; `starts` holds one row per run, ordered by group."""
+    """Advance every run until it stops; `starts` holds one row per run, ordered by group.
+
+    `max_steps` is one number or one per run (K,).
+    """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         return _Loop(loss, list(groups), np.asarray(starts, dtype=float), max_steps,
                      stop or StopCriteria(), record or RecordSpec(), rng, seed, deadline,
@@ -81,22 +84,25 @@ def run(
 
 
 class _Loop:
-    def __init__(self, loss: Loss, groups: list[RunGroup], starts: Array, max_steps: int,
+    def __init__(self, loss: Loss, groups: list[RunGroup], starts: Array, max_steps: int | Array,
                  stop: StopCriteria, record: RecordSpec, rng: np.random.Generator | None,
                  seed: int | None, deadline: float | None, cancel: Callable[[], bool] | None,
                  progress: ProgressFn | None, progress_every: int, eval_every: int) -> None:
         k, d = starts.shape
         sizes = [g.size for g in groups]
+        self.recorder_steps = int(np.max(max_steps)) if k else 0
         if sum(sizes) != k:
             raise ValueError(f"groups hold {sum(sizes)} runs but starts has {k} rows")
         self.loss, self.groups, self.starts = loss, groups, starts
         self.original_groups = list(groups)
-        self.max_steps, self.stop, self.deadline = max_steps, stop, deadline
+        self.row_max_steps = np.broadcast_to(np.asarray(max_steps, dtype=np.int64), (k,)).copy()
+        self.max_steps = int(self.row_max_steps.max()) if k else 0
+        self.stop, self.deadline = stop, deadline
         self.cancel, self.progress = cancel, progress
         self.progress_every, self.eval_every = max(1, progress_every), max(1, eval_every)
         self.k, self.d = k, d
         self.group_index = np.repeat(np.arange(len(groups)), sizes)
-        self.recorder = Recorder(k, d, record, max_steps)
+        self.recorder = Recorder(k, d, record, self.recorder_steps)
         self.sampler = (loss.make_sampler(k, seed if seed is not None else 0)  # type: ignore
                         if loss.stochastic else None)
         # Results, full size.
@@ -151,7 +157,8 @@ class _Loop:
             return values, grads, np.linalg.norm(grads, axis=1), True
         batch = self.sampler.draw(self.rows, t)
         values, grads = self.loss.minibatch_value_grad(self.params, batch)  # type: ignore
-        full = t == 0 or t % self.eval_every == 0 or t >= self.max_steps or self.recorder.due(t)
+        full = (t == 0 or t % self.eval_every == 0 or t >= self.row_max_steps.min()
+                or self.recorder.due(t))
         if full:
             full_values, full_grads = self.loss.value_grad(self.params)
             return full_values, grads, np.linalg.norm(full_grads, axis=1), True
@@ -186,7 +193,7 @@ class _Loop:
             contexts = self._curvature(bounds)
             may_converge = self._may_converge(contexts, bounds)
             status, reason = check_termination(
-                self.stop, t=t, max_steps=self.max_steps, values=values, grad_norms=grad_norms,
+                self.stop, t=t, max_steps=self.row_max_steps, values=values, grad_norms=grad_norms,
                 params=self.params, f0=self.f0, last_step_norm=self.last_step_norm,
                 last_improvement=self.last_improvement, may_converge=may_converge,
                 converge_checked=full)
@@ -306,6 +313,7 @@ class _Loop:
                 self.states[i] = type(self.states[i])(*[a[local] for a in self.states[i]])
                 self.groups[i] = self.groups[i].take(local)
         self.rows = self.rows[keep]
+        self.row_max_steps = self.row_max_steps[keep]
         self.params = self.params[keep]
         self.f0 = self.f0[keep]
         self.best = self.best[keep]

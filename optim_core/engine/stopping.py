@@ -29,7 +29,7 @@ def check_termination(
     criteria: StopCriteria,
     *,
     t: int,
-    max_steps: int,
+    max_steps: int | Array,  # one number or (Ka,)
     values: Array,  # (Ka,)
     grad_norms: Array,  # (Ka,)
     params: Array,  # (Ka, d)
@@ -63,6 +63,6 @@ def check_termination(
         assign(last_step_norm <= criteria.step_tol, Status.CONVERGED, Reason.STEP_TOL)
     if criteria.patience is not None:
         assign(t - last_improvement >= criteria.patience, Status.STALLED, Reason.PATIENCE)
-    if t >= max_steps:
-        assign(np.ones(ka, dtype=bool), Status.MAX_STEPS, Reason.MAX_STEPS)
+    assign(np.broadcast_to(t >= np.asarray(max_steps), (ka,)), Status.MAX_STEPS,
+           Reason.MAX_STEPS)
     return status, reason

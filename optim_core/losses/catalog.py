@@ -318,8 +318,7 @@ class BuiltinLoss(LossBase):
         self.names = default_names(dim)
         self.minima = spec.minima(dim, values)
         self.f_min = spec.f_min(dim, values)
-        domain = np.array(spec.domain, dtype=float)
-        self.domain = np.tile(domain, (dim, 1)) if domain.ndim == 1 else domain
+        self.domain = _domain(spec, dim)
         self.default_start = np.resize(np.array(spec.start, dtype=float), dim)
         self._expression: ExpressionLoss | None = (
             expression_loss(spec.formula, list(self.names)) if spec.evaluate is None else None
@@ -362,6 +361,12 @@ class BuiltinLoss(LossBase):
         return described
 
 
+def _domain(spec: BuiltinSpec, dim: int) -> Array:
+    """(dim, 2) bounds: one pair for every coordinate, or per-coordinate pairs cycled."""
+    domain = np.array(spec.domain, dtype=float).reshape(-1, 2)
+    return domain[np.arange(dim) % len(domain)]
+
+
 def _resolve_params(spec: BuiltinSpec, given: Mapping[str, float]) -> dict[str, float]:
     unknown = sorted(set(given) - set(spec.params))
     if unknown:
@@ -384,7 +389,6 @@ def catalog_entry(spec: BuiltinSpec) -> dict[str, Any]:
     dim = 2 if spec.dim is None else spec.dim
     defaults = {k: v.default for k, v in spec.params.items()}
     minima = spec.minima(dim, defaults)
-    domain = np.array(spec.domain, dtype=float)
     return {
         "name": spec.name,
         "formula": spec.formula,
@@ -397,7 +401,7 @@ def catalog_entry(spec: BuiltinSpec) -> dict[str, Any]:
                    for k, v in spec.params.items()},
         "minima": None if minima is None else minima.tolist(),
         "f_min": spec.f_min(dim, defaults),
-        "domain": (np.tile(domain, (dim, 1)) if domain.ndim == 1 else domain).tolist(),
+        "domain": _domain(spec, dim).tolist(),
         "default_start": np.resize(np.array(spec.start, dtype=float), dim).tolist(),
         "aliases": [a for a, target in ALIASES.items() if target == spec.name],
     }

@@ -1,0 +1,202 @@
+"""The engine: statuses, stopping, recording, Newton's guards, diagnostics with known answers."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from optim_core import RecordSpec, Status, StopCriteria, make_group, optimize, run
+from optim_core.api import build_reports
+from optim_core.engine.recording import Recorder
+from optim_core.losses.catalog import BuiltinLoss
+from optim_core.losses.expression import expression_loss
+from optim_core.losses.quadratic import QuadraticLoss
+
+
+def test_one_batch_yields_every_status():
+    loss = expression_loss("abs(x) + y^2")
+    settings = [
+        {"lr": 0.25},  # converged: x stays 0, y halves each step
+        {"lr": 2.0},  # diverged: y ← −3y
+        {"lr": 1.0},  # stalled: x flips between ±0.5, the loss never improves
+        {"lr": 1e-4},  # max_steps at its own limit of 50
+        {"lr": 1e-9},  # time_limit: still running when the deadline passes
+    ]
+    starts = np.array([[0, 1], [0, 1], [0.5, 0], [0, 1], [0, 1.0]])
+    max_steps = np.array([10**6, 10**6, 10**6, 50, 10**9])
+    batch = run(loss, [make_group("sgd", settings)], starts, max_steps=max_steps,
+                stop=StopCriteria(grad_tol=1e-10, patience=20),
+                record=RecordSpec(enabled=False), deadline=time.monotonic() + 0.5)
+    assert [Status(s).label for s in batch.status] == [
+        "converged", "diverged", "stalled", "max_steps", "time_limit"]
+    assert batch.steps[3] == 50
+    assert batch.reason.tolist()[:3] == [1, 5, 6]  # grad_tol, blow_up, patience
+
+
+def test_non_finite_values_diverge_without_exceptions():
+    loss = expression_loss("log(x) + y^2")
+    batch = run(loss, [make_group("sgd", [{"lr": 10.0}])], np.array([[0.5, 1.0]]),
+                max_steps=100)
+    assert Status(batch.status[0]).label == "diverged"
+    assert batch.reason[0] == 4  # non_finite
+
+
+def test_loss_tol_and_step_tol():
+    loss = expression_loss("x^2 + y^2")
+    group = make_group("sgd", [{"lr": 0.1}, {"lr": 0.1}])
+    a = run(loss, [group], np.array([[1.0, 1.0], [1.0, 1.0]]),
+            stop=StopCriteria(loss_tol=1e-4))
+    assert list(a.reason) == [2, 2]
+    assert np.all(a.final_loss <= 1e-4)
+    b = run(loss, [make_group("sgd", [{"lr": 0.1}])], np.array([[1.0, 1.0]]),
+            stop=StopCriteria(step_tol=1e-3, grad_tol=0))
+    assert b.reason[0] == 3
+    # the step into the last point was ≤ 1e-3: ‖0.2·p‖ ≤ 1e-3
+    assert np.linalg.norm(b.final_params[0]) * 0.2 / 0.8 <= 1e-3 + 1e-12
+
+
+def test_frozen_runs_keep_their_final_state():
+    loss = expression_loss("x^2")
+    batch = run(loss, [make_group("sgd", [{"lr": 0.5}, {"lr": 0.01}])], np.array([[1.0], [1.0]]),
+                max_steps=100)
+    assert batch.steps[0] == 1 and batch.final_params[0, 0] == 0.0
+    np.testing.assert_allclose(batch.final_params[1, 0], 0.98**100)
+
+
+def test_recording_thins_evenly_and_keeps_first_and_last():
+    loss = expression_loss("x^2 + y^2")
+    batch = run(loss, [make_group("sgd", [{"lr": 1e-4}])], np.array([[1.0, 1.0]]),
+                max_steps=5000, record=RecordSpec(max_points=100))
+    traj = batch.trajectories[0]
+    assert traj.step[0] == 0 and traj.step[-1] == 5000 and len(traj.step) <= 100
+    assert len(traj.step) >= 90
+    np.testing.assert_allclose(traj.params[-1], batch.final_params[0])
+    np.testing.assert_allclose(traj.loss, loss.value(traj.params))
+    assert np.all(np.diff(traj.step) > 0)
+
+
+def test_recorder_memory_is_bounded_by_max_points():
+    recorder = Recorder(3, 2, RecordSpec(max_points=10), max_steps=10**6)
+    assert recorder.buffers["params"].shape[0] == 20
+
+
+def test_record_every_and_fields():
+    loss = expression_loss("x^2")
+    batch = run(loss, [make_group("sgd", [{"lr": 0.01}])], np.array([[1.0]]), max_steps=10,
+                record=RecordSpec(every=3, fields=("loss", "lr")))
+    traj = batch.trajectories[0]
+    assert traj.step.tolist() == [0, 3, 6, 9, 10]
+    assert traj.params is None and traj.lr.tolist() == [0.01] * 5
+
+
+def test_lr_schedule_is_recorded_per_step():
+    loss = expression_loss("x^2")
+    sched = {"name": "step", "lr": 0.1, "step_size": 2, "gamma": 0.5}
+    batch = run(loss, [make_group("sgd", [{"lr": sched}])], np.array([[1.0]]), max_steps=5,
+                stop=StopCriteria(grad_tol=0))
+    np.testing.assert_allclose(batch.trajectories[0].lr[:5], [0.1, 0.1, 0.05, 0.05, 0.025])
+
+
+def test_newton_leaves_an_exact_saddle_and_the_ridge():
+    loss = expression_loss("x^2 - y^2 + y^4/4")
+    # damped lifts λmin to `damping`, so its steps near negative curvature are huge: the
+    # contract's robust use turns the line search on.
+    for settings in ({"fallback": "gradient"}, {"fallback": "damped", "line_search": True},
+                     {"fallback": "saddle_free"}):
+        fallback = settings["fallback"]
+        batch = run(loss, [make_group("newton", [settings])],
+                    np.array([[1.0, 0.0]]), max_steps=2000)
+        assert Status(batch.status[0]).label == "converged", fallback
+        np.testing.assert_allclose(np.abs(batch.final_params[0]), [0.0, np.sqrt(2)], atol=1e-6)
+        assert batch.counters["escape_steps"][0] >= 1
+    # at the exact saddle point (0, 0) the gradient is zero: Newton must not call it converged
+    at_saddle = run(loss, [make_group("newton", [{}])], np.array([[0.0, 0.0]]), max_steps=2000)
+    assert Status(at_saddle.status[0]).label == "converged"
+    assert abs(at_saddle.final_params[0, 1]) > 1.0
+
+
+def test_newton_on_a_plain_saddle_reports_its_fallbacks():
+    loss = BuiltinLoss("saddle")
+    report = optimize(loss, [{"name": "newton", "fallback": "saddle_free"}],
+                      np.array([[0.5, 0.0]]), max_steps=50)
+    run_ = report.runs[0]
+    assert run_["work"]["fallback_steps"] > 0
+    codes = {f["code"] for f in run_["findings"]}
+    assert "newton_fallback" in codes
+
+
+def test_newton_handles_singular_and_indefinite_rows_in_one_batch():
+    loss = expression_loss("x^4 + y^2")  # singular Hessian along x at x = 0
+    batch = run(loss, [make_group("newton", [{}, {"fallback": "damped"}])],
+                np.array([[0.0, 1.0], [1.0, 1.0]]), max_steps=2000)
+    assert np.all(np.isfinite(batch.final_params))
+    assert all(Status(s).label == "converged" for s in batch.status)
+    assert batch.counters["fallback_steps"][0] > 900  # singular: every step falls back
+
+
+def test_newton_line_search_is_monotone():
+    loss = BuiltinLoss("rosenbrock")
+    batch = run(loss, [make_group("newton", [{"line_search": True}])],
+                np.array([[-1.2, 1.0]]), max_steps=100)
+    losses = batch.trajectories[0].loss
+    assert np.all(np.diff(losses) <= 1e-12)
+    assert Status(batch.status[0]).label == "converged"
+
+
+def test_oscillation_known_answers():
+    ravine = QuadraticLoss(np.diag([1.0, 100.0]))
+    zig = optimize(ravine, [{"name": "sgd", "lr": 0.98 * 2 / 100}], np.array([[-8.0, 1.0]]),
+                   max_steps=200).runs[0]
+    assert zig["diagnostics"]["oscillation"] == pytest.approx(0.5, abs=0.02)
+    sphere = BuiltinLoss("sphere")
+    smooth = optimize(sphere, [{"name": "sgd", "lr": 0.1}], np.array([[1.0, -2.0]]),
+                      max_steps=200).runs[0]
+    assert smooth["diagnostics"]["oscillation"] == 0.0
+    assert smooth["diagnostics"]["path_efficiency"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("kappa", [10.0, 50.0])
+def test_measured_rate_matches_quadratic_theory(kappa):
+    loss = QuadraticLoss(np.diag([1.0, kappa]))
+    lr = 2.0 / (1.0 + kappa)
+    rho = (kappa - 1) / (kappa + 1)
+    run_ = optimize(loss, [{"name": "sgd", "lr": lr}], np.array([[3.0, 2.0]]), max_steps=300,
+                    stop=StopCriteria(grad_tol=1e-12)).runs[0]
+    # the loss gap shrinks by ρ² per step; the error by ρ
+    assert run_["diagnostics"]["convergence_rate"] == pytest.approx(rho**2, rel=0.05)
+    agree = [f for f in run_["findings"] if f["code"] == "rate_vs_theory"]
+    assert agree and agree[0]["data"]["agrees"] is True
+
+
+def test_distance_to_minimum_and_curvature_at_the_end():
+    loss = BuiltinLoss("himmelblau")
+    report = optimize(loss, [{"name": "newton"}], np.array([[-3.0, -3.0]]), max_steps=50)
+    diag = report.runs[0]["diagnostics"]
+    assert diag["distance_to_minimum"] < 1e-8
+    assert diag["final_curvature"]["kind"] == "minimum"
+    assert diag["final_curvature"]["condition_number"] > 1
+
+
+def test_progress_and_cancel_callbacks():
+    loss = expression_loss("x^2")
+    seen = []
+    batch = run(loss, [make_group("sgd", [{"lr": 1e-6}])], np.array([[1.0]]), max_steps=1000,
+                progress=lambda done, total, active: seen.append((done, total, active)),
+                cancel=lambda: len(seen) >= 3, progress_every=10)
+    assert Status(batch.status[0]).label == "cancelled"
+    assert seen[0] == (10, 1000, 1) and 30 <= batch.steps[0] <= 40
+
+
+def test_reports_are_json_ready():
+    import orjson
+
+    loss = BuiltinLoss("saddle")
+    # y doubles every step: the loss falls to −inf and the run diverges once it overflows
+    report = optimize(loss, [{"name": "sgd", "lr": 0.5}], np.array([[1.0, 0.5]]), max_steps=3000)
+    body = orjson.dumps(report.runs, option=orjson.OPT_SERIALIZE_NUMPY)
+    assert b"NaN" not in body and b"Infinity" not in body
+    assert report.runs[0]["status"] == "diverged"
+    assert report.runs[0]["reason"] == "non_finite"
+    assert build_reports  # the public helper stays importable

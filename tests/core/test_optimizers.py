@@ -1,0 +1,187 @@
+"""Every rule against torch.optim step by step, against hand-computed steps, and batched
+against looped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optim_core import OPTIMIZERS, HyperparameterError, StopCriteria, make_group, run
+from optim_core.engine.recording import RecordSpec
+from optim_core.losses.catalog import BuiltinLoss
+from optim_core.losses.expression import expression_loss
+from optim_core.schedules import as_schedule
+from tests.core.optimizer_cases import CASES
+
+NO_STOP = StopCriteria(grad_tol=0.0, divergence_factor=1e300)
+STEPS = 40
+LOSSES = {
+    "rosenbrock": (BuiltinLoss("rosenbrock"), [-1.2, 1.0]),
+    "coupled quadratic": (expression_loss("3*x^2 + x*y + 0.5*y^2 - x + 2*y"), [1.5, -2.0]),
+}
+
+
+def trajectory(loss, name, settings, start, steps=STEPS):
+    group = make_group(name, settings)
+    starts = np.tile(start, (len(settings), 1))
+    batch = run(loss, [group], starts, max_steps=steps, stop=NO_STOP,
+                record=RecordSpec(fields=("params",), max_points=steps + 1))
+    return [t.params for t in batch.trajectories]  # K arrays of (T_k, d)
+
+
+def test_registry_has_every_rule_of_the_contract():
+    assert list(OPTIMIZERS) == ["sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam",
+                                "adamw", "newton"]
+    assert set(CASES) == set(OPTIMIZERS)
+
+
+def _torch_params(name, settings, t):
+    """Torch keyword arguments for one row at step t (schedules evaluated at t)."""
+    def at(v, key):
+        return as_schedule(v, hyperparameter=key).at(t) if isinstance(v, dict) else v
+    s = dict(settings)
+    if "momentum_schedule" in s:
+        sched = s.pop("momentum_schedule")
+        s["momentum"] = {"name": "linear", **sched}
+    rule = OPTIMIZERS[name]
+    full = {hp.name: s.get(hp.name, hp.default) for hp in rule.hyperparams}
+    lr = at(full["lr"], "lr")
+    if name == "sgd":
+        return {"lr": lr, "weight_decay": full["weight_decay"]}
+    if name in ("momentum", "nesterov"):
+        return {"lr": lr, "momentum": at(full["momentum"], "momentum"),
+                "weight_decay": full["weight_decay"], "nesterov": name == "nesterov"}
+    if name == "rmsprop":
+        return {"lr": lr, "alpha": full["rho"], "eps": full["eps"],
+                "momentum": full["momentum"], "centered": full["centered"],
+                "weight_decay": full["weight_decay"]}
+    if name == "adagrad":
+        return {"lr": lr, "eps": full["eps"], "weight_decay": full["weight_decay"]}
+    return {"lr": lr, "betas": (at(full["beta1"], "beta1"), full["beta2"]), "eps": full["eps"],
+            "amsgrad": full["amsgrad"], "weight_decay": full["weight_decay"]}
+
+
+def _torch_loss(torch, loss_name, p):
+    x, y = p[0], p[1]
+    if loss_name == "rosenbrock":
+        return (1 - x) ** 2 + 100 * (y - x**2) ** 2
+    return 3 * x**2 + x * y + 0.5 * y**2 - x + 2 * y
+
+
+TORCH_CASES = [(name, desc, batch, loss_name)
+               for name, case in CASES.items() if case.torch_class
+               for desc, batch in case.batches for loss_name in LOSSES]
+
+
+@pytest.mark.parametrize(("name", "desc", "settings", "loss_name"), TORCH_CASES,
+                         ids=[f"{c[0]}-{c[1]}-{c[3]}" for c in TORCH_CASES])
+def test_rule_matches_torch_step_by_step(name, desc, settings, loss_name):
+    torch = pytest.importorskip("torch")
+    loss, start = LOSSES[loss_name]
+    ours = trajectory(loss, name, settings, start)
+    cls = getattr(torch.optim, CASES[name].torch_class)
+    for row, s in enumerate(settings):
+        p = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+        kwargs0 = _torch_params(name, s, 0)
+        opt = cls([p], **kwargs0)
+        reference = [p.detach().numpy().copy()]
+        for t in range(STEPS):
+            for group in opt.param_groups:
+                group.update(_torch_params(name, s, t))
+            opt.zero_grad()
+            _torch_loss(torch, loss_name, p).backward()
+            opt.step()
+            reference.append(p.detach().numpy().copy())
+        np.testing.assert_allclose(ours[row], np.array(reference), rtol=1e-10, atol=1e-12)
+        assert len(reference) == STEPS + 1
+
+
+def test_hand_computed_first_steps():
+    loss = expression_loss("x^2")
+    start = [1.0]
+    # SGD: x ← x − 0.1·2x
+    np.testing.assert_allclose(trajectory(loss, "sgd", [{"lr": 0.1}], start, 2)[0][:, 0],
+                               [1.0, 0.8, 0.64])
+    # Momentum 0.9: v1 = 2, x1 = 0.8; v2 = 0.9·2 + 1.6 = 3.4, x2 = 0.8 − 0.34
+    np.testing.assert_allclose(
+        trajectory(loss, "momentum", [{"lr": 0.1, "momentum": 0.9}], start, 2)[0][:, 0],
+        [1.0, 0.8, 0.46])
+    # Nesterov 0.9: v1 = 2, x1 = 1 − 0.1·(2 + 1.8) = 0.62
+    np.testing.assert_allclose(
+        trajectory(loss, "nesterov", [{"lr": 0.1, "momentum": 0.9}], start, 1)[0][:, 0],
+        [1.0, 0.62])
+    # Adam's first step is lr·g/(|g| + eps) after bias correction: 1 − 0.1·2/(2 + 1e-8)
+    adam = trajectory(loss, "adam", [{"lr": 0.1}], start, 1)[0][:, 0]
+    np.testing.assert_allclose(adam, [1.0, 1.0 - 0.1 * 2 / (2 + 1e-8)], rtol=1e-14)
+    # AdaGrad: s = 4, x1 = 1 − 0.5·2/(2 + 1e-10)
+    np.testing.assert_allclose(trajectory(loss, "adagrad", [{"lr": 0.5}], start, 1)[0][1, 0],
+                               1 - 0.5 * 2 / (2 + 1e-10))
+    # RMSProp rho 0.9: s = 0.1·4 = 0.4, x1 = 1 − 0.01·2/(√0.4 + 1e-8)
+    np.testing.assert_allclose(trajectory(loss, "rmsprop", [{}], start, 1)[0][1, 0],
+                               1 - 0.01 * 2 / (np.sqrt(0.4) + 1e-8))
+    # AdamW decays first: 1·(1 − 0.1·0.01) minus the Adam step
+    np.testing.assert_allclose(trajectory(loss, "adamw", [{"lr": 0.1}], start, 1)[0][1, 0],
+                               1 - 0.1 * 0.01 - 0.1 * 2 / (2 + 1e-8))
+    # Newton on a quadratic: one step lands on the minimum
+    quad = expression_loss("2*(x - 3)^2 + (y + 1)^2 + x*y")
+    newton = trajectory(quad, "newton", [{}], [10.0, 10.0], 1)[0][1]
+    expected = np.linalg.solve([[4.0, 1.0], [1.0, 2.0]], [12.0, -2.0])
+    np.testing.assert_allclose(newton, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_batched_equals_looped(name):
+    loss, start = LOSSES["rosenbrock"]
+    settings = [s for _, batch in CASES[name].batches for s in batch]
+    batched = trajectory(loss, name, settings, start, 25)
+    for row, s in enumerate(settings):
+        single = trajectory(loss, name, [s], start, 25)[0]
+        np.testing.assert_array_equal(batched[row], single)
+
+
+ERROR_CASES = [(name, kwargs, match) for name, case in CASES.items()
+               for kwargs, match in case.errors]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "match"), ERROR_CASES,
+                         ids=[f"{c[0]}-{c[2]}" for c in ERROR_CASES])
+def test_invalid_hyperparameters_raise(name, kwargs, match):
+    with pytest.raises(HyperparameterError, match=match):
+        make_group(name, [kwargs])
+
+
+def test_unknown_hyperparameter_and_rule_raise():
+    with pytest.raises(HyperparameterError, match="has no hyperparameter 'beta3'"):
+        make_group("adam", [{"beta3": 0.5}])
+    with pytest.raises(HyperparameterError, match="Unknown optimizer"):
+        make_group("lbfgs", [{}])
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_every_rule_converges_on_a_quadratic(name):
+    loss = expression_loss("0.5*(x^2 + 4*y^2)")
+    # RMSProp at a constant lr hovers in a ball of radius ~lr, so it gets a decaying lr.
+    lr = {"sgd": 0.2, "momentum": 0.1, "nesterov": 0.1, "adagrad": 0.5, "adam": 0.05,
+          "adamw": 0.05, "newton": 1.0,
+          "rmsprop": {"name": "exponential", "lr": 0.05, "gamma": 0.995}}[name]
+    settings = {"lr": lr} | ({"weight_decay": 0.0} if name == "adamw" else {})
+    batch = run(loss, [make_group(name, [settings])], np.array([[3.0, -2.0]]), max_steps=5000,
+                stop=StopCriteria(grad_tol=1e-6))
+    assert batch.status[0] == 1, (name, batch.final_params)
+    assert np.linalg.norm(batch.final_params[0]) < 1e-2
+
+
+@pytest.mark.parametrize(("name", "settings", "steps"), [
+    ("momentum", {"lr": 1e-3, "momentum": 0.9}, 20000),
+    ("nesterov", {"lr": 1e-3, "momentum": 0.9}, 20000),
+    ("adam", {"lr": 0.02}, 20000),
+    ("newton", {}, 25),
+])
+def test_rules_solve_rosenbrock(name, settings, steps):
+    loss = BuiltinLoss("rosenbrock")
+    batch = run(loss, [make_group(name, [settings])], np.array([[-1.2, 1.0]]),
+                max_steps=steps, stop=StopCriteria(grad_tol=1e-6))
+    assert batch.status[0] == 1
+    np.testing.assert_allclose(batch.final_params[0], [1.0, 1.0], atol=1e-4)
+    if name == "newton":
+        assert batch.steps[0] <= 25

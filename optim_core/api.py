@@ -127,12 +127,25 @@ def optimize(
     groups, labels = build_groups(optimizers, starts.shape[0])
     all_starts = np.tile(starts, (len(groups), 1))
     stop = stop or StopCriteria()
+    streams = np.tile(np.arange(starts.shape[0]), len(groups))
     batch = run(loss, groups, all_starts, max_steps=max_steps, stop=stop, record=record,
-                seed=seed, deadline=deadline, cancel=cancel, progress=progress,
+                seed=seed, streams=streams, deadline=deadline, cancel=cancel, progress=progress,
                 eval_every=eval_every)
     resolved = [echo_settings(g.settings[0]) | {"name": g.rule.name} for g in groups]
-    runs = build_reports(loss, batch, labels, stop) if with_runs else []
-    return BatchReport(runs, batch, labels, resolved, starts)
+    arrays = diagnostics_arrays(loss, batch)
+    runs = build_reports(loss, batch, labels, stop, arrays) if with_runs else []
+    return BatchReport(runs, batch, labels, resolved, starts,
+                       {"start_eigenvalues": arrays["start_eigenvalues"]})
+
+
+def compare(loss: Loss, optimizers: Sequence[Mapping[str, Any]], starts: Array,
+            **options: Any) -> tuple[BatchReport, list[dict[str, Any]], dict[str, Any] | None]:
+    """`optimize`, plus the ranked per-optimizer summary and one comparative finding."""
+    report = optimize(loss, optimizers, starts, **options)
+    summary = summarize(report.runs, report.labels, report.optimizers, report.starts.shape[0])
+    start_lam = report.extras["start_eigenvalues"]
+    finding = compare_summary_finding(summary, None if start_lam is None else start_lam[0])
+    return report, summary, finding
 
 
 def _hessian_eigenvalues(loss: Loss, points: Array) -> Array | None:
@@ -175,10 +188,10 @@ def _num(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: StopCriteria
-                  ) -> list[dict[str, Any]]:
+def build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: StopCriteria,
+                  arrays: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One JSON-ready report per run, with diagnostics and findings."""
-    arrays = diagnostics_arrays(loss, batch)
+    arrays = arrays if arrays is not None else diagnostics_arrays(loss, batch)
     hyper0 = [g.hyper_at(0) for g in batch.groups]
     reports = []
     offsets = np.concatenate([[0], np.cumsum([g.size for g in batch.groups])])
@@ -384,8 +397,8 @@ def sweep(
     stop = stop or StopCriteria()
     record = record if include_runs else RecordSpec(enabled=False)
     batch = run(loss, [group], all_starts, max_steps=max_steps, stop=stop, record=record,
-                seed=seed, deadline=deadline, cancel=cancel, progress=progress,
-                eval_every=eval_every)
+                seed=seed, streams=np.tile(np.arange(n_starts), len(points)),
+                deadline=deadline, cancel=cancel, progress=progress, eval_every=eval_every)
     rows = []
     for i, point in enumerate(points):
         sl = slice(i * n_starts, (i + 1) * n_starts)

@@ -177,12 +177,12 @@ def compare_finding(summary: list[dict[str, Any]], kappa: float | None) -> dict[
     if not summary:
         return None
     best = summary[0]
-    where = f" on this loss (condition number {_fmt(kappa)} at the start)" if kappa else ""
+    where = f" (condition number {_fmt(kappa)} at the start)" if kappa else ""
     if best["converged"] == 0:
         message = (f"No optimizer reached the tolerance{where}; {best['label']} got the lowest "
                    f"loss, {_fmt(best['best_final_loss'])}.")
     else:
-        message = (f"{best['label']} handled this loss best{where}: {best['converged']} of "
+        message = (f"{best['label']} did best on this loss{where}: {best['converged']} of "
                    f"{best['runs']} runs converged, median {best['median_steps_to_tol']} steps")
         others = [s for s in summary[1:] if s["median_steps_to_tol"] is not None]
         if others:

@@ -149,7 +149,7 @@ def _check_field(hyperparameter: str, schedule: str, field: ScheduleField, raw: 
     if field.ge is not None and raw < field.ge:
         raise HyperparameterError(f"Invalid {hyperparameter}.{field.name}: {raw} (must be >= "
                                   f"{field.ge})", loc=where)
-    return float(raw)
+    return int(raw) if field.integer else float(raw)
 
 
 class ScheduledColumn:

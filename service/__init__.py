@@ -1,0 +1,1 @@
+"""The HTTP service: translates between JSON and optim_core, nothing more."""

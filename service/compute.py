@@ -1,0 +1,42 @@
+"""The compute gate: at most N requests computing at once, a short bounded queue, and an
+immediate 429 beyond it, so the event loop (and /healthz) stays free."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from service.problems import OverloadedError
+
+T = TypeVar("T")
+
+
+class ComputeGate:
+    def __init__(self, max_concurrency: int, max_queue: int, retry_after_s: int) -> None:
+        self.max_concurrency = max_concurrency
+        self.max_queue = max_queue
+        self.retry_after_s = retry_after_s
+        self.limiter = anyio.CapacityLimiter(max_concurrency)
+        self.admitted = 0
+
+    @property
+    def busy(self) -> int:
+        return min(self.admitted, self.max_concurrency)
+
+    @property
+    def waiting(self) -> int:
+        return max(0, self.admitted - self.max_concurrency)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn` on a worker thread, or raise OverloadedError at once when full."""
+        if self.admitted >= self.max_concurrency + self.max_queue:
+            raise OverloadedError(self.retry_after_s)
+        self.admitted += 1
+        try:
+            return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs),
+                                                  limiter=self.limiter)
+        finally:
+            self.admitted -= 1

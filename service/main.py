@@ -1,0 +1,41 @@
+"""The app factory: `uvicorn --factory service.main:create_app` or `python -m service`."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from service.compute import ComputeGate
+from service.middleware import BodyLimitMiddleware
+from service.problems import install_problem_handlers
+from service.routes import catalog, health, landscape, optimize, sweep
+from service.settings import Settings, get_settings
+
+DESCRIPTION = (
+    "Runs optimizers (SGD, momentum, Nesterov, RMSProp, AdaGrad, Adam, AdamW, Newton) on "
+    "symbolic, catalog, quadratic and sampled losses in one vectorised batch, and answers "
+    "trajectories, convergence diagnostics and plain-language findings."
+)
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; tests pass explicit settings, production reads OPTIM_* variables."""
+    settings = settings or get_settings()
+    app = FastAPI(title="Optimizer service", version="1.0.0", description=DESCRIPTION,
+                  generate_unique_id_function=_operation_id)
+    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
+    app.state.gate = ComputeGate(settings.max_concurrency, settings.max_queue,
+                                 settings.retry_after_s)
+    for module in (optimize, sweep, landscape, catalog, health):
+        app.include_router(module.router)
+    install_problem_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    logging.getLogger("service").setLevel(settings.log_level.upper())
+    return app

@@ -1,0 +1,171 @@
+"""RFC 9457 problem documents: the one table from core exceptions to HTTP statuses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from optim_core.errors import (
+    DatasetError,
+    DimensionError,
+    ExpressionError,
+    ExpressionLimitError,
+    ExpressionSyntaxError,
+    HyperparameterError,
+    LimitExceededError,
+    LossError,
+    NonFiniteConstantError,
+    OptimCoreError,
+    UnknownNameError,
+)
+from service.jsonio import dumps
+
+logger = logging.getLogger("service")
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+    position: int | None = None
+
+
+class OverloadedError(Exception):
+    """Every compute slot and queue place is taken."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("overloaded")
+        self.retry_after = retry_after
+
+
+class SymbolicTimeoutError(Exception):
+    """The symbolic stage did not finish within its time limit."""
+
+
+PROBLEM_TYPES: dict[type[Exception], tuple[int, str, str]] = {
+    ExpressionSyntaxError: (400, "invalid-expression", "Expression cannot be parsed"),
+    UnknownNameError: (400, "unknown-name", "Unknown name in expression"),
+    ExpressionLimitError: (400, "expression-too-large", "Expression is too large"),
+    NonFiniteConstantError: (400, "non-finite-constant", "Expression has a non-finite constant"),
+    ExpressionError: (400, "invalid-expression", "Expression cannot be used"),
+    DatasetError: (400, "invalid-dataset", "Dataset cannot be used"),
+    LossError: (400, "invalid-loss", "Loss cannot be used"),
+    DimensionError: (400, "dimension-mismatch", "Dimensions do not match the loss"),
+    HyperparameterError: (422, "invalid-hyperparameter", "Invalid hyperparameter"),
+    LimitExceededError: (413, "over-limit", "Request is over the limits"),
+    OptimCoreError: (400, "invalid-request", "Request cannot be used"),
+    OverloadedError: (429, "overloaded", "Too many requests in flight"),
+    SymbolicTimeoutError: (504, "symbolic-timeout", "The symbolic stage took too long"),
+}
+
+
+def problem_type(slug: str) -> str:
+    return f"/problems/{slug}"
+
+
+def problem_response(status: int, slug: str, title: str, detail: str,
+                     headers: dict[str, str] | None = None, **extensions: Any) -> Response:
+    body = {"type": problem_type(slug), "title": title, "status": status, "detail": detail}
+    body.update({k: v for k, v in extensions.items() if v is not None})
+    return Response(dumps(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE,
+                    headers=headers)
+
+
+def problem_for(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The status, body and headers that answer a known exception."""
+    for cls in type(exc).__mro__:
+        if cls in PROBLEM_TYPES:
+            status, slug, title = PROBLEM_TYPES[cls]
+            break
+    else:
+        detail = "An unexpected error occurred; it has been logged."
+        return 500, {"type": problem_type("internal"), "title": "Internal server error",
+                     "status": 500, "detail": detail}, {}
+    body: dict[str, Any] = {"type": problem_type(slug), "title": title, "status": status,
+                            "detail": getattr(exc, "detail", str(exc))}
+    headers: dict[str, str] = {}
+    if isinstance(exc, OptimCoreError):
+        if exc.position is not None:
+            body["position"] = exc.position
+        if exc.loc is not None:
+            body["errors"] = [{"loc": ["body", *exc.loc], "msg": exc.detail}]
+    if isinstance(exc, LimitExceededError):
+        body |= {"limit": exc.limit, "value": exc.value, "maximum": exc.maximum}
+    if isinstance(exc, OverloadedError):
+        headers["Retry-After"] = str(exc.retry_after)
+        body["detail"] = ("Every compute slot and queue place is taken; retry after "
+                          f"{exc.retry_after} s")
+    return status, body, headers
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type")}
+            for e in exc.errors()]
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = _validation_errors(exc)
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            reason = (exc.errors()[0].get("ctx") or {}).get("error", "")
+            return problem_response(
+                422, "invalid-json", "Body is not valid JSON",
+                f"The body is not valid JSON ({reason}); note that NaN and Infinity are not "
+                "JSON numbers", errors=errors)
+        where = ".".join(str(p) for p in first["loc"])
+        detail = f"{where}: {first['msg']}" if where else first["msg"]
+        if len(errors) > 1:
+            detail += f" (and {len(errors) - 1} more)"
+        return problem_response(422, "validation-error", "Request does not match the schema",
+                                detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        titles = {404: "Not found", 405: "Method not allowed", 409: "Conflict"}
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"No resource at {request.url.path}; see /docs for the API"
+        if exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return problem_response(exc.status_code, {404: "not-found", 405: "method-not-allowed"}
+                                .get(exc.status_code, "http-error"),
+                                titles.get(exc.status_code, "HTTP error"), detail,
+                                headers=getattr(exc, "headers", None))
+
+    async def _known(request: Request, exc: Exception) -> Response:
+        status, body, headers = problem_for(exc)
+        return Response(dumps(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE,
+                        headers=headers)
+
+    for cls in (OptimCoreError, OverloadedError, SymbolicTimeoutError):
+        app.add_exception_handler(cls, _known)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        status, body, _ = problem_for(exc)
+        return Response(dumps(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE)
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": text}
+    for code, text in ((400, "The loss or the points cannot be used"),
+                       (413, "The body or the work is over the limits"),
+                       (422, "The request does not match the schema"),
+                       (429, "Too many requests in flight"),
+                       (504, "The symbolic stage took too long"))
+}

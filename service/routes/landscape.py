@@ -1,0 +1,28 @@
+"""POST /v1/landscape and /v1/analyze."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service import translate
+from service.deps import GateDep, SettingsDep
+from service.jsonio import JSONResponse, StrictJSONRoute
+from service.problems import PROBLEM_RESPONSES
+from service.schemas.requests import AnalyzeRequest, LandscapeRequest
+from service.schemas.responses import AnalyzeResponse, LandscapeResponse
+
+router = APIRouter(prefix="/v1", tags=["landscape"], route_class=StrictJSONRoute,
+                   responses=PROBLEM_RESPONSES)
+
+
+@router.post("/landscape", response_model=LandscapeResponse)
+async def landscape(body: LandscapeRequest, settings: SettingsDep, gate: GateDep
+                    ) -> JSONResponse:
+    """Evaluate the loss on a grid over two coordinates, for contour plots."""
+    return JSONResponse(await gate.run(translate.run_landscape, body, settings))
+
+
+@router.post("/analyze", response_model=AnalyzeResponse)
+async def analyze(body: AnalyzeRequest, settings: SettingsDep, gate: GateDep) -> JSONResponse:
+    """Value, gradient, curvature and quadratic-model theory at each point."""
+    return JSONResponse(await gate.run(translate.run_analyze, body, settings))

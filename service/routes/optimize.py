@@ -1,0 +1,27 @@
+"""POST /v1/optimize and /v1/compare."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service import translate
+from service.deps import GateDep, SettingsDep
+from service.jsonio import JSONResponse, StrictJSONRoute
+from service.problems import PROBLEM_RESPONSES
+from service.schemas.requests import CompareRequest, OptimizeRequest
+from service.schemas.responses import CompareResponse, OptimizeResponse
+
+router = APIRouter(prefix="/v1", tags=["optimize"], route_class=StrictJSONRoute,
+                   responses=PROBLEM_RESPONSES)
+
+
+@router.post("/optimize", response_model=OptimizeResponse)
+async def optimize(body: OptimizeRequest, settings: SettingsDep, gate: GateDep) -> JSONResponse:
+    """Run one optimizer from one or more starts; answer trajectories, diagnostics, findings."""
+    return JSONResponse(await gate.run(translate.run_optimize, body, settings))
+
+
+@router.post("/compare", response_model=CompareResponse)
+async def compare(body: CompareRequest, settings: SettingsDep, gate: GateDep) -> JSONResponse:
+    """Run several optimizers from the same starts in one batch and rank them."""
+    return JSONResponse(await gate.run(translate.run_optimize, body, settings))

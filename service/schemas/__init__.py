@@ -1,0 +1,1 @@
+"""Request and response models; the optimizer and schedule models come from the registries."""

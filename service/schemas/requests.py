@@ -1,0 +1,95 @@
+"""Request bodies of the compute endpoints."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from service.schemas.base import Strict
+from service.schemas.losses import LossSpec
+from service.schemas.optimizers import OPTIMIZER_MODELS, AnyOptimizer
+
+RecordField = Literal["params", "loss", "grad_norm", "lr"]
+
+
+class RandomStartSpec(Strict):
+    n: int = Field(1, ge=1)
+    low: float | list[float] = -1.0
+    high: float | list[float] = 1.0
+    seed: int | None = None
+
+
+class RandomStart(Strict):
+    random: RandomStartSpec
+
+
+Start = list[float] | list[list[float]] | RandomStart
+
+
+class Stop(Strict):
+    grad_tol: float = Field(1e-8, ge=0)
+    loss_tol: float | None = None
+    step_tol: float | None = Field(None, ge=0)
+    divergence_factor: float = Field(1e8, gt=0)
+    patience: int | None = Field(None, ge=1, description="stagnation steps before `stalled`")
+
+
+class Record(Strict):
+    every: int = Field(1, ge=1)
+    max_points: int = Field(1000, ge=2)
+    fields: list[RecordField] = Field(default_factory=lambda: ["params", "loss", "grad_norm",
+                                                               "lr"])
+
+
+class RunOptions(Strict):
+    loss: LossSpec
+    start: Start | None = None
+    max_steps: int = Field(1000, ge=0)
+    stop: Stop = Field(default_factory=Stop)
+    record: Record = Field(default_factory=Record)
+    seed: int = Field(0, description="seeds random starts and minibatches")
+    time_budget_s: float | None = Field(None, gt=0, description="at most the server's budget")
+
+
+class OptimizeRequest(RunOptions):
+    optimizer: AnyOptimizer = Field(default_factory=lambda: OPTIMIZER_MODELS["sgd"](name="sgd"),
+                                    description="default: plain SGD")
+
+
+class CompareRequest(RunOptions):
+    optimizers: list[AnyOptimizer] = Field(..., min_length=1)
+
+
+class SweepRequest(RunOptions):
+    optimizer: AnyOptimizer
+    grid: dict[str, list[Any]] = Field(..., min_length=1,
+                                       description="hyperparameter: [values], in product order")
+    include_runs: bool = False
+
+    @model_validator(mode="after")
+    def _grid_values(self) -> SweepRequest:
+        for key, values in self.grid.items():
+            if not values:
+                raise ValueError(f"grid.{key} needs at least one value")
+        return self
+
+
+class LandscapeRequest(Strict):
+    loss: LossSpec
+    bounds: list[list[float]] | None = None
+    resolution: list[int] = Field(default_factory=lambda: [100, 100], min_length=2,
+                                  max_length=2)
+    fixed: list[float] | None = None
+    axes: list[int | str] | None = None
+
+    @model_validator(mode="after")
+    def _resolution(self) -> LandscapeRequest:
+        if min(self.resolution) < 2:
+            raise ValueError("resolution needs at least 2 points per axis")
+        return self
+
+
+class AnalyzeRequest(Strict):
+    loss: LossSpec
+    points: list[float] | list[list[float]] | None = None

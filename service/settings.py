@@ -1,0 +1,46 @@
+"""Service settings: every field has an embedded default, overridable as OPTIM_<NAME>."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPTIM_", env_ignore_empty=True)
+
+    host: str = Field("127.0.0.1", description="interface to bind (0.0.0.0 in the container)")
+    port: int = Field(8000, gt=0, lt=65536)
+    workers: int = Field(1, gt=0, description="uvicorn worker processes")
+    log_level: str = "info"
+
+    max_body_bytes: int = Field(2_000_000, gt=0, description="request body limit (413 above)")
+    max_runs: int = Field(4096, gt=0, description="runs in one synchronous request")
+    max_steps: int = Field(100_000, gt=0, description="max_steps of one synchronous request")
+    max_work: int = Field(50_000_000, gt=0, description="runs × steps × d of one request")
+    max_recorded_values: int = Field(5_000_000, gt=0,
+                                     description="numbers in the recorded trajectories")
+    max_dim: int = Field(200, gt=0, description="parameters per run")
+    max_points: int = Field(10_000, gt=0, description="record.max_points per run")
+    max_landscape_points: int = Field(250_000, gt=0, description="nx × ny of a landscape")
+    max_analyze_points: int = Field(1000, gt=0)
+    max_expression_length: int = Field(2000, gt=0)
+    max_expression_nodes: int = Field(600, gt=0)
+    max_expression_depth: int = Field(60, gt=0)
+    max_expression_variables: int = Field(32, gt=0)
+    max_dataset_values: int = Field(2_000_000, gt=0,
+                                    description="n × p of inline or synthetic data")
+    request_timeout_s: float = Field(10.0, gt=0, description="time budget of a synchronous request")
+    eval_every: int = Field(10, gt=0, description="full-batch checks of stochastic runs")
+    max_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0,
+                                 description="compute requests in flight")
+    max_queue: int = Field(16, ge=0, description="compute requests waiting; 429 beyond")
+    retry_after_s: int = Field(1, gt=0, description="Retry-After of 429 answers")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

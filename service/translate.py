@@ -1,0 +1,218 @@
+"""Request models → optim_core objects and core reports → response bodies: the only glue.
+
+Every function here is synchronous and runs on a compute worker, never on the event loop.
+Limits are checked after the loss is built (its dimension is needed) and before any run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from optim_core import (
+    ExpressionLimits,
+    LimitExceededError,
+    RecordSpec,
+    StopCriteria,
+    optimize,
+    resolve_starts,
+    summarize,
+    sweep,
+)
+from optim_core.analyze import analyze
+from optim_core.api import compare_summary_finding
+from optim_core.errors import DimensionError
+from optim_core.landscape import landscape, resolve_axes
+from optim_core.losses.base import Loss
+from optim_core.losses.catalog import BuiltinLoss
+from optim_core.losses.dataset import dataset_loss
+from optim_core.losses.expression import expression_loss
+from optim_core.losses.quadratic import QuadraticLoss
+from service.schemas import losses as L
+from service.schemas.optimizers import optimizer_settings
+from service.schemas.requests import (
+    AnalyzeRequest,
+    CompareRequest,
+    LandscapeRequest,
+    OptimizeRequest,
+    RandomStart,
+    RunOptions,
+    SweepRequest,
+)
+from service.settings import Settings
+
+JOBS_HINT = "; submit larger work as a job with POST /v1/jobs"
+
+
+def _over(limit: str, value: float, maximum: float, what: str, hint: str = JOBS_HINT) -> None:
+    if value > maximum:
+        raise LimitExceededError(
+            f"{what} is {value:,.0f}, over the limit of {maximum:,.0f} (setting "
+            f"OPTIM_{limit.upper()}){hint}", limit=limit, value=value, maximum=maximum)
+
+
+def build_loss(spec: Any, settings: Settings) -> Loss:
+    """The core loss for a `loss` object."""
+    if isinstance(spec, L.ExpressionLossSpec):
+        limits = ExpressionLimits(
+            max_length=settings.max_expression_length, max_nodes=settings.max_expression_nodes,
+            max_depth=settings.max_expression_depth,
+            max_variables=settings.max_expression_variables)
+        return expression_loss(spec.expression, spec.variables, limits)
+    if isinstance(spec, L.BuiltinLossSpec):
+        _over("max_dim", spec.dim or 2, settings.max_dim, "dim", "")
+        return BuiltinLoss(spec.name, spec.dim, spec.params)
+    if isinstance(spec, L.QuadraticLossSpec):
+        _over("max_dim", len(spec.A), settings.max_dim, "The dimension of A", "")
+        return QuadraticLoss(np.array(spec.A, dtype=float) if _rectangular(spec.A)
+                             else np.array([], dtype=float),
+                             None if spec.b is None else np.array(spec.b, dtype=float), spec.c)
+    return dataset_loss(spec.model_dump(), max_values=settings.max_dataset_values,
+                        max_dim=settings.max_dim)
+
+
+def _rectangular(rows: list[list[float]]) -> bool:
+    return len({len(r) for r in rows}) == 1
+
+
+def _starts(body: RunOptions, loss: Loss, settings: Settings) -> np.ndarray:
+    start = body.start
+    if isinstance(start, RandomStart):
+        _over("max_runs", start.random.n, settings.max_runs, "random.n")
+        start = {"random": start.random.model_dump()}
+    elif isinstance(start, list) and start and isinstance(start[0], list):
+        if len({len(p) for p in start}) != 1:
+            raise DimensionError("All start points need the same number of coordinates",
+                                 loc=["start"])
+    return resolve_starts(loss, start, body.seed)
+
+
+def _check_work(runs: int, body: RunOptions, dim: int, settings: Settings, *, recorded: bool
+                ) -> None:
+    _over("max_runs", runs, settings.max_runs, "The number of runs")
+    _over("max_steps", body.max_steps, settings.max_steps, "max_steps")
+    _over("max_work", runs * max(body.max_steps, 1) * dim, settings.max_work,
+          "The work (runs × steps × dimension)")
+    if recorded:
+        _over("max_points", body.record.max_points, settings.max_points, "record.max_points", "")
+        points = min(body.record.max_points, body.max_steps // body.record.every + 2)
+        per_point = (dim if "params" in body.record.fields else 0) + len(body.record.fields)
+        _over("max_recorded_values", runs * points * per_point, settings.max_recorded_values,
+              "The recorded trajectory size (runs × points × values)")
+
+
+def _stop(body: RunOptions) -> StopCriteria:
+    s = body.stop
+    return StopCriteria(s.grad_tol, s.loss_tol, s.step_tol, s.divergence_factor, s.patience)
+
+
+def _record(body: RunOptions) -> RecordSpec:
+    r = body.record
+    return RecordSpec(every=r.every, max_points=r.max_points, fields=tuple(r.fields))
+
+
+def _deadline(body: RunOptions, settings: Settings) -> float:
+    budget = settings.request_timeout_s
+    if body.time_budget_s is not None:
+        budget = min(budget, body.time_budget_s)
+    return time.monotonic() + budget
+
+
+def _meta(report_batch: Any, body: RunOptions, began: float) -> dict[str, Any]:
+    return {
+        "runs": int(report_batch.status.shape[0]),
+        "max_steps": body.max_steps,
+        "engine_steps": report_batch.engine_steps,
+        "seed": body.seed,
+        "elapsed_ms": round((time.perf_counter() - began) * 1000, 3),
+    }
+
+
+def run_optimize(body: OptimizeRequest | CompareRequest, settings: Settings,
+                 **engine: Any) -> dict[str, Any]:
+    """Answer /v1/optimize and /v1/compare (the latter adds `summary` and `findings`)."""
+    began = time.perf_counter()
+    loss = build_loss(body.loss, settings)
+    _over("max_dim", loss.dim, settings.max_dim, "The dimension", "")
+    starts = _starts(body, loss, settings)
+    specs = (body.optimizers if isinstance(body, CompareRequest) else [body.optimizer])
+    optimizers = [optimizer_settings(o) for o in specs]
+    _check_work(len(optimizers) * starts.shape[0], body, loss.dim, settings, recorded=True)
+    engine.setdefault("deadline", _deadline(body, settings))
+    report = optimize(loss, optimizers, starts, max_steps=body.max_steps, stop=_stop(body),
+                      record=_record(body), seed=body.seed,
+                      eval_every=settings.eval_every, **engine)
+    answer: dict[str, Any] = {"loss": loss.describe(), "runs": report.runs,
+                              "meta": _meta(report.batch, body, began)}
+    answer["meta"]["optimizers"] = report.optimizers
+    if isinstance(body, CompareRequest):
+        summary = summarize(report.runs, report.labels, report.optimizers, starts.shape[0])
+        answer["summary"] = summary
+        start_lam = None
+        if report.runs and report.runs[0]["diagnostics"] is not None:
+            from optim_core.api import _hessian_eigenvalues
+
+            lam = _hessian_eigenvalues(loss, starts[:1])
+            start_lam = None if lam is None else lam[0]
+        finding = compare_summary_finding(summary, start_lam)
+        answer["findings"] = [finding] if finding else []
+    return answer
+
+
+def run_sweep(body: SweepRequest, settings: Settings, **engine: Any) -> dict[str, Any]:
+    """Answer /v1/sweep: the whole grid × starts as one batch."""
+    began = time.perf_counter()
+    loss = build_loss(body.loss, settings)
+    starts = _starts(body, loss, settings)
+    points = 1
+    for values in body.grid.values():
+        points *= len(values)
+    _check_work(points * starts.shape[0], body, loss.dim, settings, recorded=body.include_runs)
+    engine.setdefault("deadline", _deadline(body, settings))
+    result = sweep(loss, optimizer_settings(body.optimizer), body.grid, starts,
+                   max_steps=body.max_steps, stop=_stop(body), record=_record(body),
+                   include_runs=body.include_runs, seed=body.seed,
+                   eval_every=settings.eval_every, **engine)
+    answer: dict[str, Any] = {"loss": loss.describe(), "rows": result.rows, "best": result.best,
+                              "meta": _meta(result.batch, body, began)}
+    if result.runs is not None:
+        answer["runs"] = result.runs
+    return answer
+
+
+def run_landscape(body: LandscapeRequest, settings: Settings) -> dict[str, Any]:
+    loss = build_loss(body.loss, settings)
+    nx, ny = body.resolution
+    _over("max_landscape_points", nx * ny, settings.max_landscape_points,
+          "The grid size (nx × ny)", "")
+    axes = resolve_axes(loss, body.axes)
+    x, y, z = landscape(loss, None if body.bounds is None else _box(body.bounds),
+                        (nx, ny), list(axes), body.fixed)
+    return {"x": x, "y": y, "z": z, "axes": list(axes),
+            "variables": [loss.names[a] for a in axes], "loss": loss.describe()}
+
+
+def _box(bounds: list[list[float]]) -> np.ndarray:
+    if len(bounds) != 2 or any(len(b) != 2 for b in bounds):
+        raise DimensionError("bounds must be [[lo, hi], [lo, hi]]", loc=["bounds"])
+    return np.array(bounds, dtype=float)
+
+
+def run_analyze(body: AnalyzeRequest, settings: Settings) -> dict[str, Any]:
+    loss = build_loss(body.loss, settings)
+    points = body.points
+    if points is None:
+        if loss.default_start is None:
+            raise DimensionError("Give `points` to analyse", loc=["points"])
+        points = [loss.default_start.tolist()]
+    elif points and not isinstance(points[0], list):
+        points = [points]  # one point
+    _over("max_analyze_points", len(points), settings.max_analyze_points, "The number of points",
+          "")
+    if len({len(p) for p in points}) > 1:
+        raise DimensionError("All points need the same number of coordinates", loc=["points"])
+    if not points:
+        raise DimensionError("Give at least one point", loc=["points"])
+    return {"loss": loss.describe(), "points": analyze(loss, np.array(points, dtype=float))}

@@ -1,0 +1,69 @@
+"""Shared fixtures: an app with explicit settings and an httpx client over ASGI."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.main import create_app
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(max_concurrency=2, max_queue=4)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(env: dict[str, str] | None = None, port: int | None = None
+                 ) -> tuple[subprocess.Popen, str]:
+    """`python -m service` on 127.0.0.1 in a subprocess; returns (process, base URL)."""
+    port = port or free_port()
+    environ = os.environ | {"OPTIM_HOST": "127.0.0.1", "OPTIM_PORT": str(port)} | (env or {})
+    proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError(f"server did not start: {proc.stdout.read().decode()[-2000:]}")
+
+
+@pytest.fixture
+def live_server() -> Iterator[str]:
+    proc, url = start_server()
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)

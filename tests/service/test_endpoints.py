@@ -1,0 +1,227 @@
+"""Every endpoint through httpx.ASGITransport: status, content type and exact fields."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+ROSENBROCK = {"kind": "builtin", "name": "rosenbrock"}
+RAVINE = {"kind": "expression", "expression": "0.5*(x^2 + 100*y^2)"}
+
+
+async def test_optimize_default_start_and_run_shape(client):
+    r = await client.post("/v1/optimize", json={"loss": ROSENBROCK, "optimizer": {
+        "name": "newton"}, "max_steps": 50})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert body["loss"]["kind"] == "builtin" and body["loss"]["variables"] == ["x", "y"]
+    run = body["runs"][0]
+    assert run["start"] == [-1.2, 1.0]
+    assert run["status"] == "converged" and run["reason"] == "grad_tol"
+    assert run["final"]["params"] == pytest.approx([1.0, 1.0], abs=1e-8)
+    diag = run["diagnostics"]
+    assert set(diag) >= {"best_loss", "loss_reduction", "steps_to_tol", "oscillation",
+                         "path_efficiency", "convergence_rate", "final_curvature",
+                         "distance_to_minimum"}
+    assert diag["steps_to_tol"] == run["steps"] and diag["distance_to_minimum"] < 1e-8
+    assert diag["final_curvature"]["kind"] == "minimum"
+    traj = run["trajectory"]
+    assert traj["step"][0] == 0 and traj["step"][-1] == run["steps"]
+    assert len(traj["params"]) == len(traj["loss"]) == len(traj["grad_norm"]) == len(traj["lr"])
+    assert {f["code"] for f in run["findings"]} >= {"converged"}
+    assert body["meta"]["runs"] == 1
+
+
+async def test_expression_loss_echoes_gradient_and_hessian(client):
+    r = await client.post("/v1/optimize", json={"loss": {"kind": "expression",
+                                                         "expression": "x^2*y + y^2"},
+                                                "start": [1, 1], "max_steps": 3})
+    loss = r.json()["loss"]
+    assert loss["variables"] == ["x", "y"] and loss["dim"] == 2
+    assert loss["gradient"] == ["2*x*y", "x**2 + 2*y"]
+    assert loss["hessian"] == [["2*y", "2*x"], ["2*x", "2"]]
+
+
+async def test_several_starts_and_random_starts(client):
+    r = await client.post("/v1/optimize", json={"loss": RAVINE, "start": [[1, 1], [2, -1]],
+                                                "optimizer": {"name": "sgd", "lr": 0.01}})
+    assert [run["start"] for run in r.json()["runs"]] == [[1, 1], [2, -1]]
+    body = {"loss": RAVINE, "start": {"random": {"n": 5, "low": -2, "high": [2, 3], "seed": 4}},
+            "max_steps": 2}
+    a, b = (await client.post("/v1/optimize", json=body)).json(), (
+        await client.post("/v1/optimize", json=body)).json()
+    starts = [run["start"] for run in a["runs"]]
+    assert len(starts) == 5 and starts == [run["start"] for run in b["runs"]]
+    assert all(-2 <= s[0] <= 2 and -2 <= s[1] <= 3 for s in starts)
+
+
+async def test_record_fields_every_and_thinning(client):
+    r = await client.post("/v1/optimize", json={
+        "loss": RAVINE, "start": [1, 1], "optimizer": {"name": "sgd", "lr": 1e-4},
+        "max_steps": 500, "record": {"every": 2, "max_points": 50, "fields": ["loss"]}})
+    traj = r.json()["runs"][0]["trajectory"]
+    assert set(traj) == {"step", "loss"}
+    assert traj["step"][0] == 0 and traj["step"][-1] == 500 and len(traj["step"]) <= 50
+
+
+async def test_stop_criteria_and_statuses(client):
+    r = await client.post("/v1/compare", json={
+        "loss": RAVINE, "start": [1, 1], "max_steps": 1000,
+        "stop": {"loss_tol": 1e-6, "divergence_factor": 1e6},
+        "optimizers": [{"name": "sgd", "lr": 0.0199}, {"name": "sgd", "lr": 0.03},
+                       {"name": "sgd", "lr": 1e-6}]})
+    runs = r.json()["runs"]
+    assert [(x["status"], x["reason"]) for x in runs] == [
+        ("converged", "loss_tol"), ("diverged", "blow_up"), ("max_steps", "max_steps")]
+    assert runs[1]["final"]["loss"] is not None
+
+
+async def test_non_finite_numbers_are_null_in_answers(client):
+    r = await client.post("/v1/optimize", json={"loss": {"kind": "expression",
+                                                         "expression": "log(x)"},
+                                                "start": [0.5], "optimizer": {"name": "sgd",
+                                                                              "lr": 10}})
+    run = r.json()["runs"][0]
+    assert run["status"] == "diverged" and run["reason"] == "non_finite"
+    assert b"NaN" not in r.content and b"Infinity" not in r.content
+    assert None in run["trajectory"]["loss"] or run["final"]["loss"] is None
+
+
+async def test_compare_is_optimizer_major_with_a_ranked_summary(client):
+    r = await client.post("/v1/compare", json={
+        "loss": RAVINE, "start": [[-8, 1], [5, -1]],
+        "optimizers": [{"name": "sgd", "lr": 0.0196},
+                       {"name": "momentum", "lr": 0.0196,
+                        "momentum_schedule": {"start": 0.5, "end": 0.9, "steps": 50}},
+                       {"name": "adam", "lr": 0.1, "label": "Adam 0.1"}]})
+    body = r.json()
+    assert [x["label"] for x in body["runs"]] == ["sgd", "sgd", "momentum", "momentum",
+                                                  "Adam 0.1", "Adam 0.1"]
+    assert [x["start"] for x in body["runs"]][:2] == [[-8, 1], [5, -1]]
+    summary = body["summary"]
+    assert [s["rank"] for s in summary] == [1, 2, 3]
+    assert summary[0]["label"] == "momentum" and summary[-1]["label"] == "sgd"
+    assert set(summary[0]) >= {"label", "optimizer", "converged", "diverged",
+                               "median_steps_to_tol", "best_final_loss", "rank"}
+    assert summary[0]["optimizer"]["momentum"] == {"name": "linear", "start": 0.5, "end": 0.9,
+                                                   "steps": 50}
+    assert body["findings"][0]["code"] == "compare" and "momentum" in body["findings"][0][
+        "message"]
+    sgd_codes = {f["code"] for f in body["runs"][0]["findings"]}
+    assert {"zigzag", "slow_ravine"} <= sgd_codes and "unstable_lr" not in sgd_codes
+    adam_codes = {f["code"] for f in body["runs"][4]["findings"]}
+    assert "zigzag" not in adam_codes
+
+
+async def test_duplicate_optimizer_names_get_distinct_labels(client):
+    r = await client.post("/v1/compare", json={"loss": RAVINE, "start": [1, 1], "max_steps": 5,
+                                               "optimizers": [{"name": "sgd", "lr": 0.01},
+                                                              {"name": "sgd", "lr": 0.001}]})
+    assert [s["label"] for s in r.json()["summary"]] in (
+        ["sgd(lr=0.01)", "sgd(lr=0.001)"], ["sgd(lr=0.001)", "sgd(lr=0.01)"])
+
+
+async def test_sweep_rows_in_product_order_and_best(client):
+    r = await client.post("/v1/sweep", json={
+        "loss": RAVINE, "start": [[1, 1], [-1, 2], [3, 0.5]],
+        "optimizer": {"name": "momentum"},
+        "grid": {"lr": [0.001, 0.01, 0.05], "momentum": [0.0, 0.5, 0.9]}, "max_steps": 2000})
+    assert r.status_code == 200
+    body = r.json()
+    rows = body["rows"]
+    assert [(x["hyperparameters"]["lr"], x["hyperparameters"]["momentum"]) for x in rows] == [
+        (lr, m) for lr in (0.001, 0.01, 0.05) for m in (0.0, 0.5, 0.9)]
+    # lr 0.05 with momentum 0 is above 2/λmax = 0.02: it diverges and can never be best
+    assert rows[6]["divergence_rate"] == 1.0 and rows[6]["success_rate"] == 0.0
+    best = body["best"]
+    assert rows[best["index"]]["divergence_rate"] <= 0.5
+    assert best["hyperparameters"] == rows[best["index"]]["hyperparameters"]
+    assert best["reason"]
+    assert "runs" not in body and body["meta"]["runs"] == 27
+
+
+async def test_sweep_over_schedules_and_with_runs(client):
+    r = await client.post("/v1/sweep", json={
+        "loss": RAVINE, "start": [1, 1], "optimizer": {"name": "sgd"}, "max_steps": 50,
+        "include_runs": True, "record": {"max_points": 3},
+        "grid": {"lr": [0.01, {"name": "exponential", "lr": 0.015, "gamma": 0.99}]}})
+    body = r.json()
+    assert body["rows"][1]["hyperparameters"]["lr"]["name"] == "exponential"
+    assert len(body["runs"]) == 2 and len(body["runs"][0]["trajectory"]["step"]) == 3
+
+
+async def test_landscape_grid(client):
+    r = await client.post("/v1/landscape", json={"loss": ROSENBROCK,
+                                                 "bounds": [[-2, 2], [-1, 3]],
+                                                 "resolution": [5, 3]})
+    body = r.json()
+    assert len(body["x"]) == 5 and len(body["y"]) == 3
+    assert len(body["z"]) == 3 and len(body["z"][0]) == 5
+    assert body["z"][1][3] == pytest.approx((1 - 1) ** 2 + 100 * (1 - 1) ** 2)  # (1, 1)
+    r = await client.post("/v1/landscape", json={
+        "loss": {"kind": "builtin", "name": "sphere", "dim": 4}, "axes": ["x2", "x4"],
+        "fixed": [1, 0, 2, 0], "resolution": [3, 3], "bounds": [[-1, 1], [-1, 1]]})
+    assert r.json()["variables"] == ["x2", "x4"] and r.json()["z"][1][1] == pytest.approx(5.0)
+
+
+async def test_analyze_points_and_theory(client):
+    r = await client.post("/v1/analyze", json={"loss": RAVINE, "points": [[1, 1], [0, 0]]})
+    body = r.json()
+    assert body["loss"]["hessian"] == [["1", "0"], ["0", "100"]]
+    assert body["loss"]["latex"]["expression"]
+    p = body["points"][0]
+    assert p["value"] == pytest.approx(50.5) and p["gradient"] == [1.0, 100.0]
+    assert p["eigenvalues"] == [1.0, 100.0] and p["condition_number"] == 100.0
+    assert p["kind"] == "minimum"
+    assert p["theory"]["stability_limit"] == pytest.approx(0.02)
+    assert p["theory"]["gd"]["lr"] == pytest.approx(2 / 101)
+    assert p["theory"]["gd"]["rate"] == pytest.approx(99 / 101)
+    assert p["theory"]["heavy_ball"]["rate"] == pytest.approx((10 - 1) / (10 + 1))
+    saddle = await client.post("/v1/analyze", json={"loss": {"kind": "builtin",
+                                                             "name": "saddle"},
+                                                    "points": [0, 0]})
+    assert saddle.json()["points"][0]["kind"] == "saddle"
+
+
+async def test_catalogs(client):
+    opt = (await client.get("/v1/optimizers")).json()
+    names = [o["name"] for o in opt["optimizers"]]
+    assert names == ["sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw",
+                     "newton"]
+    rmsprop = next(o for o in opt["optimizers"] if o["name"] == "rmsprop")
+    rho = next(h for h in rmsprop["hyperparameters"] if h["name"] == "rho")
+    assert rho == {"name": "rho", "default": 0.9, "type": "number", "ge": 0, "lt": 1,
+                   "description": rho["description"], "schedulable": False}
+    assert {s["name"] for s in opt["schedules"]} == {"constant", "step", "exponential",
+                                                    "inverse_time", "cosine", "warmup_cosine",
+                                                    "linear"}
+    functions = (await client.get("/v1/functions")).json()["functions"]
+    rosen = next(f for f in functions if f["name"] == "rosenbrock")
+    assert rosen["default_start"] == [-1.2, 1.0] and rosen["minima"] == [[1.0, 1.0]]
+    assert len(functions) >= 16
+
+
+async def test_health(client):
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = (await client.get("/readyz")).json()
+    assert ready["status"] == "ready" and ready["compute"]["capacity"] == 2
+
+
+async def test_docs_and_openapi_are_served(client):
+    assert (await client.get("/docs")).status_code == 200
+    spec = (await client.get("/openapi.json")).json()
+    assert spec["paths"]["/v1/optimize"]["post"]["operationId"] == "optimize"
+
+
+async def test_dataset_loss_through_the_api(client):
+    r = await client.post("/v1/optimize", json={
+        "loss": {"kind": "dataset", "model": "linear",
+                 "synthetic": {"n_samples": 200, "n_features": 3, "noise": 0.1, "seed": 3}},
+        "optimizer": {"name": "newton"}, "max_steps": 5})
+    body = r.json()
+    assert body["loss"]["variables"] == ["w1", "w2", "w3", "b"]
+    run = body["runs"][0]
+    assert run["start"] == [0, 0, 0, 0] and run["status"] == "converged"
+    assert run["diagnostics"]["distance_to_minimum"] < 1e-8
+    assert math.isfinite(run["final"]["loss"])

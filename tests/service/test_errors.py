@@ -1,0 +1,229 @@
+"""Every error class answers a problem document that says what to fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.settings import Settings
+
+PROBLEM = "application/problem+json"
+RAVINE = {"kind": "expression", "expression": "0.5*(x^2 + 100*y^2)"}
+
+
+def assert_problem(r, status, slug):
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == PROBLEM
+    body = r.json()
+    assert body["status"] == status and body["type"] == f"/problems/{slug}"
+    assert body["title"] and body["detail"]
+    return body
+
+
+async def test_unparseable_expression_is_400_with_position(client):
+    r = await client.post("/v1/optimize", json={"loss": {"kind": "expression",
+                                                         "expression": "x^2 + $y"},
+                                                "start": [1, 1]})
+    body = assert_problem(r, 400, "invalid-expression")
+    assert body["position"] == 7 and "column 7" in body["detail"]
+
+
+@pytest.mark.parametrize(("expression", "slug"), [
+    ("foo(x)", "unknown-name"), ("1e999*x", "non-finite-constant"),
+    ("9**9**9**9 + x", "non-finite-constant"), ("x.__class__", "invalid-expression"),
+    ("+".join(["x"] * 1500), "expression-too-large")])
+async def test_expression_errors(client, expression, slug):
+    r = await client.post("/v1/analyze", json={"loss": {"kind": "expression",
+                                                        "expression": expression},
+                                               "points": [1]})
+    assert_problem(r, 400, slug)
+
+
+async def test_loss_errors_are_400(client):
+    cases = [
+        ({"kind": "builtin", "name": "banana"}, "invalid-loss", "Unknown builtin"),
+        ({"kind": "builtin", "name": "beale", "dim": 3}, "dimension-mismatch", "2 dimensions"),
+        ({"kind": "quadratic", "A": [[1, 2], [0, 1]]}, "invalid-loss", "symmetric"),
+        ({"kind": "quadratic", "A": [[1, 0], [0]]}, "invalid-loss", "square"),
+        ({"kind": "quadratic", "A": [[1, 0], [0, 1]], "b": [1]}, "invalid-loss", "b must have"),
+        ({"kind": "builtin", "name": "sphere", "params": {"q": 1}}, "invalid-loss",
+         "no parameter"),
+    ]
+    for loss, slug, text in cases:
+        r = await client.post("/v1/optimize", json={"loss": loss})
+        body = assert_problem(r, 400, slug)
+        assert text in body["detail"]
+
+
+async def test_wrong_start_dimension_is_400(client):
+    r = await client.post("/v1/optimize", json={"loss": {"kind": "builtin", "name": "sphere"},
+                                                "start": [1, 2, 3]})
+    body = assert_problem(r, 400, "dimension-mismatch")
+    assert "2 coordinates" in body["detail"] and body["errors"][0]["loc"] == ["body", "start"]
+    r = await client.post("/v1/optimize", json={"loss": RAVINE, "start": [[1, 2], [3]]})
+    assert_problem(r, 400, "dimension-mismatch")
+    r = await client.post("/v1/optimize", json={"loss": RAVINE})
+    assert "start" in assert_problem(r, 400, "dimension-mismatch")["detail"]
+
+
+async def test_dataset_errors(client):
+    base = {"kind": "dataset", "model": "logistic"}
+    cases = [({"X": [[1, 2], [3]], "y": [0, 1]}, "same number of features"),
+             ({"X": [[1], [2]], "y": [0]}, "y has 1 values"),
+             ({"X": [[1], [2]], "y": [0, 2]}, "0 or 1"),
+             ({"X": [[1], [2]], "y": [0, 1], "batch_size": 3}, "larger than"),
+             ({}, "either X and y")]
+    for extra, text in cases:
+        r = await client.post("/v1/optimize", json={"loss": base | extra})
+        assert text in assert_problem(r, 400, "invalid-dataset")["detail"]
+    r = await client.post("/v1/optimize", json={"loss": {
+        "kind": "dataset", "model": "softmax", "X": [[1], [2]], "y": [0, 1.5]}})
+    assert_problem(r, 400, "invalid-dataset")
+
+
+async def test_schema_violations_are_422_with_loc(client):
+    r = await client.post("/v1/optimize", json={"loss": RAVINE, "start": [1, 1],
+                                                "optimizer": {"name": "adam", "beta1": 1.5}})
+    body = assert_problem(r, 422, "validation-error")
+    assert any(e["loc"][:3] == ["body", "optimizer", "adam"] and "beta1" in e["loc"]
+               for e in body["errors"])
+    r = await client.post("/v1/optimize", json={"loss": RAVINE, "start": [1, 1],
+                                                "optimizer": {"name": "sgd", "lr": 0.1,
+                                                              "bogus": 1}})
+    assert any("bogus" in e["loc"] for e in assert_problem(r, 422, "validation-error")["errors"])
+    r = await client.post("/v1/optimize", json={"loss": RAVINE, "unknown": True})
+    assert_problem(r, 422, "validation-error")
+    r = await client.post("/v1/optimize", json={"loss": {"kind": "magic"}})
+    assert_problem(r, 422, "validation-error")
+    r = await client.post("/v1/optimize", json={"loss": RAVINE, "optimizer": {"name": "lbfgs"}})
+    assert_problem(r, 422, "validation-error")
+    r = await client.post("/v1/optimize", json={"loss": RAVINE, "max_steps": -1})
+    assert_problem(r, 422, "validation-error")
+
+
+async def test_sweep_grid_errors_point_into_the_grid(client):
+    r = await client.post("/v1/sweep", json={"loss": RAVINE, "start": [1, 1],
+                                             "optimizer": {"name": "sgd"},
+                                             "grid": {"lr": [0.1, -1]}})
+    body = assert_problem(r, 422, "invalid-hyperparameter")
+    assert body["errors"][0]["loc"] == ["body", "grid", "lr", 1]
+    r = await client.post("/v1/sweep", json={"loss": RAVINE, "start": [1, 1],
+                                             "optimizer": {"name": "sgd"},
+                                             "grid": {"beta9": [1]}})
+    assert "beta9" in assert_problem(r, 422, "invalid-hyperparameter")["detail"]
+    r = await client.post("/v1/sweep", json={"loss": RAVINE, "start": [1, 1],
+                                             "optimizer": {"name": "sgd"}, "grid": {"lr": []}})
+    assert_problem(r, 422, "validation-error")
+
+
+async def test_nan_literals_and_bad_json_are_rejected(client):
+    for raw in (b'{"loss": {"kind": "builtin", "name": "sphere"}, "start": [NaN, 1]}',
+                b'{"loss": {"kind": "builtin", "name": "sphere"}, "start": [Infinity, 1]}',
+                b'{"loss": ', b"[" * 5000 + b"]" * 5000):
+        r = await client.post("/v1/optimize", content=raw,
+                              headers={"content-type": "application/json"})
+        assert_problem(r, 422, "invalid-json")
+    r = await client.post("/v1/optimize", content=b'{"loss": {"kind": "builtin", "name": '
+                          b'"sphere"}, "start": [1e999, 1]}',
+                          headers={"content-type": "application/json"})
+    assert r.status_code == 422
+
+
+async def test_404_and_405_are_problems(client):
+    assert_problem(await client.get("/v1/nothing"), 404, "not-found")
+    assert_problem(await client.get("/v1/optimize"), 405, "method-not-allowed")
+
+
+async def test_limits_are_413_naming_the_setting(client):
+    r = await client.post("/v1/optimize", json={"loss": RAVINE, "max_steps": 10**6,
+                                                "start": [1, 1]})
+    body = assert_problem(r, 413, "over-limit")
+    assert "OPTIM_MAX_STEPS" in body["detail"] and "POST /v1/jobs" in body["detail"]
+    assert body["limit"] == "max_steps"
+    r = await client.post("/v1/optimize", json={"loss": RAVINE, "start": {
+        "random": {"n": 10**7}}})
+    assert assert_problem(r, 413, "over-limit")["limit"] == "max_runs"
+    r = await client.post("/v1/landscape", json={"loss": RAVINE, "resolution": [2000, 2000]})
+    assert assert_problem(r, 413, "over-limit")["limit"] == "max_landscape_points"
+
+
+async def test_work_limit(settings):
+    import httpx
+
+    from service.main import create_app
+
+    app = create_app(Settings(max_work=1000))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as c:
+        r = await c.post("/v1/optimize", json={"loss": RAVINE, "start": [1, 1],
+                                               "max_steps": 1000})
+        assert_problem(r, 413, "over-limit")
+
+
+async def test_body_limit_before_parsing():
+    import httpx
+
+    from service.main import create_app
+
+    app = create_app(Settings(max_body_bytes=100))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as c:
+        r = await c.post("/v1/optimize", content=b"{" + b" " * 200 + b"}",
+                         headers={"content-type": "application/json"})
+        body = assert_problem(r, 413, "body-too-large")
+        assert "OPTIM_MAX_BODY_BYTES" in body["detail"]
+
+        async def chunks():
+            for _ in range(10):
+                yield b" " * 50
+
+        r = await c.post("/v1/optimize", content=chunks(),
+                         headers={"content-type": "application/json"})
+        assert_problem(r, 413, "body-too-large")
+
+
+async def test_time_budget_returns_partial_runs(client):
+    r = await client.post("/v1/optimize", json={
+        "loss": RAVINE, "start": [1, 1], "optimizer": {"name": "sgd", "lr": 1e-9},
+        "max_steps": 100000, "time_budget_s": 0.2, "record": {"max_points": 10}})
+    assert r.status_code == 200
+    run = r.json()["runs"][0]
+    assert run["status"] == "time_limit" and 0 < run["steps"] < 100000
+
+
+async def test_unexpected_errors_are_generic_500_problems(settings, monkeypatch):
+    import httpx
+
+    from service import translate
+    from service.main import create_app
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(translate, "run_analyze", boom)
+    app = create_app(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(
+            app=app, raise_app_exceptions=False), base_url="http://t") as c:
+        r = await c.post("/v1/analyze", json={"loss": RAVINE, "points": [1, 1]})
+    body = assert_problem(r, 500, "internal")
+    assert "secret" not in body["detail"]
+
+
+async def test_overload_answers_429_with_retry_after(settings):
+    import asyncio
+
+    import httpx
+
+    from service.main import create_app
+
+    app = create_app(Settings(max_concurrency=1, max_queue=0))
+    slow = {"loss": RAVINE, "start": [1, 1], "optimizer": {"name": "sgd", "lr": 1e-9},
+            "max_steps": 100000, "time_budget_s": 1.0, "record": {"max_points": 2}}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as c:
+        first = asyncio.create_task(c.post("/v1/optimize", json=slow))
+        await asyncio.sleep(0.2)
+        r = await c.post("/v1/optimize", json=slow)
+        body = assert_problem(r, 429, "overloaded")
+        assert r.headers["retry-after"] == "1" and "retry" in body["detail"]
+        assert (await c.get("/healthz")).status_code == 200
+        assert (await first).status_code == 200

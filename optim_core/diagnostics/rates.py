@@ -3,7 +3,8 @@
     loss_reduction    (f₀ − f*)/(f_end − f*) with f* = f_min when known, else f₀/f_end for
                       positive losses
     convergence_rate  geometric mean of successive loss-gap ratios (f_{t+1} − f*)/(f_t − f*)
-                      over the last part of the run (the last half, at most RATE_WINDOW steps);
+                      over the last part of the run: the last half of the steps whose gap is
+                      still above round-off (at most the last RATE_WINDOW steps);
                       with f* unknown the gaps are the successive decreases |f_t − f_{t+1}|,
                       which shrink at the same rate near a linearly convergent minimum.
                       Gaps at round-off level are ignored.
@@ -50,12 +51,15 @@ def convergence_rate(ring: Array, final_steps: Array, f_min: float | None) -> Ar
             gaps = np.abs(np.diff(losses, axis=1))
             gaps = np.concatenate([np.full((k, 1), np.nan), gaps], axis=1)
             floor = _ROUNDOFF * np.nanmax(np.abs(losses), axis=1, initial=0.0)[:, None] + 1e-300
-        window = np.minimum(final_steps // 2 + 1, w)  # the last half of the run
-        in_window = np.arange(w)[None, :] >= (w - window)[:, None]
-        valid = in_window & np.isfinite(gaps) & (gaps > floor)
+        measurable = np.isfinite(gaps) & (gaps > floor)
+        # The run's last measurable step: past it the gap is round-off, not progress.
+        last = w - 1 - np.argmax(measurable[:, ::-1], axis=1)
+        last_step = final_steps - (w - 1 - last)
+        window = np.minimum(last_step // 2 + 1, last + 1)  # the last half of that part
+        column = np.arange(w)[None, :]
+        valid = measurable & (column <= last[:, None]) & (column > (last - window)[:, None])
         first = np.argmax(valid, axis=1)
-        last = w - 1 - np.argmax(valid[:, ::-1], axis=1)
-        count = last - first
+        count = np.where(valid.any(axis=1), last - first, 0)
         rows = np.arange(k)
         log_first = np.log(np.where(valid[rows, first], gaps[rows, first], np.nan))
         log_last = np.log(np.where(valid[rows, last], gaps[rows, last], np.nan))

@@ -380,18 +380,9 @@ def sweep(
 ) -> SweepReport:
     """Every grid point × start as one group of one batch; one aggregated row per point."""
     name = str(base.get("name"))
-    points = grid_points(grid)
+    points = validate_grid(base, grid)
     n_starts = starts.shape[0]
-    settings = []
-    for i, point in enumerate(points):
-        merged = {k: v for k, v in base.items() if k not in ("name", "label")} | point
-        settings.extend([merged] * n_starts)
-        try:
-            make_group(name, [merged])  # validate each point with its own location
-        except HyperparameterError as exc:
-            key = (exc.loc or ["?"])[0]
-            raise HyperparameterError(exc.detail, loc=["grid", key, _grid_index(grid, key, i)]
-                                      ) from None
+    settings = [_merged(base, point) for point in points for _ in range(n_starts)]
     group = make_group(name, settings)
     all_starts = np.tile(starts, (len(points), 1))
     stop = stop or StopCriteria()
@@ -419,6 +410,25 @@ def sweep(
         labels = [name]
         runs = build_reports(loss, batch, labels, stop)
     return SweepReport(rows, choose_best(rows), batch, runs)
+
+
+def _merged(base: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in base.items() if k not in ("name", "label")} | dict(point)
+
+
+def validate_grid(base: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]
+                  ) -> list[dict[str, Any]]:
+    """Every grid point validated with its own location in the grid; returns the points."""
+    name = str(base.get("name"))
+    points = grid_points(grid)
+    for i, point in enumerate(points):
+        try:
+            make_group(name, [_merged(base, point)])
+        except HyperparameterError as exc:
+            key = (exc.loc or ["?"])[0]
+            raise HyperparameterError(exc.detail, loc=["grid", key, _grid_index(grid, key, i)]
+                                      ) from None
+    return points
 
 
 def _grid_index(grid: Mapping[str, Sequence[Any]], key: str, point_index: int) -> int:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from service.compute import ComputeGate
+from service.jobs.manager import JobManager
+from service.jobs.store import JobStore
 from service.middleware import BodyLimitMiddleware
 from service.problems import install_problem_handlers
-from service.routes import catalog, health, landscape, optimize, sweep
+from service.routes import catalog, health, jobs, landscape, optimize, sweep
 from service.settings import Settings, get_settings
 
 DESCRIPTION = (
@@ -27,13 +32,26 @@ def _operation_id(route: APIRoute) -> str:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; tests pass explicit settings, production reads OPTIM_* variables."""
     settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sweeper = asyncio.get_running_loop().create_task(app.state.jobs.sweep_expired())
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await sweeper
+            await app.state.jobs.shutdown()
+
     app = FastAPI(title="Optimizer service", version="1.0.0", description=DESCRIPTION,
-                  generate_unique_id_function=_operation_id)
+                  generate_unique_id_function=_operation_id, lifespan=lifespan)
     app.dependency_overrides[get_settings] = lambda: settings
     app.state.settings = settings
     app.state.gate = ComputeGate(settings.max_concurrency, settings.max_queue,
                                  settings.retry_after_s)
-    for module in (optimize, sweep, landscape, catalog, health):
+    app.state.jobs = JobManager(JobStore(settings.jobs_db_path), app.state.gate, settings)
+    for module in (optimize, sweep, landscape, jobs, catalog, health):
         app.include_router(module.router)
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -12,7 +12,7 @@ PATH = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
 
 
 def document() -> str:
-    app = create_app(Settings(max_concurrency=1))
+    app = create_app(Settings(max_concurrency=1, jobs_db_path=":memory:"))
     return json.dumps(app.openapi(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

@@ -110,9 +110,38 @@ def problem_for(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
     return status, body, headers
 
 
+def _clean_loc(loc: tuple[Any, ...], body: Any) -> list[Any]:
+    """The path as the client wrote it: union branch labels and discriminator tags that
+    pydantic inserts (`sgd`, `constrained-float`, `tagged-union[…]`) are dropped by walking
+    the actual body; a last key that is absent (a missing field) is kept."""
+    if not loc or loc[0] != "body":
+        return list(loc)
+    path: list[Any] = ["body"]
+    node = body
+    for i, part in enumerate(loc[1:], start=1):
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            node = node[part]
+        elif i == len(loc) - 1 and isinstance(node, dict) and isinstance(part, str) \
+                and "[" not in part and "-" not in part:
+            path.append(part)
+    return path
+
+
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type")}
-            for e in exc.errors()]
+    errors: list[dict[str, Any]] = []
+    seen: set[tuple[str, ...]] = set()
+    for e in exc.errors():
+        loc = _clean_loc(tuple(e.get("loc", ())), exc.body)
+        key = tuple(map(str, loc))
+        if key in seen:
+            continue  # another branch of the same union failing at the same place
+        seen.add(key)
+        errors.append({"loc": loc, "msg": e.get("msg", ""), "type": e.get("type")})
+    return errors
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -40,6 +40,23 @@ class Settings(BaseSettings):
     max_queue: int = Field(16, ge=0, description="compute requests waiting; 429 beyond")
     retry_after_s: int = Field(1, gt=0, description="Retry-After of 429 answers")
 
+    jobs_db_path: str = Field("optim_jobs.sqlite3", description="SQLite file of the job store")
+    job_ttl_s: float = Field(7 * 24 * 3600, gt=0, description="how long finished jobs are kept")
+    job_sweep_interval_s: float = Field(600, gt=0, description="how often expired jobs go")
+    job_max_active: int = Field(32, gt=0, description="queued + running jobs; 429 beyond")
+    job_max_runs: int = Field(65_536, gt=0)
+    job_max_steps: int = Field(1_000_000, gt=0)
+    job_max_work: int = Field(2_000_000_000, gt=0)
+    job_max_recorded_values: int = Field(50_000_000, gt=0)
+    job_timeout_s: float = Field(3600, gt=0, description="time budget of one job")
+
+    def for_jobs(self) -> Settings:
+        """The same settings with the larger job limits in place of the synchronous ones."""
+        return self.model_copy(update={
+            "max_runs": self.job_max_runs, "max_steps": self.job_max_steps,
+            "max_work": self.job_max_work, "max_recorded_values": self.job_max_recorded_values,
+            "request_timeout_s": self.job_timeout_s})
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -22,7 +22,7 @@ from optim_core import (
     sweep,
 )
 from optim_core.analyze import analyze
-from optim_core.api import compare_summary_finding
+from optim_core.api import build_groups, compare_summary_finding, validate_grid
 from optim_core.errors import DimensionError
 from optim_core.landscape import landscape, resolve_axes
 from optim_core.losses.base import Loss
@@ -131,8 +131,11 @@ def _meta(report_batch: Any, body: RunOptions, began: float) -> dict[str, Any]:
 
 
 def run_optimize(body: OptimizeRequest | CompareRequest, settings: Settings,
-                 **engine: Any) -> dict[str, Any]:
-    """Answer /v1/optimize and /v1/compare (the latter adds `summary` and `findings`)."""
+                 dry_run: bool = False, **engine: Any) -> dict[str, Any] | None:
+    """Answer /v1/optimize and /v1/compare (the latter adds `summary` and `findings`).
+
+    With dry_run, only build and check (the job endpoint's validation) and answer None.
+    """
     began = time.perf_counter()
     loss = build_loss(body.loss, settings)
     _over("max_dim", loss.dim, settings.max_dim, "The dimension", "")
@@ -140,6 +143,9 @@ def run_optimize(body: OptimizeRequest | CompareRequest, settings: Settings,
     specs = (body.optimizers if isinstance(body, CompareRequest) else [body.optimizer])
     optimizers = [optimizer_settings(o) for o in specs]
     _check_work(len(optimizers) * starts.shape[0], body, loss.dim, settings, recorded=True)
+    if dry_run:
+        build_groups(optimizers, 1)  # hyperparameters the schema cannot check (schedules)
+        return None
     engine.setdefault("deadline", _deadline(body, settings))
     report = optimize(loss, optimizers, starts, max_steps=body.max_steps, stop=_stop(body),
                       record=_record(body), seed=body.seed,
@@ -161,8 +167,9 @@ def run_optimize(body: OptimizeRequest | CompareRequest, settings: Settings,
     return answer
 
 
-def run_sweep(body: SweepRequest, settings: Settings, **engine: Any) -> dict[str, Any]:
-    """Answer /v1/sweep: the whole grid × starts as one batch."""
+def run_sweep(body: SweepRequest, settings: Settings, dry_run: bool = False, **engine: Any
+              ) -> dict[str, Any] | None:
+    """Answer /v1/sweep: the whole grid × starts as one batch (dry_run: only check)."""
     began = time.perf_counter()
     loss = build_loss(body.loss, settings)
     starts = _starts(body, loss, settings)
@@ -170,6 +177,9 @@ def run_sweep(body: SweepRequest, settings: Settings, **engine: Any) -> dict[str
     for values in body.grid.values():
         points *= len(values)
     _check_work(points * starts.shape[0], body, loss.dim, settings, recorded=body.include_runs)
+    if dry_run:
+        validate_grid(optimizer_settings(body.optimizer), body.grid)
+        return None
     engine.setdefault("deadline", _deadline(body, settings))
     result = sweep(loss, optimizer_settings(body.optimizer), body.grid, starts,
                    max_steps=body.max_steps, stop=_stop(body), record=_record(body),

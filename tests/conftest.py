@@ -19,9 +19,15 @@ from service.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _jobs_db_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every app a test builds (and every server it starts) keeps its jobs in tmp_path."""
+    monkeypatch.setenv("OPTIM_JOBS_DB_PATH", str(tmp_path / "jobs.sqlite3"))
+
+
 @pytest.fixture
-def settings() -> Settings:
-    return Settings(max_concurrency=2, max_queue=4)
+def settings(tmp_path: Path) -> Settings:
+    return Settings(max_concurrency=2, max_queue=4, jobs_db_path=str(tmp_path / "jobs.sqlite3"))
 
 
 @pytest.fixture

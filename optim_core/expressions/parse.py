@@ -324,10 +324,13 @@ def parse_expression(
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
-        column = columns[min(max((exc.offset or 1) - 1, 0), len(columns) - 1)]
-        raise ExpressionSyntaxError(
-            f"Invalid syntax at column {column}: {exc.msg}", position=column
-        ) from None
+        if not exc.offset:  # Python gives no column when the text ends too early
+            column = len(text) + 1
+            message = f"The expression ends too early (column {column}): {exc.msg}"
+        else:
+            column = columns[min(exc.offset - 1, len(columns) - 1)]
+            message = f"Invalid syntax at column {column}: {exc.msg}"
+        raise ExpressionSyntaxError(message, position=column) from None
     except (RecursionError, MemoryError, ValueError) as exc:
         raise ExpressionSyntaxError(
             f"Expression cannot be parsed: {type(exc).__name__}", position=1

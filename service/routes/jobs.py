@@ -1,0 +1,106 @@
+"""Jobs: submit, watch (JSON or Server-Sent Events), fetch the result, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from starlette.responses import Response
+
+from service.jobs.manager import JobManager, job_document
+from service.jobs.schemas import JobRequest
+from service.jsonio import JSONResponse, StrictJSONRoute, dumps
+from service.problems import PROBLEM_RESPONSES, problem_response
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictJSONRoute,
+                   responses=PROBLEM_RESPONSES)
+EVENT_POLL_S = 0.2
+KEEPALIVE_S = 15
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def _manager(request: Request) -> JobManager:
+    return request.app.state.jobs
+
+
+def _job(request: Request, job_id: str) -> dict[str, Any]:
+    job = _manager(request).store.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"No job with id {job_id} (it may have expired)")
+    return job
+
+
+@router.post("", status_code=202)
+async def submit_job(body: JobRequest, request: Request) -> JSONResponse:
+    """Queue an optimize, compare or sweep request; answers at once with the job's id."""
+    manager = _manager(request)
+    job_id = await manager.submit(body.kind, body.request)
+    document = job_document(manager.store.get(job_id))
+    return JSONResponse(document, status_code=202,
+                        headers={"Location": document["links"]["self"]})
+
+
+@router.get("/{job_id}")
+async def get_job(job_id: str, request: Request) -> JSONResponse:
+    """The job's status, progress, times and, when it failed, its problem document."""
+    return JSONResponse(job_document(_job(request, job_id)))
+
+
+@router.get("/{job_id}/result")
+async def get_job_result(job_id: str, request: Request) -> Response:
+    """The body the synchronous endpoint would have answered; 409 while not finished."""
+    job = _job(request, job_id)
+    if job["status"] not in FINISHED:
+        return problem_response(409, "job-not-finished", "Job has not finished",
+                                f"Job {job_id} is {job['status']}; poll it or follow its events")
+    if job["status"] == "failed":
+        return problem_response(409, "job-failed", "Job failed",
+                                f"Job {job_id} failed: {job['error']['detail']}",
+                                error=job["error"])
+    result = _manager(request).store.result(job_id)
+    if result is None:
+        return problem_response(409, "job-cancelled", "Job was cancelled",
+                                f"Job {job_id} was cancelled before it computed anything")
+    return Response(result, media_type="application/json")
+
+
+@router.get("/{job_id}/events", response_class=EventSourceResponse)
+async def job_events(job_id: str, request: Request) -> EventSourceResponse:
+    """Server-Sent Events: the current state at once, `progress` events, one final `end`."""
+    _job(request, job_id)
+    store = _manager(request).store
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        last: bytes | None = None
+        while True:
+            job = store.get(job_id)
+            if job is None:
+                yield ServerSentEvent(dumps({"id": job_id, "status": "expired"}).decode(),
+                                      event="end")
+                return
+            document = job_document(job)
+            payload = dumps(document)
+            if payload != last:
+                yield ServerSentEvent(payload.decode(), event="progress")
+                last = payload
+            if job["status"] in FINISHED:
+                yield ServerSentEvent(dumps({"id": job_id, "status": job["status"]}).decode(),
+                                      event="end")
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(EVENT_POLL_S)
+
+    return EventSourceResponse(events(), ping=KEEPALIVE_S)
+
+
+@router.delete("/{job_id}")
+async def cancel_job(job_id: str, request: Request) -> JSONResponse:
+    """Cancel a queued or running job; a running one stops between steps and keeps its runs."""
+    _job(request, job_id)
+    _manager(request).cancel(job_id)
+    document = job_document(_job(request, job_id))
+    return JSONResponse(document, status_code=202 if document["status"] == "running" else 200)

@@ -1,0 +1,199 @@
+"""Jobs: lifecycle, progress, events, cancellation, failures, persistence across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import httpx
+import orjson
+import pytest
+
+from service.jobs import manager as job_manager
+from service.main import create_app
+from tests.conftest import free_port, start_server
+
+RAVINE = {"kind": "expression", "expression": "0.5*(x^2 + 100*y^2)"}
+QUICK = {"loss": RAVINE, "start": [[1, 1], [-2, 0.5]], "max_steps": 300,
+         "optimizers": [{"name": "sgd", "lr": 0.015}, {"name": "adam", "lr": 0.05}]}
+SLOW = {"loss": RAVINE, "start": {"random": {"n": 64, "seed": 3}}, "max_steps": 400_000,
+        "optimizer": {"name": "sgd", "lr": 1e-9}, "record": {"max_points": 10},
+        "stop": {"grad_tol": 0}}
+
+
+async def wait_for(client, job_id, statuses=("succeeded", "failed", "cancelled"), limit=30.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        job = (await client.get(f"/v1/jobs/{job_id}")).json()
+        if job["status"] in statuses:
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {job['status']}")
+
+
+async def test_lifecycle_result_equals_the_synchronous_answer(client):
+    r = await client.post("/v1/jobs", json={"kind": "compare", "request": QUICK})
+    assert r.status_code == 202
+    job = r.json()
+    assert r.headers["location"] == f"/v1/jobs/{job['id']}" == job["links"]["self"]
+    assert job["status"] in ("queued", "running") and job["kind"] == "compare"
+    assert job["created_at"].endswith("Z")
+    done = await wait_for(client, job["id"])
+    assert done["status"] == "succeeded" and done["progress"]["fraction"] == 1.0
+    assert done["started_at"] and done["finished_at"] and done["error"] is None
+    result = (await client.get(f"/v1/jobs/{job['id']}/result")).json()
+    direct = (await client.post("/v1/compare", json=QUICK)).json()
+    for answer in (result, direct):
+        answer["meta"].pop("elapsed_ms")
+    assert result == direct
+
+
+async def test_progress_is_monotone_and_the_result_waits(client):
+    job = (await client.post("/v1/jobs", json={"kind": "optimize", "request": SLOW})).json()
+    r = await client.get(f"/v1/jobs/{job['id']}/result")
+    assert r.status_code == 409 and r.headers["content-type"] == "application/problem+json"
+    seen = []
+    for _ in range(40):
+        current = (await client.get(f"/v1/jobs/{job['id']}")).json()
+        seen.append(current["progress"]["steps_done"])
+        if current["status"] == "running" and current["progress"]["steps_done"] > 0:
+            progress = current["progress"]
+            assert progress["steps_total"] == 400_000 and progress["runs_active"] == 64
+            assert 0 < progress["fraction"] < 1 and progress["eta_s"] > 0
+        await asyncio.sleep(0.05)
+    assert seen == sorted(seen) and seen[-1] > 0
+    r = await client.delete(f"/v1/jobs/{job['id']}")
+    assert r.status_code in (200, 202)
+    done = await wait_for(client, job["id"])
+    assert done["status"] == "cancelled"
+    result = (await client.get(f"/v1/jobs/{job['id']}/result")).json()
+    assert {run["status"] for run in result["runs"]} == {"cancelled"}
+    assert all(0 < run["steps"] < 400_000 for run in result["runs"])
+
+
+async def test_cancel_a_queued_job_and_unknown_ids(client):
+    r = await client.delete("/v1/jobs/nope")
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+    assert (await client.get("/v1/jobs/nope")).status_code == 404
+    assert (await client.get("/v1/jobs/nope/result")).status_code == 404
+
+
+async def test_job_validation_matches_the_endpoint(client):
+    bad = {"loss": {"kind": "expression", "expression": "x +"}, "start": [1]}
+    r = await client.post("/v1/jobs", json={"kind": "optimize", "request": bad})
+    assert r.status_code == 400 and r.json()["position"] == 4
+    r = await client.post("/v1/jobs", json={"kind": "optimize", "request": {
+        "loss": RAVINE, "optimizer": {"name": "sgd", "lr": -1}}})
+    assert r.status_code == 422
+    assert any(e["loc"][:2] == ["body", "request"] for e in r.json()["errors"])
+    r = await client.post("/v1/jobs", json={"kind": "teleport", "request": {}})
+    assert r.status_code == 422
+    # over the synchronous limit but within the job limits: 413 for /v1/optimize, 202 here
+    big = {"loss": RAVINE, "start": [1, 1], "max_steps": 200_000, "record": {"max_points": 5}}
+    assert (await client.post("/v1/optimize", json=big)).status_code == 413
+    r = await client.post("/v1/jobs", json={"kind": "optimize", "request": big})
+    assert r.status_code == 202
+    await client.delete(f"/v1/jobs/{r.json()['id']}")
+    r = await client.post("/v1/jobs", json={"kind": "optimize", "request": big | {
+        "max_steps": 10**9}})
+    assert r.status_code == 413 and r.json()["limit"] == "max_steps"
+
+
+async def test_a_failed_job_carries_its_problem_document(client, monkeypatch):
+    from optim_core.errors import LossError
+
+    real = job_manager.RUNNERS["optimize"]
+
+    def failing(body, settings, dry_run=False, **engine):
+        if dry_run:
+            return real(body, settings, dry_run=True)
+        raise LossError("the loss went away")
+
+    monkeypatch.setitem(job_manager.RUNNERS, "optimize", failing)
+    job = (await client.post("/v1/jobs", json={"kind": "optimize", "request": {
+        "loss": RAVINE, "start": [1, 1]}})).json()
+    done = await wait_for(client, job["id"])
+    assert done["status"] == "failed"
+    assert done["error"] == {"type": "/problems/invalid-loss", "title": "Loss cannot be used",
+                             "status": 400, "detail": "the loss went away"}
+    r = await client.get(f"/v1/jobs/{job['id']}/result")
+    assert r.status_code == 409 and r.json()["error"]["detail"] == "the loss went away"
+
+
+async def test_queue_bound_answers_429(settings):
+    app = create_app(settings.model_copy(update={"job_max_active": 1}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as c:
+        first = await c.post("/v1/jobs", json={"kind": "optimize", "request": SLOW})
+        assert first.status_code == 202
+        r = await c.post("/v1/jobs", json={"kind": "optimize", "request": SLOW})
+        assert r.status_code == 429 and r.headers["retry-after"]
+        await c.delete(f"/v1/jobs/{first.json()['id']}")
+        await wait_for(c, first.json()["id"])
+
+
+def test_events_stream_progress_then_end(live_server):
+    job = httpx.post(f"{live_server}/v1/jobs", json={"kind": "optimize", "request": SLOW |
+                                                     {"max_steps": 20_000}}).json()
+    events = []
+    with httpx.stream("GET", f"{live_server}/v1/jobs/{job['id']}/events", timeout=60) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        name = None
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                events.append((name, orjson.loads(line.split(":", 1)[1])))
+                if name == "end":
+                    break
+    kinds = [name for name, _ in events]
+    assert kinds[0] == "progress" and kinds[-1] == "end" and kinds.count("end") == 1
+    assert events[-1][1]["status"] == "succeeded"
+    done = [data["progress"]["steps_done"] for name, data in events if name == "progress"]
+    assert done == sorted(done)
+    # a client that connects late gets the current state, then the end
+    with httpx.stream("GET", f"{live_server}/v1/jobs/{job['id']}/events", timeout=10) as r:
+        lines = [line for line in r.iter_lines() if line.startswith("event:")]
+    assert lines == ["event: progress", "event: end"]
+
+
+def test_results_survive_a_restart_and_killed_jobs_are_interrupted(tmp_path):
+    env = {"OPTIM_JOBS_DB_PATH": str(tmp_path / "restart.sqlite3")}
+    port = free_port()
+    proc, url = start_server(env, port)
+    try:
+        done = httpx.post(f"{url}/v1/jobs", json={"kind": "compare", "request": QUICK}).json()
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{url}/v1/jobs/{done['id']}").json()["status"] != "succeeded":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        before = httpx.get(f"{url}/v1/jobs/{done['id']}/result").json()
+        running = httpx.post(f"{url}/v1/jobs", json={"kind": "optimize",
+                                                     "request": SLOW}).json()
+        while httpx.get(f"{url}/v1/jobs/{running['id']}").json()["status"] != "running":
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # no graceful shutdown: the job is left "running"
+        proc.wait(10)
+    proc, url = start_server(env, port)
+    try:
+        assert httpx.get(f"{url}/v1/jobs/{done['id']}/result").json() == before
+        job = httpx.get(f"{url}/v1/jobs/{running['id']}").json()
+        assert job["status"] == "failed" and job["reason"] == "interrupted"
+        assert job["error"]["type"] == "/problems/interrupted"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("kind", ["optimize", "sweep"])
+async def test_every_kind_runs_as_a_job(client, kind):
+    request = {"loss": RAVINE, "start": [1, 1], "max_steps": 50}
+    if kind == "sweep":
+        request |= {"optimizer": {"name": "sgd"}, "grid": {"lr": [0.001, 0.01]}}
+    job = (await client.post("/v1/jobs", json={"kind": kind, "request": request})).json()
+    assert (await wait_for(client, job["id"]))["status"] == "succeeded"
+    result = (await client.get(f"/v1/jobs/{job['id']}/result")).json()
+    assert ("rows" in result) == (kind == "sweep")

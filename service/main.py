@@ -15,7 +15,7 @@ from service.jobs.manager import JobManager
 from service.jobs.store import JobStore
 from service.middleware import BodyLimitMiddleware
 from service.problems import install_problem_handlers
-from service.routes import catalog, health, jobs, landscape, optimize, sweep
+from service.routes import catalog, health, jobs, landscape, optimize, playground, plot, sweep
 from service.settings import Settings, get_settings
 
 DESCRIPTION = (
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gate = ComputeGate(settings.max_concurrency, settings.max_queue,
                                  settings.retry_after_s)
     app.state.jobs = JobManager(JobStore(settings.jobs_db_path), app.state.gate, settings)
-    for module in (optimize, sweep, landscape, jobs, catalog, health):
+    for module in (optimize, sweep, landscape, plot, jobs, catalog, health, playground):
         app.include_router(module.router)
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

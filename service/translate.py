@@ -37,6 +37,7 @@ from service.schemas.requests import (
     CompareRequest,
     LandscapeRequest,
     OptimizeRequest,
+    PlotRequest,
     RandomStart,
     RunOptions,
     SweepRequest,
@@ -226,3 +227,24 @@ def run_analyze(body: AnalyzeRequest, settings: Settings) -> dict[str, Any]:
     if not points:
         raise DimensionError("Give at least one point", loc=["points"])
     return {"loss": loss.describe(), "points": analyze(loss, np.array(points, dtype=float))}
+
+
+def run_plot(body: PlotRequest, settings: Settings) -> bytes:
+    """Run the request with params and loss recorded, then draw it."""
+    from service.plotting import render
+
+    request = body.request.model_copy(deep=True)
+    fields = set(request.record.fields) | {"params", "loss"}
+    request.record.fields = [f for f in ("params", "loss", "grad_norm", "lr") if f in fields]
+    request.record.max_points = min(request.record.max_points, 2000)
+    answer = run_optimize(request, settings)
+    assert answer is not None
+    loss = build_loss(request.loss, settings)
+    axes = resolve_axes(loss, body.axes)
+    bounds = None if body.bounds is None else _box(body.bounds)
+    if bounds is not None and (np.any(bounds[:, 1] <= bounds[:, 0])
+                               or not np.all(np.isfinite(bounds))):
+        raise DimensionError("bounds must be [[lo, hi], [lo, hi]] with lo < hi",
+                             loc=["bounds"])
+    return render(loss, answer, panels=list(dict.fromkeys(body.panels)), fmt=body.format,
+                  size=(body.size[0], body.size[1]), bounds=bounds, axes=axes)

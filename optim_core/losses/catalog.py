@@ -278,7 +278,8 @@ BUILTINS: dict[str, BuiltinSpec] = {
             "ravine", "0.5*sum(condition^((i-1)/(n-1)) * x[i]^2)",
             "The textbook ravine: a quadratic whose curvatures run from 1 to `condition` "
             "(in 2-D, ½(x² + κy²)); plain gradient descent zig-zags across it.",
-            ("ravine", "convex", "quadratic", "ill-conditioned"), (-10.0, 10.0), (-8.0, 1.0),
+            ("ravine", "convex", "quadratic", "ill-conditioned"),
+            ((-10.0, 10.0), (-2.5, 2.5)), (-8.0, 1.0),
             lambda d, p: np.zeros((1, d)), _const(0.0), dim=None, min_dim=2,
             params={"condition": ParamSpec(100.0, gt=0, doc="κ = λmax/λmin")},
             evaluate=_ravine,

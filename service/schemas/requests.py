@@ -93,3 +93,21 @@ class LandscapeRequest(Strict):
 class AnalyzeRequest(Strict):
     loss: LossSpec
     points: list[float] | list[list[float]] | None = None
+
+
+class PlotRequest(Strict):
+    request: CompareRequest | OptimizeRequest = Field(
+        ..., description="a compare body (with `optimizers`) or an optimize body")
+    panels: list[Literal["contour", "loss"]] = Field(
+        default_factory=lambda: ["contour", "loss"], min_length=1)
+    format: Literal["svg", "png"] = "svg"
+    bounds: list[list[float]] | None = Field(None, description="default: around paths, minima")
+    size: list[int] = Field(default_factory=lambda: [1100, 480], min_length=2, max_length=2,
+                            description="[width, height] in pixels")
+    axes: list[int | str] | None = Field(None, description="the two coordinates shown")
+
+    @model_validator(mode="after")
+    def _size(self) -> PlotRequest:
+        if not all(200 <= s <= 4000 for s in self.size):
+            raise ValueError("size must be [width, height] between 200 and 4000 pixels")
+        return self

@@ -1,0 +1,110 @@
+"""The playground in headless Chromium (Debian's package) against a real server on 127.0.0.1.
+
+Skipped where Chromium or Playwright is missing; .ci/run installs both.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from tests.conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = ROOT / "test-artifacts"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def page(live_server, tmp_path: Path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.console_errors = []
+        page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+        page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+        page.goto(live_server + "/")
+        yield page
+        browser.close()
+
+
+def contour_pixels(page) -> dict:
+    return page.evaluate("""() => {
+        const c = document.getElementById('contour');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let coloured = 0, red = 0;
+        for (let i = 0; i < d.length; i += 4) {
+            if (d[i + 3] > 0) coloured++;
+            if (d[i] > 180 && d[i + 1] < 80 && d[i + 2] < 80) red++;  // the momentum path
+        }
+        return {coloured, red, total: d.length / 4};
+    }""")
+
+
+def test_default_example_runs_and_draws_paths(page):
+    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    pixels = contour_pixels(page)
+    assert pixels["coloured"] > 0.9 * pixels["total"] and pixels["red"] > 50
+    rows = page.locator("#table tbody tr")
+    assert rows.count() == 3
+    assert "momentum" in rows.nth(1).inner_text()
+    assert page.locator("#findings li").count() >= 3
+    assert "zig-zags" in page.locator("#findings").inner_text().lower()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
+    assert page.console_errors == []
+
+
+def test_invalid_expression_shows_its_error_at_the_column(page):
+    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    page.select_option("#lossKind", "expression")
+    page.fill("#expression", "x^2 + foo(y)")
+    page.dispatch_event("#expression", "change")
+    error = page.locator("#error")
+    error.wait_for(state="visible")
+    page.wait_for_function("document.getElementById('error').textContent.includes('foo')")
+    lines = error.inner_text().split("\n")
+    assert lines[0] == "x^2 + foo(y)" and lines[1] == " " * 6 + "^"
+    assert "Unknown function 'foo'" in lines[2]
+    # Chromium logs the expected 400 answer itself; nothing else may fail
+    assert [e for e in page.console_errors if "status of 400" not in e] == []
+
+
+def test_slider_change_reruns_and_the_url_keeps_the_state(page):
+    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    before = page.locator("#table tbody tr").nth(0).inner_text()
+    slider = page.locator('input[data-rule="sgd"][data-hp="lr"]')
+    slider.evaluate("(s) => { s.value = '-3'; s.dispatchEvent(new Event('input')); }")
+    page.wait_for_function(
+        "(b) => document.querySelector('#table tbody tr').innerText !== b", arg=before,
+        timeout=20000)
+    state = json.loads(unquote(page.evaluate("location.hash")[1:]))
+    sgd = next(o for o in state["optimizers"] if o["name"] == "sgd")
+    assert sgd["lr"] == pytest.approx(0.001)
+    # the shared URL reproduces the state in a fresh page
+    url = page.url
+    page.goto("about:blank")
+    page.goto(url)
+    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    value = page.locator('input[data-rule="sgd"][data-hp="lr"]').input_value()
+    assert float(value) == pytest.approx(-3)
+
+
+def test_clicking_the_contour_moves_the_start(page):
+    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    page.evaluate("delete document.body.dataset.drawn")
+    box = page.locator("#contour").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] * 0.25)
+    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    x, y = map(float, page.locator("#startText").inner_text().strip("()").split(","))
+    # the ravine's domain is [-10, 10] × [-2.5, 2.5]
+    assert x == pytest.approx(5, abs=0.2) and y == pytest.approx(1.25, abs=0.1)

@@ -36,6 +36,21 @@ class OptimCoreError(Exception):
         self.position = position
 
 
+def _rebuild(cls: type[OptimCoreError], state: dict[str, object]) -> OptimCoreError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("detail", ""))
+    error.__dict__.update(state)
+    return error
+
+
+def _reduce(self: OptimCoreError) -> tuple[object, ...]:
+    """Pickle with every field, so errors raised in a worker process arrive intact."""
+    return _rebuild, (type(self), dict(self.__dict__))
+
+
+OptimCoreError.__reduce__ = _reduce  # type: ignore[method-assign,assignment]
+
+
 class ExpressionError(OptimCoreError):
     """The expression text cannot be used."""
 

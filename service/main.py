@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
@@ -14,9 +15,21 @@ from service.compute import ComputeGate
 from service.jobs.manager import JobManager
 from service.jobs.store import JobStore
 from service.middleware import BodyLimitMiddleware
+from service.observability import Metrics, ObservabilityMiddleware
 from service.problems import install_problem_handlers
-from service.routes import catalog, health, jobs, landscape, optimize, playground, plot, sweep
+from service.routes import (
+    catalog,
+    health,
+    jobs,
+    landscape,
+    metrics,
+    optimize,
+    playground,
+    plot,
+    sweep,
+)
 from service.settings import Settings, get_settings
+from service.symbolic import warm_up
 
 DESCRIPTION = (
     "Runs optimizers (SGD, momentum, Nesterov, RMSProp, AdaGrad, Adam, AdamW, Newton) on "
@@ -35,6 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.symbolic_isolation:  # start the symbolic worker now, not on a request
+            await anyio.to_thread.run_sync(warm_up, settings.symbolic_timeout_s * 4,
+                                           settings.symbolic_workers)
         sweeper = asyncio.get_running_loop().create_task(app.state.jobs.sweep_expired())
         try:
             yield
@@ -51,9 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gate = ComputeGate(settings.max_concurrency, settings.max_queue,
                                  settings.retry_after_s)
     app.state.jobs = JobManager(JobStore(settings.jobs_db_path), app.state.gate, settings)
-    for module in (optimize, sweep, landscape, plot, jobs, catalog, health, playground):
+    app.state.metrics = Metrics()
+    for module in (optimize, sweep, landscape, plot, jobs, catalog, health, metrics, playground):
         app.include_router(module.router)
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     logging.getLogger("service").setLevel(settings.log_level.upper())
     return app

@@ -53,6 +53,10 @@ class OverloadedError(Exception):
 class SymbolicTimeoutError(Exception):
     """The symbolic stage did not finish within its time limit."""
 
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
 
 PROBLEM_TYPES: dict[type[Exception], tuple[int, str, str]] = {
     ExpressionSyntaxError: (400, "invalid-expression", "Expression cannot be parsed"),

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     max_expression_variables: int = Field(32, gt=0)
     max_dataset_values: int = Field(2_000_000, gt=0,
                                     description="n × p of inline or synthetic data")
+    symbolic_timeout_s: float = Field(5.0, gt=0,
+                                      description="wall-clock limit of parse + differentiate")
+    symbolic_isolation: bool = Field(True, description="run the symbolic stage in a process")
+    symbolic_workers: int = Field(1, gt=0, description="worker processes of the symbolic stage")
     request_timeout_s: float = Field(10.0, gt=0, description="time budget of a synchronous request")
     eval_every: int = Field(10, gt=0, description="full-batch checks of stochastic runs")
     max_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0,

@@ -43,6 +43,7 @@ from service.schemas.requests import (
     SweepRequest,
 )
 from service.settings import Settings
+from service.symbolic import IsolatedDeriver
 
 JOBS_HINT = "; submit larger work as a job with POST /v1/jobs"
 
@@ -61,7 +62,9 @@ def build_loss(spec: Any, settings: Settings) -> Loss:
             max_length=settings.max_expression_length, max_nodes=settings.max_expression_nodes,
             max_depth=settings.max_expression_depth,
             max_variables=settings.max_expression_variables)
-        return expression_loss(spec.expression, spec.variables, limits)
+        deriver = (IsolatedDeriver(settings.symbolic_timeout_s, settings.symbolic_workers)
+                   if settings.symbolic_isolation else None)
+        return expression_loss(spec.expression, spec.variables, limits, deriver)
     if isinstance(spec, L.BuiltinLossSpec):
         _over("max_dim", spec.dim or 2, settings.max_dim, "dim", "")
         return BuiltinLoss(spec.name, spec.dim, spec.params)
@@ -126,6 +129,7 @@ def _meta(report_batch: Any, body: RunOptions, began: float) -> dict[str, Any]:
         "runs": int(report_batch.status.shape[0]),
         "max_steps": body.max_steps,
         "engine_steps": report_batch.engine_steps,
+        "steps_computed": int(report_batch.steps.sum()),
         "seed": body.seed,
         "elapsed_ms": round((time.perf_counter() - began) * 1000, 3),
     }

@@ -222,15 +222,23 @@ def dataset_loss(spec: dict[str, Any], *, max_values: int = 2_000_000, max_dim: 
         raise DatasetError("Give either X and y, or synthetic, for a dataset loss",
                            loc=["synthetic" if generated else "X"])
     n_classes = None
+
+    def width(features: int) -> int:
+        return features + (1 if spec.get("fit_intercept", True) else 0)
+
     if generated:
         syn = spec["synthetic"]
         size = syn["n_samples"] * syn["n_features"]
         _limit(size, max_values)
+        classes = syn.get("n_classes", 3) if model == "softmax" else 1
+        _check_dim(width(syn["n_features"]) * classes, max_dim)
+        _limit(syn["n_samples"] * classes, max_values)
         X, y = synthetic(model, syn["n_samples"], syn["n_features"], syn["noise"], syn["seed"],
                          syn.get("n_classes", 3), syn.get("condition", 1.0))
         n_classes = syn.get("n_classes", 3) if model == "softmax" else None
     else:
         rows = spec["X"]
+        _check_dim(width(len(rows[0]) if rows and rows[0] else 0), max_dim)
         if not rows or len({len(r) for r in rows}) != 1 or not rows[0]:
             raise DatasetError("X must be a non-empty n×p table with the same number of "
                                "features in every row", loc=["X"])
@@ -244,6 +252,8 @@ def dataset_loss(spec: dict[str, Any], *, max_values: int = 2_000_000, max_dim: 
         if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
             raise DatasetError("X and y must be finite numbers", loc=["X"])
         _check_labels(model, y)
+        if model == "softmax":  # the class count sets the parameter count: check it first
+            _check_dim(width(X.shape[1]) * (int(y.max()) + 1), max_dim)
     batch = spec.get("batch_size")
     if batch is not None and batch > X.shape[0]:
         raise DatasetError(f"batch_size {batch} is larger than the {X.shape[0]} samples",
@@ -252,11 +262,14 @@ def dataset_loss(spec: dict[str, Any], *, max_values: int = 2_000_000, max_dim: 
                        fit_intercept=spec.get("fit_intercept", True),
                        standardize=spec.get("standardize", False), batch_size=batch,
                        n_classes=n_classes)
-    if loss.dim > max_dim:
-        raise LimitExceededError(f"The model has {loss.dim} parameters, over the limit of "
-                                 f"{max_dim} (setting OPTIM_MAX_DIM)", limit="max_dim",
-                                 value=loss.dim, maximum=max_dim)
     return loss
+
+
+def _check_dim(dim: int, max_dim: int) -> None:
+    if dim > max_dim:
+        raise LimitExceededError(f"The model has {dim} parameters, over the limit of "
+                                 f"{max_dim} (setting OPTIM_MAX_DIM)", limit="max_dim",
+                                 value=dim, maximum=max_dim)
 
 
 def _limit(size: int, max_values: int) -> None:

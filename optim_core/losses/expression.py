@@ -6,8 +6,10 @@ request neither parses nor differentiates again.
 
 from __future__ import annotations
 
-import functools
-from typing import Any
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import sympy
@@ -24,37 +26,54 @@ def _node_count(exprs: list[sympy.Expr]) -> int:
     return sum(sympy.count_ops(e, visual=False) + 1 for e in exprs)
 
 
+class SymbolicParts(NamedTuple):
+    """What the symbolic stage produces; plain SymPy objects, so it pickles across processes."""
+
+    text: str
+    expr: sympy.Expr
+    names: tuple[str, ...]
+    symbols: list[sympy.Symbol]
+    gradient: list[sympy.Expr]
+    hessian: list[list[sympy.Expr]]
+
+
+def derive(text: str, variables: list[str] | None = None,
+           limits: ExpressionLimits | None = None) -> SymbolicParts:
+    """Parse and differentiate: the expensive, potentially explosive symbolic stage."""
+    limits = limits or ExpressionLimits()
+    expr, found = parse_expression(text, limits)
+    names = _resolve_variables(found, variables, limits)
+    symbols = [found.get(n) or sympy.Symbol(n, real=True) for n in names]
+    gradient = [sympy.diff(expr, s) for s in symbols]
+    hessian = [[sympy.diff(g, s) for s in symbols] for g in gradient]
+    size = _node_count(gradient) + _node_count([h for row in hessian for h in row])
+    if size > limits.max_derivative_nodes:
+        raise ExpressionLimitError(
+            f"The derivatives of this expression have {size} operations; the limit is "
+            f"{limits.max_derivative_nodes}. Simplify the expression"
+        )
+    return SymbolicParts(text.strip(), expr, tuple(names), symbols, gradient, hessian)
+
+
 class ExpressionLoss(LossBase):
     """f(x) from text, with gradient and Hessian derived symbolically."""
 
     kind = "expression"
 
-    def __init__(
-        self, text: str, variables: list[str] | None = None, limits: ExpressionLimits | None = None
-    ) -> None:
-        limits = limits or ExpressionLimits()
-        expr, found = parse_expression(text, limits)
-        names = _resolve_variables(found, variables, limits)
-        symbols = [found.get(n) or sympy.Symbol(n, real=True) for n in names]
-        gradient = [sympy.diff(expr, s) for s in symbols]
-        hessian = [[sympy.diff(g, s) for s in symbols] for g in gradient]
-        size = _node_count(gradient) + _node_count([h for row in hessian for h in row])
-        if size > limits.max_derivative_nodes:
-            raise ExpressionLimitError(
-                f"The derivatives of this expression have {size} operations; the limit is "
-                f"{limits.max_derivative_nodes}. Simplify the expression"
-            )
-        self.text = text.strip()
-        self.expr = expr
-        self.names = tuple(names)
-        self.dim = len(names)
-        self.gradient_exprs = gradient
-        self.hessian_exprs = hessian
-        self._value_tape = compile_outputs([expr], symbols)
-        self._value_grad_tape = compile_outputs([expr, *gradient], symbols)
+    def __init__(self, parts: SymbolicParts) -> None:
+        """Compile derived parts (see `derive`) into vectorised evaluators."""
+        self.text = parts.text
+        self.expr = parts.expr
+        self.names = parts.names
+        self.dim = len(parts.names)
+        self.gradient_exprs = parts.gradient
+        self.hessian_exprs = parts.hessian
+        symbols = parts.symbols
+        self._value_tape = compile_outputs([parts.expr], symbols)
+        self._value_grad_tape = compile_outputs([parts.expr, *parts.gradient], symbols)
         upper = [(i, j) for i in range(self.dim) for j in range(i, self.dim)]
-        self._hess_index = upper
-        self._hess_tape: Tape = compile_outputs([hessian[i][j] for i, j in upper], symbols)
+        self._hess_index = np.array(upper, dtype=int).reshape(-1, 2).T
+        self._hess_tape: Tape = compile_outputs([parts.hessian[i][j] for i, j in upper], symbols)
 
     def value(self, params: Params) -> Values:
         return self._value_tape.evaluate(params)[:, 0]
@@ -66,7 +85,7 @@ class ExpressionLoss(LossBase):
     def hess(self, params: Params) -> Hess:
         flat = self._hess_tape.evaluate(params)
         hess = np.empty((params.shape[0], self.dim, self.dim))
-        rows, cols = np.array(self._hess_index, dtype=int).reshape(-1, 2).T
+        rows, cols = self._hess_index
         hess[:, rows, cols] = flat
         hess[:, cols, rows] = flat
         return hess
@@ -127,22 +146,69 @@ def _resolve_variables(
     return list(variables)
 
 
-@functools.lru_cache(maxsize=256)
-def _cached(text: str, variables: tuple[str, ...] | None, limits: ExpressionLimits
-            ) -> ExpressionLoss:
-    return ExpressionLoss(text, list(variables) if variables is not None else None, limits)
+Deriver = Callable[[str, "list[str] | None", ExpressionLimits], SymbolicParts]
+
+
+class _LossCache:
+    """LRU of compiled losses keyed by (text, variables, limits); failures are not cached."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self.entries: OrderedDict[tuple[Any, ...], ExpressionLoss] = OrderedDict()
+        self.lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[Any, ...]) -> ExpressionLoss | None:
+        with self.lock:
+            loss = self.entries.get(key)
+            if loss is None:
+                self.misses += 1
+                return None
+            self.entries.move_to_end(key)
+            self.hits += 1
+            return loss
+
+    def put(self, key: tuple[Any, ...], loss: ExpressionLoss) -> None:
+        with self.lock:
+            self.entries[key] = loss
+            self.entries.move_to_end(key)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+
+
+_CACHE = _LossCache()
 
 
 def expression_loss(
-    text: str, variables: list[str] | None = None, limits: ExpressionLimits | None = None
+    text: str, variables: list[str] | None = None, limits: ExpressionLimits | None = None,
+    deriver: Deriver | None = None,
 ) -> ExpressionLoss:
-    """Build (or fetch from the cache) the loss for `text`; errors are not cached."""
-    key = tuple(variables) if variables is not None else None
-    return _cached(text.strip(), key, limits or ExpressionLimits())
+    """Build (or fetch from the cache) the loss for `text`.
+
+    `deriver` runs the symbolic stage (default: `derive`, in this process); a host can pass
+    one that runs it in a worker process with a time limit. Compilation and the cache stay
+    here, so a repeated expression neither parses nor differentiates again.
+    """
+    limits = limits or ExpressionLimits()
+    key = (text.strip(), None if variables is None else tuple(variables), limits)
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    parts = (deriver or derive)(text.strip(), variables, limits)
+    loss = ExpressionLoss(parts)
+    _CACHE.put(key, loss)
+    return loss
 
 
-def expression_cache_info() -> Any:
-    return _cached.cache_info()
+class CacheInfo(NamedTuple):
+    hits: int
+    misses: int
+    size: int
+
+
+def expression_cache_info() -> CacheInfo:
+    return CacheInfo(_CACHE.hits, _CACHE.misses, len(_CACHE.entries))
 
 
 def domain_for(start: Array | None, dim: int) -> Array:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from service import translate
 from service.deps import GateDep, SettingsDep
@@ -16,12 +16,18 @@ router = APIRouter(prefix="/v1", tags=["optimize"], route_class=StrictJSONRoute,
 
 
 @router.post("/optimize", response_model=OptimizeResponse)
-async def optimize(body: OptimizeRequest, settings: SettingsDep, gate: GateDep) -> JSONResponse:
+async def optimize(body: OptimizeRequest, settings: SettingsDep, gate: GateDep,
+                   request: Request) -> JSONResponse:
     """Run one optimizer from one or more starts; answer trajectories, diagnostics, findings."""
-    return JSONResponse(await gate.run(translate.run_optimize, body, settings))
+    answer = await gate.run(translate.run_optimize, body, settings)
+    request.app.state.metrics.record_work(answer)
+    return JSONResponse(answer)
 
 
 @router.post("/compare", response_model=CompareResponse)
-async def compare(body: CompareRequest, settings: SettingsDep, gate: GateDep) -> JSONResponse:
+async def compare(body: CompareRequest, settings: SettingsDep, gate: GateDep,
+                  request: Request) -> JSONResponse:
     """Run several optimizers from the same starts in one batch and rank them."""
-    return JSONResponse(await gate.run(translate.run_optimize, body, settings))
+    answer = await gate.run(translate.run_optimize, body, settings)
+    request.app.state.metrics.record_work(answer)
+    return JSONResponse(answer)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from service import translate
 from service.deps import GateDep, SettingsDep
@@ -16,6 +16,9 @@ router = APIRouter(prefix="/v1", tags=["sweep"], route_class=StrictJSONRoute,
 
 
 @router.post("/sweep", response_model=SweepResponse)
-async def sweep(body: SweepRequest, settings: SettingsDep, gate: GateDep) -> JSONResponse:
+async def sweep(body: SweepRequest, settings: SettingsDep, gate: GateDep, request: Request
+                ) -> JSONResponse:
     """Run a hyperparameter grid × starts as one batch; one aggregated row per grid point."""
-    return JSONResponse(await gate.run(translate.run_sweep, body, settings))
+    answer = await gate.run(translate.run_sweep, body, settings)
+    request.app.state.metrics.record_work(answer)
+    return JSONResponse(answer)

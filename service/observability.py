@@ -1,0 +1,148 @@
+"""Request ids, structured (JSON) logs and Prometheus metrics.
+
+Every answer carries `X-Request-ID` (the client's, when it sent a sane one), every log line
+is one JSON object with the request id, and GET /metrics exposes the counters below in the
+Prometheus text format. Each app has its own registry, so tests can build many apps.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily
+
+from optim_core.losses.expression import expression_cache_info
+from service.middleware import ASGIApp, Message, Receive, Scope, Send
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
+access_log = logging.getLogger("service.access")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": request_id.get(),
+        }
+        for key in ("method", "path", "status", "duration_ms"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str) -> dict[str, Any]:
+    """A logging config (also handed to uvicorn) that writes JSON lines to stderr."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "loggers": {
+            "service": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
+            "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
+class _CacheCollector:
+    def collect(self) -> Any:
+        info = expression_cache_info()
+        hits = CounterMetricFamily("optim_symbolic_cache_hits", "compiled-expression cache hits")
+        hits.add_metric([], info.hits)
+        misses = CounterMetricFamily("optim_symbolic_cache_misses",
+                                     "expressions parsed and differentiated")
+        misses.add_metric([], info.misses)
+        return [hits, misses]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("optim_requests", "HTTP requests by route and status",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("optim_request_duration_seconds", "request latency by route",
+                                 ["route"], registry=self.registry,
+                                 buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10,
+                                          30))
+        self.rejections = Counter("optim_rejections", "4xx/5xx answers by problem type",
+                                  ["reason"], registry=self.registry)
+        self.runs = Counter("optim_runs", "runs computed", registry=self.registry)
+        self.steps = Counter("optim_steps", "optimizer steps computed (summed over runs)",
+                             registry=self.registry)
+        self.registry.register(_CacheCollector())
+
+    def record_work(self, answer: dict[str, Any] | None) -> None:
+        if answer and "meta" in answer:
+            self.runs.inc(answer["meta"].get("runs", 0))
+            self.steps.inc(answer["meta"].get("steps_computed", 0))
+
+
+def _route_of(scope: Scope) -> str:
+    route = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
+class ObservabilityMiddleware:
+    """Request id, one JSON access line per request, request/latency/rejection metrics."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _SANE_ID.match(given) else uuid.uuid4().hex
+        token = request_id.set(rid)
+        began = time.perf_counter()
+        status = 500
+        problem = bytearray()
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            elif message["type"] == "http.response.body" and status >= 400 \
+                    and len(problem) < 4096:
+                problem.extend(message.get("body", b"")[:4096])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        finally:
+            elapsed = time.perf_counter() - began
+            route = _route_of(scope)
+            self.metrics.requests.labels(scope.get("method", ""), route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(elapsed)
+            if status >= 400:
+                self.metrics.rejections.labels(_problem_slug(bytes(problem), status)).inc()
+            access_log.info("%s %s %s", scope.get("method"), scope.get("path"), status,
+                            extra={"method": scope.get("method"), "path": scope.get("path"),
+                                   "status": status, "duration_ms": round(elapsed * 1000, 3)})
+            request_id.reset(token)
+
+
+def _problem_slug(body: bytes, status: int) -> str:
+    match = re.search(rb'"type":"/problems/([a-z-]+)"', body)
+    return match.group(1).decode() if match else f"http-{status}"

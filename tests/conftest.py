@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -49,8 +50,11 @@ def start_server(env: dict[str, str] | None = None, port: int | None = None
     """`python -m service` on 127.0.0.1 in a subprocess; returns (process, base URL)."""
     port = port or free_port()
     environ = os.environ | {"OPTIM_HOST": "127.0.0.1", "OPTIM_PORT": str(port)} | (env or {})
+    # A file, not a pipe: nobody reads a pipe, and a full one would block the server's logging.
+    log = tempfile.NamedTemporaryFile("w+b", prefix=f"optim-server-{port}-", suffix=".log",
+                                      delete=False)
     proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=environ,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -62,7 +66,8 @@ def start_server(env: dict[str, str] | None = None, port: int | None = None
         if proc.poll() is not None:
             break
     proc.kill()
-    raise RuntimeError(f"server did not start: {proc.stdout.read().decode()[-2000:]}")
+    log.seek(0)
+    raise RuntimeError(f"server did not start: {log.read().decode()[-2000:]}")
 
 
 @pytest.fixture

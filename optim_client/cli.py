@@ -1,0 +1,280 @@
+"""`optim`: the service at a terminal.
+
+    optim serve --port 8000
+    optim run request.json                # in-process through optim_core, no server needed
+    optim compare request.json --server http://127.0.0.1:8000 --json
+    optim sweep grid.json
+    optim plot request.json -o paths.svg
+    optim functions | optim optimizers
+
+`run` takes an optimize or a compare body (one with `optimizers`). Human output is a table of
+runs with their key findings; --json prints the service's exact answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(help="Run optimizers on losses and read why they behaved as they did.",
+                  no_args_is_help=True, add_completion=False)
+out = Console()
+err = Console(stderr=True)
+ServerOption = Annotated[str | None, typer.Option(
+    "--server", help="a running service, e.g. http://127.0.0.1:8000 (default: in-process)")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print the JSON answer")]
+FileArgument = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                              help="a JSON request body")]
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        err.print(f"[red]{path} is not valid JSON:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _fail(status: int, problem: dict[str, Any]) -> None:
+    err.print(f"[red]{status} {problem.get('title', 'error')}:[/red] {problem.get('detail', '')}")
+    for error in problem.get("errors") or []:
+        err.print(f"  at {'.'.join(map(str, error.get('loc', [])))}: {error.get('msg')}")
+    raise typer.Exit(1)
+
+
+def _in_process(kind: str, body: dict[str, Any], show_progress: bool) -> dict[str, Any]:
+    """Validate like the service, then run through optim_core in this process."""
+    from pydantic import ValidationError
+
+    from service import translate
+    from service.problems import problem_for
+    from service.schemas.requests import CompareRequest, OptimizeRequest, SweepRequest
+    from service.settings import Settings
+
+    model = {"optimize": OptimizeRequest, "compare": CompareRequest, "sweep": SweepRequest}[kind]
+    settings = Settings(symbolic_isolation=False, request_timeout_s=3600.0).for_jobs()
+    try:
+        request = model.model_validate(body)
+    except ValidationError as exc:
+        _fail(422, {"title": "Request does not match the schema", "detail": str(exc)})
+    runner = translate.run_sweep if kind == "sweep" else translate.run_optimize
+    try:
+        if not show_progress:
+            return runner(request, settings)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
+                "{task.completed:,.0f}/{task.total:,.0f} steps"), TimeRemainingColumn(),
+                console=err, transient=True) as bar:
+            task = bar.add_task(kind, total=max(request.max_steps, 1))
+            return runner(request, settings,
+                          progress=lambda done, total, active: bar.update(task, completed=done))
+    except Exception as exc:  # the same problem document the service would answer
+        status, problem, _ = problem_for(exc)
+        if status >= 500:
+            raise
+        _fail(status, problem)
+    raise AssertionError("unreachable")
+
+
+def _remote(server: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    from optim_client.client import OptimClient, ProblemError
+
+    with OptimClient(server) as client:
+        try:
+            return client._request("POST", f"/v1/{kind}", body).json()
+        except ProblemError as exc:
+            _fail(exc.status, exc.problem)
+    raise AssertionError("unreachable")
+
+
+def _answer(kind: str, body: dict[str, Any], server: str | None, as_json: bool
+            ) -> dict[str, Any]:
+    if server:
+        return _remote(server, kind, body)
+    return _in_process(kind, body, show_progress=not as_json)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _print_runs(answer: dict[str, Any]) -> None:
+    table = Table(title="runs")
+    for column in ("optimizer", "start", "status", "steps", "final loss", "key findings"):
+        table.add_column(column)
+    for run in answer["runs"]:
+        findings = "\n".join(f"{f['code']}: {f['message']}" for f in run["findings"]
+                             if f["code"] not in ("converged", "max_steps"))
+        table.add_row(run["label"], ", ".join(_fmt(x) for x in run["start"]), run["status"],
+                      str(run["steps"]), _fmt(run["final"]["loss"]), findings or "–")
+    out.print(table)
+    if "summary" in answer:
+        summary = Table(title="ranking")
+        for column in ("rank", "optimizer", "converged", "diverged", "median steps", "best loss"):
+            summary.add_column(column)
+        for s in answer["summary"]:
+            summary.add_row(str(s["rank"]), s["label"], str(s["converged"]), str(s["diverged"]),
+                            _fmt(s["median_steps_to_tol"]), _fmt(s["best_final_loss"]))
+        out.print(summary)
+        for finding in answer.get("findings", []):
+            out.print(finding["message"])
+
+
+def _dumps(answer: dict[str, Any]) -> str:
+    """The service's own serialisation (orjson: NumPy arrays, non-finite numbers as null)."""
+    import orjson
+
+    return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def _emit(answer: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(_dumps(answer))
+    else:
+        _print_runs(answer)
+
+
+@app.command()
+def run(file: FileArgument, server: ServerOption = None, as_json: JsonOption = False) -> None:
+    """Run an optimize body (or a compare body, one with `optimizers`)."""
+    body = _load(file)
+    kind = "compare" if "optimizers" in body else "optimize"
+    _emit(_answer(kind, body, server, as_json), as_json)
+
+
+@app.command()
+def compare(file: FileArgument, server: ServerOption = None, as_json: JsonOption = False
+            ) -> None:
+    """Run several optimizers from the same starts and rank them."""
+    _emit(_answer("compare", _load(file), server, as_json), as_json)
+
+
+@app.command()
+def sweep(file: FileArgument, server: ServerOption = None, as_json: JsonOption = False) -> None:
+    """Run a hyperparameter grid; print one row per grid point and the best."""
+    answer = _answer("sweep", _load(file), server, as_json)
+    if as_json:
+        typer.echo(_dumps(answer))
+        return
+    table = Table(title="sweep")
+    keys = list(answer["rows"][0]["hyperparameters"]) if answer["rows"] else []
+    for column in [*keys, "success", "diverged", "median steps", "median loss"]:
+        table.add_column(column)
+    for row in answer["rows"]:
+        table.add_row(*[_fmt(row["hyperparameters"][k]) for k in keys],
+                      f"{row['success_rate']:.0%}", f"{row['divergence_rate']:.0%}",
+                      _fmt(row["median_steps_to_tol"]), _fmt(row["median_final_loss"]))
+    out.print(table)
+    best = answer["best"]
+    out.print(f"best: {best['hyperparameters']} ({best['reason']})")
+
+
+@app.command()
+def plot(file: FileArgument, output: Annotated[Path, typer.Option("-o", "--output")],
+         server: ServerOption = None,
+         image_format: Annotated[str | None, typer.Option(
+             "--format", help="svg or png (default: from the file name)")] = None) -> None:
+    """Draw an optimize or compare body: contours with paths, and loss curves."""
+    fmt = image_format or ("png" if output.suffix.lower() == ".png" else "svg")
+    body = {"request": _load(file), "format": fmt}
+    if server:
+        from optim_client.client import OptimClient, ProblemError
+
+        with OptimClient(server) as client:
+            try:
+                image = client._request("POST", "/v1/plot", body).content
+            except ProblemError as exc:
+                _fail(exc.status, exc.problem)
+    else:
+        from service import translate
+        from service.problems import problem_for
+        from service.schemas.requests import PlotRequest
+        from service.settings import Settings
+
+        try:
+            image = translate.run_plot(PlotRequest.model_validate(body),
+                                       Settings(symbolic_isolation=False))
+        except Exception as exc:
+            status, problem, _ = problem_for(exc)
+            if status >= 500:
+                raise
+            _fail(status, problem)
+    output.write_bytes(image)
+    err.print(f"wrote {output} ({len(image):,} bytes)")
+
+
+def _catalog(server: str | None, path: str) -> dict[str, Any]:
+    if server:
+        from optim_client.client import OptimClient
+
+        with OptimClient(server) as client:
+            return client._request("GET", path).json()
+    import asyncio
+
+    from service.routes import catalog
+
+    return asyncio.run(catalog.list_functions() if path.endswith("functions")
+                       else catalog.list_optimizers())
+
+
+@app.command()
+def functions(server: ServerOption = None, as_json: JsonOption = False) -> None:
+    """The builtin test functions."""
+    data = _catalog(server, "/v1/functions")
+    if as_json:
+        typer.echo(_dumps(data))
+        return
+    table = Table(title="functions")
+    for column in ("name", "dim", "minima", "description"):
+        table.add_column(column)
+    for f in data["functions"]:
+        table.add_row(f["name"], "N" if f["n_dimensional"] else str(f["dim"]),
+                      str(len(f["minima"] or [])), f["description"])
+    out.print(table)
+
+
+@app.command()
+def optimizers(server: ServerOption = None, as_json: JsonOption = False) -> None:
+    """The optimizers with their hyperparameters and defaults."""
+    data = _catalog(server, "/v1/optimizers")
+    if as_json:
+        typer.echo(_dumps(data))
+        return
+    table = Table(title="optimizers")
+    for column in ("name", "hyperparameters (default)", "description"):
+        table.add_column(column)
+    for o in data["optimizers"]:
+        table.add_row(o["name"], ", ".join(f"{h['name']}={h['default']}"
+                                           for h in o["hyperparameters"]), o["description"])
+    out.print(table)
+
+
+@app.command()
+def serve(host: Annotated[str | None, typer.Option(help="interface to bind")] = None,
+          port: Annotated[int | None, typer.Option(help="port")] = None,
+          workers: Annotated[int | None, typer.Option(help="worker processes")] = None) -> None:
+    """Start the service (options override the OPTIM_* settings)."""
+    for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers)):
+        if value is not None:
+            os.environ[f"OPTIM_{name}"] = str(value)
+    from service.__main__ import main as serve_main
+
+    serve_main()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

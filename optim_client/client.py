@@ -1,0 +1,288 @@
+"""OptimClient (sync) and AsyncOptimClient: every endpoint, typed results, problem errors,
+timeouts, and retries on 429/503 that honour Retry-After.
+
+    from optim_client import OptimClient
+    with OptimClient("http://127.0.0.1:8000") as client:
+        result = client.compare({"loss": {"kind": "builtin", "name": "rosenbrock"},
+                                 "optimizers": [{"name": "adam", "lr": 0.02}]})
+        print(result.summary[0].label)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from optim_client.models import (
+    RESULT_TYPES,
+    AnalyzeResult,
+    CompareResult,
+    Job,
+    JobEvent,
+    LandscapeResult,
+    OptimizeResult,
+    SweepResult,
+)
+
+M = TypeVar("M", bound=BaseModel)
+RETRY_STATUSES = (429, 503)
+MAX_RETRY_WAIT_S = 30.0
+
+
+class ProblemError(Exception):
+    """A 4xx/5xx answer; `problem` is the RFC 9457 document the service sent."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        self.type = problem.get("type")
+        self.title = problem.get("title")
+        self.detail = problem.get("detail", "")
+        super().__init__(f"{status} {self.title}: {self.detail}")
+
+
+def _body(request: Any) -> Any:
+    return request.model_dump(exclude_none=True) if isinstance(request, BaseModel) else request
+
+
+def _raise_for_problem(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = {"title": response.reason_phrase, "detail": response.text[:500]}
+    raise ProblemError(response.status_code, problem)
+
+
+def _retry_wait(response: httpx.Response, attempt: int) -> float:
+    header = response.headers.get("retry-after", "")
+    wait = float(header) if header.replace(".", "", 1).isdigit() else 0.5 * 2**attempt
+    return min(wait, MAX_RETRY_WAIT_S)
+
+
+class _EventParser:
+    """Server-Sent Events, one line at a time; comments (keep-alives) are skipped."""
+
+    def __init__(self) -> None:
+        self.name, self.data = "message", []
+
+    def feed(self, line: str) -> JobEvent | None:
+        if not line:
+            event = (JobEvent(event=self.name, data=json.loads("\n".join(self.data)))
+                     if self.data else None)
+            self.name, self.data = "message", []
+            return event
+        if line.startswith("event:"):
+            self.name = line[6:].strip()
+        elif line.startswith("data:"):
+            self.data.append(line[5:].strip())
+        return None
+
+
+def _events(lines: Iterator[str]) -> Iterator[JobEvent]:
+    parser = _EventParser()
+    for line in lines:
+        event = parser.feed(line)
+        if event is not None:
+            yield event
+
+
+class _Endpoints:
+    """The paths and result types shared by both clients."""
+
+    base_url: str
+
+    @staticmethod
+    def _result(kind: str, payload: Any) -> Any:
+        return RESULT_TYPES[kind].model_validate(payload)
+
+
+class OptimClient(_Endpoints):
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 60.0,
+                 retries: int = 3, transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> OptimClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        for attempt in range(self.retries + 1):
+            response = self._http.request(method, path, json=None if body is None
+                                          else _body(body))
+            if response.status_code not in RETRY_STATUSES or attempt == self.retries:
+                break
+            time.sleep(_retry_wait(response, attempt))
+        _raise_for_problem(response)
+        return response
+
+    # -- compute -----------------------------------------------------------------------------
+    def optimize(self, request: Any) -> OptimizeResult:
+        return OptimizeResult.model_validate(self._request("POST", "/v1/optimize", request).json())
+
+    def compare(self, request: Any) -> CompareResult:
+        return CompareResult.model_validate(self._request("POST", "/v1/compare", request).json())
+
+    def sweep(self, request: Any) -> SweepResult:
+        return SweepResult.model_validate(self._request("POST", "/v1/sweep", request).json())
+
+    def landscape(self, request: Any) -> LandscapeResult:
+        return LandscapeResult.model_validate(
+            self._request("POST", "/v1/landscape", request).json())
+
+    def analyze(self, request: Any) -> AnalyzeResult:
+        return AnalyzeResult.model_validate(self._request("POST", "/v1/analyze", request).json())
+
+    def plot(self, request: Any, *, format: str = "svg", **options: Any) -> bytes:
+        body = {"request": _body(request), "format": format, **options}
+        return self._request("POST", "/v1/plot", body).content
+
+    # -- catalogs and health -----------------------------------------------------------------
+    def optimizers(self) -> dict[str, Any]:
+        return self._request("GET", "/v1/optimizers").json()
+
+    def functions(self) -> dict[str, Any]:
+        return self._request("GET", "/v1/functions").json()
+
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/healthz").json()
+
+    # -- jobs --------------------------------------------------------------------------------
+    def submit_job(self, kind: str, request: Any) -> Job:
+        return Job.model_validate(self._request("POST", "/v1/jobs", {
+            "kind": kind, "request": _body(request)}).json())
+
+    def job(self, job_id: str) -> Job:
+        return Job.model_validate(self._request("GET", f"/v1/jobs/{job_id}").json())
+
+    def job_result(self, job: Job | str) -> Any:
+        job = job if isinstance(job, Job) else self.job(job)
+        return self._result(job.kind, self._request("GET", f"/v1/jobs/{job.id}/result").json())
+
+    def cancel_job(self, job_id: str) -> Job:
+        return Job.model_validate(self._request("DELETE", f"/v1/jobs/{job_id}").json())
+
+    def job_events(self, job_id: str) -> Iterator[JobEvent]:
+        """Progress events as they come, ending with the `end` event."""
+        with self._http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=None) as response:
+            _raise_for_problem(response)
+            for event in _events(response.iter_lines()):
+                yield event
+                if event.event == "end":
+                    return
+
+    def run_job(self, kind: str, request: Any) -> Any:
+        """Submit, follow the events to the end, return the typed result."""
+        job = self.submit_job(kind, request)
+        for _ in self.job_events(job.id):
+            pass
+        return self.job_result(job.id)
+
+
+class AsyncOptimClient(_Endpoints):
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 60.0,
+                 retries: int = 3, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
+                                       transport=transport)
+
+    async def __aenter__(self) -> AsyncOptimClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        for attempt in range(self.retries + 1):
+            response = await self._http.request(method, path, json=None if body is None
+                                                else _body(body))
+            if response.status_code not in RETRY_STATUSES or attempt == self.retries:
+                break
+            await asyncio.sleep(_retry_wait(response, attempt))
+        _raise_for_problem(response)
+        return response
+
+    async def optimize(self, request: Any) -> OptimizeResult:
+        return OptimizeResult.model_validate(
+            (await self._request("POST", "/v1/optimize", request)).json())
+
+    async def compare(self, request: Any) -> CompareResult:
+        return CompareResult.model_validate(
+            (await self._request("POST", "/v1/compare", request)).json())
+
+    async def sweep(self, request: Any) -> SweepResult:
+        return SweepResult.model_validate(
+            (await self._request("POST", "/v1/sweep", request)).json())
+
+    async def landscape(self, request: Any) -> LandscapeResult:
+        return LandscapeResult.model_validate(
+            (await self._request("POST", "/v1/landscape", request)).json())
+
+    async def analyze(self, request: Any) -> AnalyzeResult:
+        return AnalyzeResult.model_validate(
+            (await self._request("POST", "/v1/analyze", request)).json())
+
+    async def plot(self, request: Any, *, format: str = "svg", **options: Any) -> bytes:
+        body = {"request": _body(request), "format": format, **options}
+        return (await self._request("POST", "/v1/plot", body)).content
+
+    async def optimizers(self) -> dict[str, Any]:
+        return (await self._request("GET", "/v1/optimizers")).json()
+
+    async def functions(self) -> dict[str, Any]:
+        return (await self._request("GET", "/v1/functions")).json()
+
+    async def health(self) -> dict[str, Any]:
+        return (await self._request("GET", "/healthz")).json()
+
+    async def submit_job(self, kind: str, request: Any) -> Job:
+        return Job.model_validate((await self._request("POST", "/v1/jobs", {
+            "kind": kind, "request": _body(request)})).json())
+
+    async def job(self, job_id: str) -> Job:
+        return Job.model_validate((await self._request("GET", f"/v1/jobs/{job_id}")).json())
+
+    async def job_result(self, job: Job | str) -> Any:
+        job = job if isinstance(job, Job) else await self.job(job)
+        response = await self._request("GET", f"/v1/jobs/{job.id}/result")
+        return self._result(job.kind, response.json())
+
+    async def cancel_job(self, job_id: str) -> Job:
+        return Job.model_validate((await self._request("DELETE", f"/v1/jobs/{job_id}")).json())
+
+    async def job_events(self, job_id: str) -> AsyncIterator[JobEvent]:
+        """Progress events as they come, ending with the `end` event."""
+        async with self._http.stream("GET", f"/v1/jobs/{job_id}/events",
+                                     timeout=None) as response:
+            _raise_for_problem(response)
+            parser = _EventParser()
+            async for line in response.aiter_lines():
+                event = parser.feed(line)
+                if event is not None:
+                    yield event
+                    if event.event == "end":
+                        return
+
+    async def run_job(self, kind: str, request: Any) -> Any:
+        job = await self.submit_job(kind, request)
+        async for _ in self.job_events(job.id):
+            pass
+        return await self.job_result(job.id)

@@ -1,0 +1,152 @@
+"""Typed results: the shapes the service answers (its OpenAPI document), as pydantic models.
+
+Unknown fields are kept (extra="allow"), so a newer server never breaks an older client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Final(_Model):
+    params: list[float | None]
+    loss: float | None
+    grad_norm: float | None
+
+
+class Curvature(_Model):
+    eigenvalues: list[float | None]
+    condition_number: float | None
+    kind: str | None
+
+
+class Diagnostics(_Model):
+    best_loss: float | None
+    loss_reduction: float | None
+    steps_to_tol: int | None
+    oscillation: float | None
+    path_efficiency: float | None
+    convergence_rate: float | None
+    final_curvature: Curvature | None
+    distance_to_minimum: float | None
+
+
+class Finding(_Model):
+    code: str
+    message: str
+    data: dict[str, Any]
+
+
+class Trajectory(_Model):
+    step: list[int]
+    params: list[list[float | None]] | None = None
+    loss: list[float | None] | None = None
+    grad_norm: list[float | None] | None = None
+    lr: list[float | None] | None = None
+
+
+class Run(_Model):
+    start: list[float]
+    label: str
+    optimizer: str
+    status: str
+    reason: str
+    steps: int
+    final: Final
+    diagnostics: Diagnostics
+    findings: list[Finding]
+    trajectory: Trajectory | None = None
+
+
+class OptimizeResult(_Model):
+    loss: dict[str, Any]
+    runs: list[Run]
+    meta: dict[str, Any]
+
+
+class SummaryEntry(_Model):
+    label: str
+    optimizer: dict[str, Any]
+    converged: int
+    diverged: int
+    median_steps_to_tol: float | None
+    best_final_loss: float | None
+    rank: int
+
+
+class CompareResult(OptimizeResult):
+    summary: list[SummaryEntry]
+    findings: list[Finding]
+
+
+class SweepRow(_Model):
+    hyperparameters: dict[str, Any]
+    success_rate: float
+    divergence_rate: float
+    median_final_loss: float | None
+    median_steps_to_tol: float | None
+
+
+class SweepBest(_Model):
+    index: int | None
+    hyperparameters: dict[str, Any] | None
+    reason: str
+
+
+class SweepResult(_Model):
+    loss: dict[str, Any]
+    rows: list[SweepRow]
+    best: SweepBest
+    runs: list[Run] | None = None
+    meta: dict[str, Any]
+
+
+class LandscapeResult(_Model):
+    x: list[float]
+    y: list[float]
+    z: list[list[float | None]]
+
+
+class AnalyzeResult(_Model):
+    loss: dict[str, Any]
+    points: list[dict[str, Any]]
+
+
+class Progress(_Model):
+    steps_done: int | None = None
+    steps_total: int | None = None
+    runs_active: int | None = None
+    fraction: float | None = None
+    eta_s: float | None = None
+
+
+class Job(_Model):
+    id: str
+    kind: str
+    status: str
+    progress: Progress
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: dict[str, Any] | None = None
+    links: dict[str, str]
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("succeeded", "failed", "cancelled")
+
+
+class JobEvent(_Model):
+    event: str  # progress | end
+    data: dict[str, Any]
+
+
+RESULT_TYPES: dict[str, type[_Model]] = {
+    "optimize": OptimizeResult, "compare": CompareResult, "sweep": SweepResult,
+}

@@ -1,0 +1,103 @@
+"""The `optim` console script, run as a real subprocess: in-process and against a server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, free_port
+
+OPTIM = shutil.which("optim", path=str(Path(sys.executable).parent)) or "optim"
+EXAMPLES = ROOT / "examples"
+
+
+def optim(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([OPTIM, *args], capture_output=True, text=True, timeout=120,
+                            cwd=ROOT, env=os.environ | {"COLUMNS": "200"})
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from tests.conftest import start_server
+
+    db = tmp_path_factory.mktemp("cli") / "jobs.sqlite3"
+    proc, url = start_server({"OPTIM_JOBS_DB_PATH": str(db)})
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_run_in_process_prints_runs_and_findings():
+    result = optim("run", str(EXAMPLES / "ravine.json"))
+    assert "zigzag" in result.stdout and "ranking" in result.stdout
+    assert "momentum did best" in result.stdout.replace("\n", " ")
+
+
+def test_json_in_process_equals_json_from_the_server(server):
+    local = json.loads(optim("compare", str(EXAMPLES / "ravine.json"), "--json").stdout)
+    remote = json.loads(optim("compare", str(EXAMPLES / "ravine.json"), "--json",
+                              "--server", server).stdout)
+    for answer in (local, remote):
+        answer["meta"].pop("elapsed_ms")
+    assert local == remote
+    assert [s["label"] for s in local["summary"]] == ["momentum", "adam", "sgd"]
+
+
+def test_sweep_plot_and_catalogs(server, tmp_path):
+    sweep = json.loads(optim("sweep", str(EXAMPLES / "sweep.json"), "--json").stdout)
+    assert sweep["best"]["hyperparameters"] == {"lr": 0.005, "momentum": 0.9}
+    table = optim("sweep", str(EXAMPLES / "sweep.json"), "--server", server).stdout
+    assert "best: {'lr': 0.005, 'momentum': 0.9}" in table
+    for where in ([], ["--server", server]):
+        out = tmp_path / f"ravine{len(where)}.svg"
+        optim("plot", str(EXAMPLES / "ravine.json"), "-o", str(out), *where)
+        assert out.read_bytes().startswith(b"<?xml") and b"run-2" in out.read_bytes()
+    png = tmp_path / "ravine.png"
+    optim("plot", str(EXAMPLES / "ravine.json"), "-o", str(png))
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    functions = json.loads(optim("functions", "--json").stdout)["functions"]
+    assert any(f["name"] == "himmelblau" for f in functions)
+    assert "adamw" in optim("optimizers").stdout
+    assert json.loads(optim("optimizers", "--json", "--server", server).stdout)["optimizers"]
+
+
+def test_errors_exit_non_zero_with_the_problem(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"loss": {"kind": "expression", "expression": "x^2 + foo(y)"},
+                               "start": [1, 1]}))
+    result = optim("run", str(bad), check=False)
+    assert result.returncode == 1 and "Unknown function 'foo'" in result.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert optim("run", str(broken), check=False).returncode == 2
+
+
+def test_serve_starts_the_service(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([OPTIM, "serve", "--port", str(port)], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=os.environ | {"OPTIM_JOBS_DB_PATH": str(tmp_path / "j.db")})
+    try:
+        for _ in range(150):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                import time
+
+                time.sleep(0.1)
+        else:
+            pytest.fail("optim serve did not answer")
+    finally:
+        proc.terminate()
+        proc.wait(10)

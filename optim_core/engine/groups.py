@@ -21,16 +21,28 @@ from optim_core.types import Array
 ColumnLike = Array | ScheduledColumn
 
 
-@dataclass(slots=True)
+@dataclass
 class RunGroup:
     rule: StepRule
     columns: dict[str, ColumnLike]
     size: int
     settings: list[dict[str, Any]]  # the resolved hyperparameters of each row, for echoing
 
+    @property
+    def scheduled(self) -> bool:
+        return any(isinstance(c, ScheduledColumn) and c.at(0) is not c.at(1)
+                   for c in self.columns.values())
+
     def hyper_at(self, t: int) -> Hyper:
-        return Hyper(**{name: (c.at(t) if isinstance(c, ScheduledColumn) else c)
-                        for name, c in self.columns.items()})
+        """The (K_g, 1) columns at step t (one shared object when nothing is scheduled)."""
+        static = getattr(self, "_static", None)
+        if static is not None:
+            return static
+        hyper = Hyper(**{name: (c.at(t) if isinstance(c, ScheduledColumn) else c)
+                         for name, c in self.columns.items()})
+        if not self.scheduled:
+            object.__setattr__(self, "_static", hyper)
+        return hyper
 
     def take(self, keep: Array) -> RunGroup:
         columns = {name: (c.take(keep) if isinstance(c, ScheduledColumn) else c[keep])

@@ -8,6 +8,7 @@ progress callback come in as arguments; the core never reads settings or clocks 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,12 @@ import numpy as np
 from optim_core.engine.groups import RunGroup
 from optim_core.engine.recording import Recorder, RecordSpec, Trajectory
 from optim_core.engine.status import Reason, Status
-from optim_core.engine.stopping import StopCriteria, check_termination
+from optim_core.engine.stopping import (
+    StopCriteria,
+    blow_up_threshold,
+    check_termination,
+    screen,
+)
 from optim_core.losses.base import Loss
 from optim_core.optimizers.base import StepContext
 from optim_core.optimizers.newton import clearly_negative
@@ -26,7 +32,8 @@ from optim_core.types import Array
 RATE_WINDOW = 100  # the convergence rate looks at most at the last 100 losses
 # Small-array NumPy steps hold the GIL almost continuously; a host running the engine on a
 # worker thread (the service's event loop) was measured starved for up to 0.8 s per request.
-# Sleeping 0 s every 16 steps releases the GIL and costs about 1 µs per 16 steps.
+# Sleeping 0 s every 16 steps releases the GIL; it is done only off the main thread (the
+# host's case), since on a busy machine each sleep also gives up the CPU for a while.
 YIELD_EVERY = 16
 ProgressFn = Callable[[int, int, int], None]  # (steps_done, steps_total, runs_active)
 
@@ -89,6 +96,11 @@ def run(
                      cancel, progress, progress_every, eval_every).run()
 
 
+def _norms(rows: Array) -> Array:
+    """Row norms; einsum is several times faster than np.linalg.norm on small arrays."""
+    return np.sqrt(np.einsum("kd,kd->k", rows, rows))
+
+
 class _Loop:
     def __init__(self, loss: Loss, groups: list[RunGroup], starts: Array, max_steps: int | Array,
                  stop: StopCriteria, record: RecordSpec, seed: int | None,
@@ -103,9 +115,11 @@ class _Loop:
         self.original_groups = list(groups)
         self.row_max_steps = np.broadcast_to(np.asarray(max_steps, dtype=np.int64), (k,)).copy()
         self.max_steps = int(self.row_max_steps.max()) if k else 0
+        self.min_max_steps = int(self.row_max_steps.min()) if k else 0
         self.stop, self.deadline = stop, deadline
         self.cancel, self.progress = cancel, progress
         self.progress_every, self.eval_every = max(1, progress_every), max(1, eval_every)
+        self.yields = threading.current_thread() is not threading.main_thread()
         self.k, self.d = k, d
         self.group_index = np.repeat(np.arange(len(groups)), sizes)
         self.recorder = Recorder(k, d, record, self.recorder_steps)
@@ -125,13 +139,15 @@ class _Loop:
         self.steps_to_tol = np.full(k, -1, dtype=np.int64)
         self.path_length_out = np.zeros(k)
         self.flips_out = np.zeros(k)
-        self.pairs_out = np.zeros(k)
         self.ring_out = np.full((k, RATE_WINDOW), np.nan)
         self.grad_evals_out = np.zeros(k)
         self.hess_evals_out = np.zeros(k)
         self.counters_out: dict[str, Array] = {
             name: np.zeros(k) for g in groups for name in g.rule.counters}
         # Active state, compressed as rows stop.
+        self.bounds_cache: list[tuple[int, int]] | None = None
+        self.lr_cache: Array | None = None
+        self.blow_up_at = np.full(k, np.inf)
         self.rows = np.arange(k)
         self.params = starts.copy()
         self.states = [g.rule.init(self.params[self._slice(i)]) for i, g in enumerate(groups)]
@@ -140,7 +156,6 @@ class _Loop:
         self.last_improvement = np.zeros(k, dtype=np.int64)
         self.path_length = np.zeros(k)
         self.flips = np.zeros(k)
-        self.pairs = np.zeros(k)
         self.prev_step = np.zeros((k, d))
         self.ring = np.full((k, RATE_WINDOW), np.nan)
         self.last_step_norm: Array | None = None
@@ -149,9 +164,12 @@ class _Loop:
 
     # -- helpers ---------------------------------------------------------------------------
     def _bounds(self) -> list[tuple[int, int]]:
-        counts = np.bincount(self.group_index[self.rows], minlength=len(self.groups))
-        ends = np.cumsum(counts)
-        return [(int(e - c), int(e)) for c, e in zip(counts, ends, strict=True)]
+        """Each group's slice of the active arrays (recomputed only after a compression)."""
+        if self.bounds_cache is None:
+            counts = np.bincount(self.group_index[self.rows], minlength=len(self.groups))
+            ends = np.cumsum(counts)
+            self.bounds_cache = [(int(e - c), int(e)) for c, e in zip(counts, ends, strict=True)]
+        return self.bounds_cache
 
     def _slice(self, i: int) -> slice:
         start, end = self._bounds()[i]
@@ -161,15 +179,15 @@ class _Loop:
         """Loss, gradient for the step, gradient norm, and whether the values are full-batch."""
         if self.sampler is None:
             values, grads = self.loss.value_grad(self.params)
-            return values, grads, np.linalg.norm(grads, axis=1), True
+            return values, grads, _norms(grads), True
         batch = self.sampler.draw(self.rows, t)
         values, grads = self.loss.minibatch_value_grad(self.params, batch)  # type: ignore
         full = (t == 0 or t % self.eval_every == 0 or t >= self.row_max_steps.min()
                 or self.recorder.due(t))
         if full:
             full_values, full_grads = self.loss.value_grad(self.params)
-            return full_values, grads, np.linalg.norm(full_grads, axis=1), True
-        return values, grads, np.linalg.norm(grads, axis=1), False
+            return full_values, grads, _norms(full_grads), True
+        return values, grads, _norms(grads), False
 
     def _curvature(self, bounds: list[tuple[int, int]]) -> list[StepContext | None]:
         contexts: list[StepContext | None] = []
@@ -196,18 +214,25 @@ class _Loop:
             if t == 0:
                 self.f0 = values.copy()
                 self.initial_loss[:] = values
+                self.blow_up_at = blow_up_threshold(self.stop, self.f0)
             bounds = self._bounds()
             contexts = self._curvature(bounds)
             may_converge = self._may_converge(contexts, bounds)
-            status, reason = check_termination(
-                self.stop, t=t, max_steps=self.row_max_steps, values=values, grad_norms=grad_norms,
-                params=self.params, f0=self.f0, last_step_norm=self.last_step_norm,
-                last_improvement=self.last_improvement, may_converge=may_converge,
-                converge_checked=full)
+            if (t >= self.min_max_steps or may_converge is not None or screen(
+                    self.stop, t=t, values=values, grad_norms=grad_norms, params=self.params,
+                    blow_up_at=self.blow_up_at, converge_checked=full)):
+                status, reason = check_termination(
+                    self.stop, t=t, max_steps=self.row_max_steps, values=values,
+                    grad_norms=grad_norms, params=self.params, f0=self.f0,
+                    last_step_norm=self.last_step_norm, last_improvement=self.last_improvement,
+                    may_converge=may_converge, converge_checked=full)
+            else:
+                status = reason = None
             if full:
-                improved = values < self.best
-                self.best = np.where(improved, values, self.best)
-                self.last_improvement = np.where(improved, t, self.last_improvement)
+                if self.stop.patience is not None:
+                    improved = values < self.best
+                    self.last_improvement = np.where(improved, t, self.last_improvement)
+                np.fmin(self.best, values, out=self.best)
                 self.ring[:, t % RATE_WINDOW] = values
             hyper = [g.hyper_at(t) for g in self.groups]
             lr = self._lr_column(hyper, bounds)
@@ -215,8 +240,8 @@ class _Loop:
                 self.recorder.write(t, self.rows, {"params": self.params, "loss": values,
                                                    "grad_norm": grad_norms, "lr": lr})
             status, reason = self._external_stops(status, reason, t)
-            stopped = status != Status.RUNNING
-            if stopped.any():
+            stopped = None if status is None else status != Status.RUNNING
+            if stopped is not None and stopped.any():
                 self._finish(stopped, status, reason, t, values, grad_norms, lr)
                 keep = ~stopped
                 values, grads, lr = values[keep], grads[keep], lr[keep]
@@ -225,6 +250,7 @@ class _Loop:
                     eigenvectors=c.eigenvectors[keep[s:e]]) for c, (s, e) in
                     zip(contexts, bounds, strict=True)]
                 self._compress(keep, bounds)
+                self.bounds_cache = self.lr_cache = None
                 bounds = self._bounds()
                 if self.rows.size == 0:
                     break
@@ -242,7 +268,7 @@ class _Loop:
             self._accumulate(step)
             self.params = self.params + step
             t += 1
-            if t % YIELD_EVERY == 0:
+            if self.yields and t % YIELD_EVERY == 0:
                 time.sleep(0)  # hand the GIL over: see YIELD_EVERY
             if self.progress is not None and t % self.progress_every == 0:
                 self.progress(t, self.max_steps, int(self.rows.size))
@@ -262,28 +288,39 @@ class _Loop:
         return allowed
 
     def _lr_column(self, hyper: list, bounds: list[tuple[int, int]]) -> Array:
+        """Each active run's lr at this step (cached while no schedule is in play)."""
+        if self.lr_cache is not None:
+            return self.lr_cache
         lr = np.full(self.rows.size, np.nan)
         for hp, (start, end) in zip(hyper, bounds, strict=True):
             if end > start and hasattr(hp, "lr"):
                 lr[start:end] = hp.lr[:, 0]
+        if not any(g.scheduled for g in self.groups):
+            self.lr_cache = lr
         return lr
 
-    def _external_stops(self, status: Array, reason: Array, t: int) -> tuple[Array, Array]:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            running = status == Status.RUNNING
+    def _external_stops(self, status: Array | None, reason: Array | None, t: int
+                        ) -> tuple[Array | None, Array | None]:
+        late = self.deadline is not None and time.monotonic() >= self.deadline
+        cancelled = (self.cancel is not None and t % self.progress_every == 0
+                     and self.cancel())
+        if not (late or cancelled):
+            return status, reason
+        if status is None:
+            status = np.zeros(self.rows.size, dtype=np.int8)
+            reason = np.zeros(self.rows.size, dtype=np.int8)
+        running = status == Status.RUNNING
+        if late:
             status[running], reason[running] = Status.TIME_LIMIT, Reason.TIME_LIMIT
-        if self.cancel is not None and t % self.progress_every == 0 and self.cancel():
-            running = status == Status.RUNNING
+        else:
             status[running], reason[running] = Status.CANCELLED, Reason.CANCELLED
         return status, reason
 
     def _accumulate(self, step: Array) -> None:
-        norms = np.linalg.norm(step, axis=1)
+        norms = _norms(step)
         self.path_length += norms
-        flipped = (step * self.prev_step) < 0
-        has_prev = np.any(self.prev_step != 0, axis=1)
-        self.flips += np.where(has_prev, flipped.mean(axis=1), 0.0)
-        self.pairs += has_prev
+        # coordinates whose step changed sign; the first step compares with zeros: none
+        self.flips += np.count_nonzero(step * self.prev_step < 0, axis=1)
         self.prev_step = step
         self.last_step_norm = norms
 
@@ -303,7 +340,6 @@ class _Loop:
         self.best_loss_out[rows] = np.fmin(self.best[stopped], values[stopped])
         self.path_length_out[rows] = self.path_length[stopped]
         self.flips_out[rows] = self.flips[stopped]
-        self.pairs_out[rows] = self.pairs[stopped]
         self.ring_out[rows] = self.ring[stopped]
         self.grad_evals_out[rows] = t + 1
         self.hess_evals_out[rows] = self.hess_evals[stopped]
@@ -323,13 +359,14 @@ class _Loop:
                 self.groups[i] = self.groups[i].take(local)
         self.rows = self.rows[keep]
         self.row_max_steps = self.row_max_steps[keep]
+        self.min_max_steps = int(self.row_max_steps.min()) if self.rows.size else 0
         self.params = self.params[keep]
         self.f0 = self.f0[keep]
         self.best = self.best[keep]
         self.last_improvement = self.last_improvement[keep]
         self.path_length = self.path_length[keep]
         self.flips = self.flips[keep]
-        self.pairs = self.pairs[keep]
+        self.blow_up_at = self.blow_up_at[keep]
         self.prev_step = self.prev_step[keep]
         self.ring = self.ring[keep]
         self.hess_evals = self.hess_evals[keep]
@@ -347,8 +384,8 @@ class _Loop:
             final_params=self.final_params, final_loss=self.final_loss,
             final_grad_norm=self.final_grad_norm, initial_loss=self.initial_loss,
             best_loss=self.best_loss_out, steps_to_tol=self.steps_to_tol,
-            path_length=self.path_length_out, sign_flips=self.flips_out,
-            step_pairs=self.pairs_out, recent_losses=self.ring_out,
+            path_length=self.path_length_out, sign_flips=self.flips_out / max(self.d, 1),
+            step_pairs=np.maximum(self.steps - 1, 0).astype(float), recent_losses=self.ring_out,
             grad_evals=self.grad_evals_out, hess_evals=self.hess_evals_out,
             counters=self.counters_out, trajectories=trajectories, elapsed_s=elapsed,
             engine_steps=t, stochastic=bool(self.loss.stochastic),

@@ -15,6 +15,12 @@ import numpy as np
 from optim_core.engine.status import Reason, Status
 from optim_core.types import Array
 
+# Plain ints in the hot path: attribute access on IntEnum members costs microseconds.
+_CODES = (int(Status.DIVERGED), int(Status.CONVERGED), int(Status.STALLED), int(Status.MAX_STEPS))
+_R_NON_FINITE, _R_BLOW_UP, _R_GRAD_TOL, _R_LOSS_TOL, _R_STEP_TOL, _R_PATIENCE, _R_MAX_STEPS = (
+    int(Reason.NON_FINITE), int(Reason.BLOW_UP), int(Reason.GRAD_TOL), int(Reason.LOSS_TOL),
+    int(Reason.STEP_TOL), int(Reason.PATIENCE), int(Reason.MAX_STEPS))
+
 
 @dataclass(frozen=True, slots=True)
 class StopCriteria:
@@ -23,6 +29,37 @@ class StopCriteria:
     step_tol: float | None = None
     divergence_factor: float = 1e8
     patience: int | None = None
+
+
+def screen(
+    criteria: StopCriteria,
+    *,
+    t: int,
+    values: Array,
+    grad_norms: Array,
+    params: Array,
+    blow_up_at: Array,
+    converge_checked: bool,
+) -> bool:
+    """A cheap test of whether any active row may stop at step t (then call check_termination).
+
+    Non-finite values, blow-up and grad_tol in a few array operations; the rarer criteria
+    (loss_tol, step_tol, patience, max_steps) are always passed on to the full check.
+    """
+    if (criteria.loss_tol is not None or criteria.step_tol is not None
+            or criteria.patience is not None):
+        return True
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = values + grad_norms + params.sum(axis=1)
+    suspicious = ~np.isfinite(total) | (values > blow_up_at)
+    if converge_checked:
+        suspicious |= grad_norms <= criteria.grad_tol
+    return bool(suspicious.any())
+
+
+def blow_up_threshold(criteria: StopCriteria, f0: Array) -> Array:
+    """f₀ + divergence_factor·max(1, |f₀|): a loss above it has blown up."""
+    return f0 + criteria.divergence_factor * np.maximum(1.0, np.abs(f0))
 
 
 def check_termination(
@@ -44,25 +81,24 @@ def check_termination(
     status = np.zeros(ka, dtype=np.int8)
     reason = np.zeros(ka, dtype=np.int8)
 
-    def assign(mask: Array, s: Status, r: Reason) -> None:
-        fresh = mask & (status == Status.RUNNING)
+    def assign(mask: Array, s: int, r: int) -> None:
+        fresh = mask & (status == 0)
         status[fresh] = s
         reason[fresh] = r
 
+    DIVERGED, CONVERGED, STALLED, MAX_STEPS = _CODES
     finite = np.isfinite(values) & np.isfinite(grad_norms) & np.all(np.isfinite(params), axis=1)
-    assign(~finite, Status.DIVERGED, Reason.NON_FINITE)
+    assign(~finite, DIVERGED, _R_NON_FINITE)
     rise = values - f0
-    assign(rise > criteria.divergence_factor * np.maximum(1.0, np.abs(f0)), Status.DIVERGED,
-           Reason.BLOW_UP)
+    assign(rise > criteria.divergence_factor * np.maximum(1.0, np.abs(f0)), DIVERGED, _R_BLOW_UP)
     if converge_checked:
         allowed = np.ones(ka, dtype=bool) if may_converge is None else may_converge
-        assign((grad_norms <= criteria.grad_tol) & allowed, Status.CONVERGED, Reason.GRAD_TOL)
+        assign((grad_norms <= criteria.grad_tol) & allowed, CONVERGED, _R_GRAD_TOL)
         if criteria.loss_tol is not None:
-            assign(values <= criteria.loss_tol, Status.CONVERGED, Reason.LOSS_TOL)
+            assign(values <= criteria.loss_tol, CONVERGED, _R_LOSS_TOL)
     if criteria.step_tol is not None and last_step_norm is not None:
-        assign(last_step_norm <= criteria.step_tol, Status.CONVERGED, Reason.STEP_TOL)
+        assign(last_step_norm <= criteria.step_tol, CONVERGED, _R_STEP_TOL)
     if criteria.patience is not None:
-        assign(t - last_improvement >= criteria.patience, Status.STALLED, Reason.PATIENCE)
-    assign(np.broadcast_to(t >= np.asarray(max_steps), (ka,)), Status.MAX_STEPS,
-           Reason.MAX_STEPS)
+        assign(t - last_improvement >= criteria.patience, STALLED, _R_PATIENCE)
+    assign(np.broadcast_to(t >= np.asarray(max_steps), (ka,)), MAX_STEPS, _R_MAX_STEPS)
     return status, reason

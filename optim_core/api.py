@@ -257,6 +257,7 @@ def build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: Stop
             "patience": stop.patience,
             "fallback": settings.get("fallback"),
             "scheduled": any(isinstance(v, Schedule) for v in settings.values()),
+            "stochastic": batch.stochastic,
         }
         if batch.trajectories is not None:
             traj = batch.trajectories[k]

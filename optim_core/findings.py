@@ -112,9 +112,10 @@ def run_findings(run: dict[str, Any], context: dict[str, Any]) -> list[dict[str,
                 "step overshoots along the steepest direction.", lr=lr0, stability_limit=limit,
                 lambda_max=lam_max0, ratio=ratio)
     oscillation = diag.get("oscillation")
+    # Minibatch noise flips signs too: on stochastic runs that is the noise floor, not a zig-zag.
     if (oscillation is not None and math.isfinite(oscillation)
             and oscillation >= ZIGZAG_OSCILLATION and steps >= ZIGZAG_MIN_STEPS
-            and status != "diverged"):
+            and status != "diverged" and not context.get("stochastic")):
         message = f"Zig-zags across the steep direction: oscillation {oscillation:.2f}"
         data: dict[str, Any] = {"oscillation": oscillation}
         if limit is not None and lr0 is not None:

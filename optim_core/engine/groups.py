@@ -112,7 +112,13 @@ def make_group(rule_name: str, settings: Sequence[Mapping[str, Any]]) -> RunGrou
     if rule is None:
         raise HyperparameterError(f"Unknown optimizer '{rule_name}'; choose one of "
                                   f"{', '.join(OPTIMIZERS)}", loc=["name"])
-    resolved = [resolve_settings(rule, s) for s in settings]
+    # Runs usually share settings objects (one optimizer × many starts): resolve each once.
+    memo: dict[int, dict[str, Any]] = {}
+    resolved = []
+    for s in settings:
+        if id(s) not in memo:
+            memo[id(s)] = resolve_settings(rule, s)
+        resolved.append(memo[id(s)])
     columns: dict[str, ColumnLike] = {}
     for hp in rule.hyperparams:
         values = [r[hp.name] for r in resolved]

@@ -122,7 +122,7 @@ class _Loop:
         self.yields = threading.current_thread() is not threading.main_thread()
         self.k, self.d = k, d
         self.group_index = np.repeat(np.arange(len(groups)), sizes)
-        self.recorder = Recorder(k, d, record, self.recorder_steps)
+        self.recorder = Recorder(k, d, record, self.recorder_steps, planned=loss.stochastic)
         stream_ids = np.arange(k) if streams is None else np.asarray(streams)
         self.sampler = (loss.make_sampler(stream_ids, seed if seed is not None else 0)  # type: ignore
                         if loss.stochastic else None)
@@ -237,8 +237,9 @@ class _Loop:
             hyper = [g.hyper_at(t) for g in self.groups]
             lr = self._lr_column(hyper, bounds)
             if self.recorder.due(t):
-                self.recorder.write(t, self.rows, {"params": self.params, "loss": values,
-                                                   "grad_norm": grad_norms, "lr": lr})
+                rows = slice(None) if self.rows.size == self.k else self.rows
+                self.recorder.write(t, rows, {"params": self.params, "loss": values,
+                                              "grad_norm": grad_norms, "lr": lr})
             status, reason = self._external_stops(status, reason, t)
             stopped = None if status is None else status != Status.RUNNING
             if stopped is not None and stopped.any():

@@ -50,6 +50,7 @@ class Recorder:
     dim: int
     spec: RecordSpec
     max_steps: int
+    planned: bool = False  # stride fixed up front (each recorded step costs extra work)
     stride: int = 0
     count: int = 0
     steps: Array = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -57,6 +58,9 @@ class Recorder:
 
     def __post_init__(self) -> None:
         self.stride = max(1, self.spec.every)
+        if self.planned:  # about max_points writes in all, instead of record-then-thin
+            per_point = -(-self.max_steps // max(self.spec.max_points - 1, 1))
+            self.stride = max(self.stride, per_point)
         expected = self.max_steps // self.stride + 1
         capacity = max(2, min(expected, 2 * self.spec.max_points))
         self.steps = np.zeros(capacity, dtype=np.int64)
@@ -71,7 +75,7 @@ class Recorder:
         return self.spec.enabled and t % self.stride == 0
 
     def write(self, t: int, rows: Array | slice, values: dict[str, Array]) -> None:
-        """Record step t for the active `rows` (call only when `due(t)`)."""
+        """Record step t for the active `rows`, a slice while all are active (`due(t)` only)."""
         if self.count == len(self.steps):
             self._decimate()
             if t % self.stride:
@@ -108,9 +112,12 @@ class Recorder:
             steps = recorded[index][from_buffer]
             if append_final:
                 steps = np.append(steps, final_step)
+            every_point = from_buffer.size == upto  # no thinning: slice, do not copy
+            every_run = rows.size == self.n_runs
             columns: dict[str, Array] = {}
             for name, buffer in self.buffers.items():
-                part = np.moveaxis(buffer[from_buffer][:, rows], 1, 0)  # (R, T', …)
+                part = buffer[:upto] if every_point else buffer[from_buffer]
+                part = np.moveaxis(part if every_run else part[:, rows], 1, 0)  # (R, T', …)
                 if append_final:
                     tail = finals[name][rows][:, None]
                     part = np.concatenate([part, tail], axis=1)

@@ -113,7 +113,8 @@ class DatasetLoss(LossBase):
                      else np.einsum("kbi,kbc->kic", X, residual)) / rows
             grads = grads.reshape(k, self.dim)
         else:
-            z = X @ params.T if shared else np.einsum("kbi,ki->kb", X, params).T  # (B, K)
+            # (B, K); per-run rows go through a batched matmul (BLAS), not einsum
+            z = X @ params.T if shared else np.matmul(X, params[:, :, None])[:, :, 0].T
             yy = y[:, None] if shared else y.T
             if self.model == "linear":
                 residual = z - yy
@@ -122,7 +123,8 @@ class DatasetLoss(LossBase):
             else:
                 values = np.mean(np.logaddexp(0.0, z) - yy * z, axis=0)
                 residual = _sigmoid(z) - yy
-            grads = (residual.T @ X if shared else np.einsum("bk,kbi->ki", residual, X)) / rows
+            grads = (residual.T @ X if shared
+                     else np.matmul(residual.T[:, None, :], X)[:, 0, :]) / rows
         if self.l2:
             weights = params * self.penalty
             values = values + 0.5 * self.l2 * np.einsum("kd,kd->k", weights, params)

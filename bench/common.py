@@ -22,6 +22,15 @@ def median_time(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> f
     return statistics.median(times)
 
 
+def available(module: str) -> bool:
+    """Whether an optional baseline can be imported (benchmarks skip it with a note if not)."""
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
 def versions(*packages: str) -> str:
     found = []
     for name in packages:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.common import median_time, table
+from bench.common import available, median_time, table
 from optim_core import RecordSpec, StopCriteria, make_group, run
 from optim_core.losses.catalog import BuiltinLoss
 
@@ -40,13 +40,7 @@ def torch_adam(k: int) -> None:
 
 
 def main(sizes: tuple[int, ...] = SIZES) -> str:
-    try:
-        import torch
-
-        torch.set_num_threads(2)
-        have_torch = True
-    except ImportError:
-        have_torch = False
+    have_torch = available("torch")
     rows = []
     for k in sizes:
         repeat = 5 if k <= 4096 else 2

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.common import median_time, table
+from bench.common import available, median_time, table
 from optim_core import StopCriteria, make_group, run
 from optim_core.losses.catalog import BuiltinLoss
 
@@ -36,12 +36,7 @@ def scipy_newton_cg(d: int, k: int) -> None:
 
 
 def main() -> str:
-    try:
-        import scipy  # noqa: F401
-
-        have_scipy = True
-    except ImportError:
-        have_scipy = False
+    have_scipy = available("scipy")
     rows = []
     for d, k in CASES:
         mine = median_time(lambda d=d, k=k: ours(d, k), repeat=3)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.common import median_time, table
+from bench.common import available, median_time, table
 from optim_core import RecordSpec, StopCriteria, make_group, run
 from optim_core.losses.dataset import DatasetLoss, synthetic
 
@@ -47,13 +47,7 @@ def torch_loop(k: int, X: np.ndarray, y: np.ndarray) -> None:
 
 def main() -> str:
     X, y = _data()
-    try:
-        import torch
-
-        torch.set_num_threads(2)
-        have_torch = True
-    except ImportError:
-        have_torch = False
+    have_torch = available("torch")
     rows = []
     for k in (1, 32):
         mine = median_time(lambda k=k: ours(k, X, y), repeat=3)

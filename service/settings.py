@@ -20,7 +20,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(2_000_000, gt=0, description="request body limit (413 above)")
     max_runs: int = Field(4096, gt=0, description="runs in one synchronous request")
     max_steps: int = Field(100_000, gt=0, description="max_steps of one synchronous request")
-    max_work: int = Field(50_000_000, gt=0, description="runs × steps × d of one request")
+    max_work: int = Field(200_000_000, gt=0,
+                          description="runs × steps × cost of a step (d; × rows for datasets; "
+                                      "× d²/25 for Newton) of one request")
     max_recorded_values: int = Field(5_000_000, gt=0,
                                      description="numbers in the recorded trajectories")
     max_dim: int = Field(200, gt=0, description="parameters per run")
@@ -50,7 +52,7 @@ class Settings(BaseSettings):
     job_max_active: int = Field(32, gt=0, description="queued + running jobs; 429 beyond")
     job_max_runs: int = Field(65_536, gt=0)
     job_max_steps: int = Field(1_000_000, gt=0)
-    job_max_work: int = Field(2_000_000_000, gt=0)
+    job_max_work: int = Field(20_000_000_000, gt=0)
     job_max_recorded_values: int = Field(50_000_000, gt=0)
     job_timeout_s: float = Field(3600, gt=0, description="time budget of one job")
 

@@ -22,7 +22,7 @@ from optim_core import (
     sweep,
 )
 from optim_core.analyze import analyze
-from optim_core.api import build_groups, compare_summary_finding, validate_grid
+from optim_core.api import build_groups, compare_summary_finding, step_cost, validate_grid
 from optim_core.errors import DimensionError
 from optim_core.landscape import landscape, resolve_axes
 from optim_core.losses.base import Loss
@@ -93,12 +93,14 @@ def _starts(body: RunOptions, loss: Loss, settings: Settings) -> np.ndarray:
     return resolve_starts(loss, start, body.seed)
 
 
-def _check_work(runs: int, body: RunOptions, dim: int, settings: Settings, *, recorded: bool
-                ) -> None:
+def _check_work(runs: int, body: RunOptions, loss: Loss, rules: list[str], settings: Settings,
+                *, recorded: bool) -> None:
+    dim = loss.dim
     _over("max_runs", runs, settings.max_runs, "The number of runs")
     _over("max_steps", body.max_steps, settings.max_steps, "max_steps")
-    _over("max_work", runs * max(body.max_steps, 1) * dim, settings.max_work,
-          "The work (runs × steps × dimension)")
+    per_run_step = max(step_cost(loss, rule) for rule in rules)
+    _over("max_work", runs * max(body.max_steps, 1) * per_run_step, settings.max_work,
+          "The estimated work (runs × steps × cost of one step for this loss and optimizer)")
     if recorded:
         _over("max_points", body.record.max_points, settings.max_points, "record.max_points", "")
         points = min(body.record.max_points, body.max_steps // body.record.every + 2)
@@ -147,7 +149,8 @@ def run_optimize(body: OptimizeRequest | CompareRequest, settings: Settings,
     starts = _starts(body, loss, settings)
     specs = (body.optimizers if isinstance(body, CompareRequest) else [body.optimizer])
     optimizers = [optimizer_settings(o) for o in specs]
-    _check_work(len(optimizers) * starts.shape[0], body, loss.dim, settings, recorded=True)
+    _check_work(len(optimizers) * starts.shape[0], body, loss, [o["name"] for o in optimizers],
+                settings, recorded=True)
     if dry_run:
         build_groups(optimizers, 1)  # hyperparameters the schema cannot check (schedules)
         return None
@@ -181,7 +184,8 @@ def run_sweep(body: SweepRequest, settings: Settings, dry_run: bool = False, **e
     points = 1
     for values in body.grid.values():
         points *= len(values)
-    _check_work(points * starts.shape[0], body, loss.dim, settings, recorded=body.include_runs)
+    _check_work(points * starts.shape[0], body, loss, [body.optimizer.name], settings,
+                recorded=body.include_runs)
     if dry_run:
         validate_grid(optimizer_settings(body.optimizer), body.grid)
         return None

@@ -78,3 +78,15 @@ def live_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real server for a whole test module, with its own job store."""
+    db = tmp_path_factory.mktemp("server") / "jobs.sqlite3"
+    proc, url = start_server({"OPTIM_JOBS_DB_PATH": str(db)})
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -82,8 +82,10 @@ class JobManager:
         try:
             await anyio.to_thread.run_sync(lambda: self._execute(job_id, kind, request),
                                            limiter=self.gate.limiter)
-        except Exception:  # _execute records failures itself; this is a last guard
+        except Exception as exc:  # a last guard: a job is never left queued or running
             logger.exception("job %s crashed", job_id)
+            _, problem, _ = problem_for(exc)
+            self.store.finish(job_id, "failed", error=problem, ttl_s=self.settings.job_ttl_s)
         finally:
             self.tasks.pop(job_id, None)
 
@@ -114,14 +116,15 @@ class JobManager:
 
         try:
             answer = RUNNERS[kind](request, self.job_settings, progress=progress, cancel=cancel)
+            result = dumps(answer)
         except Exception as exc:  # every failure is kept as the job's problem document
             status, problem, _ = problem_for(exc)
             if status >= 500:
                 logger.exception("job %s failed", job_id)
             self.store.finish(job_id, "failed", error=problem, ttl_s=self.settings.job_ttl_s)
             return
-        self.store.finish(job_id, "cancelled" if cancelled else "succeeded",
-                          result=dumps(answer), ttl_s=self.settings.job_ttl_s)
+        self.store.finish(job_id, "cancelled" if cancelled else "succeeded", result=result,
+                          ttl_s=self.settings.job_ttl_s)
 
     def cancel(self, job_id: str) -> None:
         """Queued: cancelled at once. Running: the engine stops at its next check."""

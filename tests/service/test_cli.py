@@ -27,14 +27,8 @@ def optim(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from tests.conftest import start_server
-
-    db = tmp_path_factory.mktemp("cli") / "jobs.sqlite3"
-    proc, url = start_server({"OPTIM_JOBS_DB_PATH": str(db)})
-    yield url
-    proc.terminate()
-    proc.wait(10)
+def server(module_server):
+    return module_server
 
 
 def test_run_in_process_prints_runs_and_findings():

@@ -19,14 +19,8 @@ COMPARE = {"loss": RAVINE, "start": [-8, 1], "record": {"max_points": 20},
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from tests.conftest import start_server
-
-    db = tmp_path_factory.mktemp("client") / "jobs.sqlite3"
-    proc, url = start_server({"OPTIM_JOBS_DB_PATH": str(db)})
-    yield url
-    proc.terminate()
-    proc.wait(10)
+def server(module_server):
+    return module_server
 
 
 def test_every_endpoint(server):

@@ -230,3 +230,34 @@ async def test_overload_answers_429_with_retry_after(settings):
         assert r.headers["retry-after"] == "1" and "retry" in body["detail"]
         assert (await c.get("/healthz")).status_code == 200
         assert (await first).status_code == 200
+
+
+async def test_work_estimate_counts_rows_and_newton(client):
+    big_fit = {"loss": {"kind": "dataset", "model": "logistic", "synthetic": {
+        "n_samples": 100_000, "n_features": 10, "noise": 0.5, "seed": 0}},
+        "optimizer": {"name": "sgd", "lr": 0.1}, "max_steps": 1000}
+    r = await client.post("/v1/optimize", json=big_fit)
+    body = assert_problem(r, 413, "over-limit")
+    assert body["limit"] == "max_work" and "POST /v1/jobs" in body["detail"]
+    r = await client.post("/v1/jobs", json={"kind": "optimize", "request": big_fit})
+    assert r.status_code == 202
+    await client.delete(f"/v1/jobs/{r.json()['id']}")
+    # the same minibatch fit touches 64 rows a step: within the synchronous limit
+    small = big_fit | {"loss": big_fit["loss"] | {"batch_size": 64}, "max_steps": 10}
+    assert (await client.post("/v1/optimize", json=small)).status_code == 200
+
+
+def test_step_cost_grows_with_newton_and_rows():
+    from optim_core.api import step_cost
+    from optim_core.losses.catalog import BuiltinLoss
+    from optim_core.losses.dataset import dataset_loss
+
+    sphere = BuiltinLoss("sphere", 50)
+    assert step_cost(sphere, "adam") == 50
+    assert step_cost(sphere, "newton") == 50 * 100
+    data = dataset_loss({"model": "linear", "synthetic": {"n_samples": 1000, "n_features": 3,
+                                                         "noise": 0.1, "seed": 0}})
+    assert step_cost(data, "sgd") == 4 * 1000
+    minibatch = dataset_loss({"model": "linear", "batch_size": 10, "synthetic": {
+        "n_samples": 1000, "n_features": 3, "noise": 0.1, "seed": 0}})
+    assert step_cost(minibatch, "sgd") == 4 * 10

@@ -97,14 +97,8 @@ RAW_BODIES = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from tests.conftest import start_server
-
-    db = tmp_path_factory.mktemp("hostile") / "jobs.sqlite3"
-    proc, url = start_server({"OPTIM_JOBS_DB_PATH": str(db)})
-    yield url
-    proc.terminate()
-    proc.wait(10)
+def server(module_server):
+    return module_server
 
 
 def test_corpus_size():

@@ -197,3 +197,26 @@ async def test_every_kind_runs_as_a_job(client, kind):
     assert (await wait_for(client, job["id"]))["status"] == "succeeded"
     result = (await client.get(f"/v1/jobs/{job['id']}/result")).json()
     assert ("rows" in result) == (kind == "sweep")
+
+
+async def test_a_job_whose_answer_cannot_be_stored_fails_instead_of_hanging(client, monkeypatch):
+    from service.jobs import manager
+
+    def unserialisable(answer):
+        raise TypeError("cannot serialise")
+
+    monkeypatch.setattr(manager, "dumps", unserialisable)
+    job = (await client.post("/v1/jobs", json={"kind": "optimize", "request": {
+        "loss": RAVINE, "start": [1, 1], "max_steps": 5}})).json()
+    done = await wait_for(client, job["id"])
+    assert done["status"] == "failed" and done["error"]["status"] == 500
+
+
+def test_strided_trajectories_serialise():
+    import numpy as np
+
+    from service.jsonio import dumps
+
+    strided = np.arange(12.0).reshape(3, 4)[:, ::2]
+    expected = b'{"a":[[0.0,2.0],[4.0,6.0],[8.0,10.0]],"b":null}'
+    assert dumps({"a": strided, "b": np.float64(np.nan)}) == expected

@@ -108,3 +108,14 @@ def test_clicking_the_contour_moves_the_start(page):
     x, y = map(float, page.locator("#startText").inner_text().strip("()").split(","))
     # the ravine's domain is [-10, 10] × [-2.5, 2.5]
     assert x == pytest.approx(5, abs=0.2) and y == pytest.approx(1.25, abs=0.1)
+
+
+def test_switching_to_an_expression_keeps_the_start_in_view(page):
+    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    page.evaluate("delete document.body.dataset.drawn")
+    page.select_option("#lossKind", "expression")  # Rosenbrock in [-2, 2] × [-1, 3]
+    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    x, y = map(float, page.locator("#startText").inner_text().strip("()").split(","))
+    assert -2 <= x <= 2 and -1 <= y <= 3
+    assert page.locator("#table tbody tr").count() == 3
+    assert page.console_errors == []

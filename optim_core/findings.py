@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from optim_core.theory import heavy_ball_rate
+from optim_core.theory import gd_rate, heavy_ball_rate
 
 # Oscillation above this means most steps reverse at least one coordinate in two dimensions
 # (0.5 is a perfect zig-zag in 2-D; a smooth descent scores 0).
@@ -51,7 +51,7 @@ def stability_limit(rule: str, lam_max: float, momentum: float) -> float | None:
 def predicted_loss_rate(rule: str, lr: float, momentum: float, lam: np.ndarray) -> float | None:
     """Per-step loss-gap ratio the quadratic model predicts for this rule at this lr."""
     if rule == "sgd":
-        return float(np.max(np.abs(1.0 - lr * lam))) ** 2
+        return gd_rate(lr, lam) ** 2
     if rule == "momentum":
         return heavy_ball_rate(lr, momentum, lam, nesterov=False) ** 2
     if rule == "nesterov":

@@ -18,11 +18,10 @@ from optim_core import (
     StopCriteria,
     optimize,
     resolve_starts,
-    summarize,
     sweep,
 )
 from optim_core.analyze import analyze
-from optim_core.api import build_groups, compare_summary_finding, step_cost, validate_grid
+from optim_core.api import build_groups, compare, step_cost, validate_grid
 from optim_core.errors import DimensionError
 from optim_core.landscape import landscape, resolve_axes
 from optim_core.losses.base import Loss
@@ -155,22 +154,17 @@ def run_optimize(body: OptimizeRequest | CompareRequest, settings: Settings,
         build_groups(optimizers, 1)  # hyperparameters the schema cannot check (schedules)
         return None
     engine.setdefault("deadline", _deadline(body, settings))
-    report = optimize(loss, optimizers, starts, max_steps=body.max_steps, stop=_stop(body),
-                      record=_record(body), seed=body.seed,
-                      eval_every=settings.eval_every, **engine)
+    options = dict(max_steps=body.max_steps, stop=_stop(body), record=_record(body),
+                   seed=body.seed, eval_every=settings.eval_every, **engine)
+    if isinstance(body, CompareRequest):
+        report, summary, finding = compare(loss, optimizers, starts, **options)
+    else:
+        report = optimize(loss, optimizers, starts, **options)
     answer: dict[str, Any] = {"loss": loss.describe(), "runs": report.runs,
                               "meta": _meta(report.batch, body, began)}
     answer["meta"]["optimizers"] = report.optimizers
     if isinstance(body, CompareRequest):
-        summary = summarize(report.runs, report.labels, report.optimizers, starts.shape[0])
         answer["summary"] = summary
-        start_lam = None
-        if report.runs and report.runs[0]["diagnostics"] is not None:
-            from optim_core.api import _hessian_eigenvalues
-
-            lam = _hessian_eigenvalues(loss, starts[:1])
-            start_lam = None if lam is None else lam[0]
-        finding = compare_summary_finding(summary, start_lam)
         answer["findings"] = [finding] if finding else []
     return answer
 

@@ -160,7 +160,6 @@ class _Loop:
         self.ring = np.full((k, RATE_WINDOW), np.nan)
         self.last_step_norm: Array | None = None
         self.hess_evals = np.zeros(k)
-        self.last_full: tuple[Array, Array] | None = None
 
     # -- helpers ---------------------------------------------------------------------------
     def _bounds(self) -> list[tuple[int, int]]:

@@ -19,7 +19,7 @@ from optim_core.expressions.compile import Tape, compile_outputs
 from optim_core.expressions.parse import ExpressionLimits, is_valid_variable_name, parse_expression
 from optim_core.expressions.render import as_latex, as_text, render_matrix, render_vector
 from optim_core.losses.base import LossBase
-from optim_core.types import Array, Grads, Hess, Params, Values
+from optim_core.types import Grads, Hess, Params, Values
 
 
 def _node_count(exprs: list[sympy.Expr]) -> int:
@@ -209,9 +209,3 @@ class CacheInfo(NamedTuple):
 
 def expression_cache_info() -> CacheInfo:
     return CacheInfo(_CACHE.hits, _CACHE.misses, len(_CACHE.entries))
-
-
-def domain_for(start: Array | None, dim: int) -> Array:
-    """A symmetric box around the start, for plots of losses that suggest no domain."""
-    centre = np.zeros(dim) if start is None else np.asarray(start, dtype=float)
-    return np.stack([centre - 2.0, centre + 2.0], axis=1)

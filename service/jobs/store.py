@@ -39,7 +39,6 @@ _MIGRATIONS = {
         CREATE INDEX jobs_expiry ON jobs (expires_at);
     """,
 }
-ACTIVE = ("queued", "running")
 _COLUMNS = ("id, kind, status, created_at, started_at, finished_at, progress, error, reason, "
             "owner, cancel_requested")
 
@@ -134,10 +133,6 @@ class JobStore:
         job["progress"] = orjson.loads(job["progress"]) if job["progress"] else None
         job["error"] = orjson.loads(job["error"]) if job["error"] else None
         return job
-
-    def request_of(self, job_id: str) -> dict[str, Any]:
-        row = self._conn().execute("SELECT request FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return orjson.loads(row[0])
 
     def result(self, job_id: str) -> bytes | None:
         row = self._conn().execute("SELECT result FROM jobs WHERE id = ?", (job_id,)).fetchone()

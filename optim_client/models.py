@@ -1,6 +1,8 @@
-"""Typed results: the shapes the service answers (its OpenAPI document), as pydantic models.
+"""The answers' shapes as pydantic models: declared once, here, and used both by the
+service (its response models, hence its OpenAPI document) and by the client (its results).
 
-Unknown fields are kept (extra="allow"), so a newer server never breaks an older client.
+They import only pydantic, so the client stays free of the server's dependencies. Unknown
+fields are kept (extra="allow"), so a newer server never breaks an older client.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ class Curvature(_Model):
 
 
 class Diagnostics(_Model):
+    initial_loss: float | None = None
     best_loss: float | None
     loss_reduction: float | None
     steps_to_tol: int | None
     oscillation: float | None
     path_efficiency: float | None
     convergence_rate: float | None
+    path_length: float | None = None
     final_curvature: Curvature | None
     distance_to_minimum: float | None
 
@@ -60,11 +64,12 @@ class Run(_Model):
     steps: int
     final: Final
     diagnostics: Diagnostics
+    work: dict[str, int]
     findings: list[Finding]
     trajectory: Trajectory | None = None
 
 
-class OptimizeResult(_Model):
+class OptimizeResponse(_Model):
     loss: dict[str, Any]
     runs: list[Run]
     meta: dict[str, Any]
@@ -73,14 +78,16 @@ class OptimizeResult(_Model):
 class SummaryEntry(_Model):
     label: str
     optimizer: dict[str, Any]
+    runs: int
     converged: int
     diverged: int
     median_steps_to_tol: float | None
     best_final_loss: float | None
+    median_final_loss: float | None
     rank: int
 
 
-class CompareResult(OptimizeResult):
+class CompareResponse(OptimizeResponse):
     summary: list[SummaryEntry]
     findings: list[Finding]
 
@@ -99,7 +106,7 @@ class SweepBest(_Model):
     reason: str
 
 
-class SweepResult(_Model):
+class SweepResponse(_Model):
     loss: dict[str, Any]
     rows: list[SweepRow]
     best: SweepBest
@@ -107,15 +114,30 @@ class SweepResult(_Model):
     meta: dict[str, Any]
 
 
-class LandscapeResult(_Model):
+class LandscapeResponse(_Model):
     x: list[float]
     y: list[float]
     z: list[list[float | None]]
-
-
-class AnalyzeResult(_Model):
+    axes: list[int]
+    variables: list[str]
     loss: dict[str, Any]
-    points: list[dict[str, Any]]
+
+
+class PointAnalysis(_Model):
+    point: list[float]
+    value: float | None
+    gradient: list[float | None]
+    grad_norm: float | None
+    hessian: list[list[float | None]]
+    eigenvalues: list[float | None] | None
+    condition_number: float | None
+    kind: str | None
+    theory: dict[str, Any] | None
+
+
+class AnalyzeResponse(_Model):
+    loss: dict[str, Any]
+    points: list[PointAnalysis]
 
 
 class Progress(_Model):
@@ -146,6 +168,13 @@ class JobEvent(_Model):
     event: str  # progress | end
     data: dict[str, Any]
 
+
+# The client's names for the answers (the service declares the *Response names).
+OptimizeResult = OptimizeResponse
+CompareResult = CompareResponse
+SweepResult = SweepResponse
+LandscapeResult = LandscapeResponse
+AnalyzeResult = AnalyzeResponse
 
 RESULT_TYPES: dict[str, type[_Model]] = {
     "optimize": OptimizeResult, "compare": CompareResult, "sweep": SweepResult,

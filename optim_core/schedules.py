@@ -167,6 +167,11 @@ class ScheduledColumn:
         if set(self._by_name) == {"constant"}:
             self._constant = np.array([[s.values["lr"]] for s in schedules])
 
+    @property
+    def varies(self) -> bool:
+        """Whether any run's value changes with t (constant schedules do not)."""
+        return self._constant is None
+
     def at(self, t: int) -> Column:
         if self._constant is not None:
             return self._constant

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -28,21 +29,22 @@ class RunGroup:
     size: int
     settings: list[dict[str, Any]]  # the resolved hyperparameters of each row, for echoing
 
-    @property
+    @cached_property
     def scheduled(self) -> bool:
-        return any(isinstance(c, ScheduledColumn) and c.at(0) is not c.at(1)
-                   for c in self.columns.values())
+        """Whether some hyperparameter changes with the step."""
+        return any(isinstance(c, ScheduledColumn) and c.varies for c in self.columns.values())
+
+    @cached_property
+    def _static(self) -> Hyper:
+        return Hyper(**{name: (c.at(0) if isinstance(c, ScheduledColumn) else c)
+                        for name, c in self.columns.items()})
 
     def hyper_at(self, t: int) -> Hyper:
         """The (K_g, 1) columns at step t (one shared object when nothing is scheduled)."""
-        static = getattr(self, "_static", None)
-        if static is not None:
-            return static
-        hyper = Hyper(**{name: (c.at(t) if isinstance(c, ScheduledColumn) else c)
-                         for name, c in self.columns.items()})
         if not self.scheduled:
-            object.__setattr__(self, "_static", hyper)
-        return hyper
+            return self._static
+        return Hyper(**{name: (c.at(t) if isinstance(c, ScheduledColumn) else c)
+                        for name, c in self.columns.items()})
 
     def take(self, keep: Array) -> RunGroup:
         columns = {name: (c.take(keep) if isinstance(c, ScheduledColumn) else c[keep])

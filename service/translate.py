@@ -137,13 +137,15 @@ def _meta(report_batch: Any, body: RunOptions, began: float) -> dict[str, Any]:
 
 
 def run_optimize(body: OptimizeRequest | CompareRequest, settings: Settings,
-                 dry_run: bool = False, **engine: Any) -> dict[str, Any] | None:
+                 dry_run: bool = False, loss: Loss | None = None, **engine: Any
+                 ) -> dict[str, Any] | None:
     """Answer /v1/optimize and /v1/compare (the latter adds `summary` and `findings`).
 
-    With dry_run, only build and check (the job endpoint's validation) and answer None.
+    With dry_run, only build and check (the job endpoint's validation) and answer None;
+    `loss` is the already built loss of `body`, when the caller has it.
     """
     began = time.perf_counter()
-    loss = build_loss(body.loss, settings)
+    loss = loss if loss is not None else build_loss(body.loss, settings)
     _over("max_dim", loss.dim, settings.max_dim, "The dimension", "")
     starts = _starts(body, loss, settings)
     specs = (body.optimizers if isinstance(body, CompareRequest) else [body.optimizer])
@@ -239,9 +241,9 @@ def run_plot(body: PlotRequest, settings: Settings) -> bytes:
     fields = set(request.record.fields) | {"params", "loss"}
     request.record.fields = [f for f in ("params", "loss", "grad_norm", "lr") if f in fields]
     request.record.max_points = min(request.record.max_points, 2000)
-    answer = run_optimize(request, settings)
-    assert answer is not None
     loss = build_loss(request.loss, settings)
+    answer = run_optimize(request, settings, loss=loss)
+    assert answer is not None
     axes = resolve_axes(loss, body.axes)
     bounds = None if body.bounds is None else _box(body.bounds)
     if bounds is not None and (np.any(bounds[:, 1] <= bounds[:, 0])

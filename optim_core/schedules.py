@@ -101,6 +101,13 @@ class Schedule:
         columns = {k: np.array([[v]]) for k, v in self.values.items()}
         return float(SCHEDULES[self.name].value(float(t), **columns)[0, 0])
 
+    def table(self, start: int, count: int) -> list[float]:
+        """The values at steps start … start + count − 1, in one vectorised evaluation."""
+        steps = np.arange(start, start + count, dtype=float)[None, :]
+        columns = {k: np.array([[v]]) for k, v in self.values.items()}
+        values = SCHEDULES[self.name].value(steps, **columns)
+        return np.broadcast_to(values, (1, count))[0].tolist()
+
 
 def as_schedule(value: Any, *, hyperparameter: str = "lr") -> Schedule:
     """Accept a number or a {name, …} mapping and return a validated Schedule."""

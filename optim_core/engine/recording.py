@@ -125,3 +125,50 @@ class Recorder:
             for j, row in enumerate(rows):
                 out[row] = Trajectory(step=steps, **{k: v[j] for k, v in columns.items()})
         return out  # type: ignore[return-value]
+
+
+@dataclass(slots=True)
+class PointLog:
+    """One run's recorded points as Python lists (the small-batch path), with the Recorder's
+    decimation rule, so a run keeps the same points on either path."""
+
+    spec: RecordSpec
+    dim: int
+    max_steps: int
+    stride: int = 0
+    capacity: int = 0
+    steps: list[int] = field(default_factory=list)
+    rows: list[tuple[list[float], float, float, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.stride = max(1, self.spec.every)
+        expected = self.max_steps // self.stride + 1
+        self.capacity = max(2, min(expected, 2 * self.spec.max_points))
+
+    def write(self, t: int, params: list[float], loss: float, grad_norm: float,
+              lr: float) -> None:
+        """Record step t (call only when t % stride == 0)."""
+        if len(self.steps) == self.capacity:
+            del self.steps[1::2]
+            del self.rows[1::2]
+            self.stride *= 2
+            if t % self.stride:
+                return
+        self.steps.append(t)
+        self.rows.append((params, loss, grad_norm, lr))
+
+    def trajectory(self, final_step: int, finals: tuple[list[float], float, float, float]
+                   ) -> Trajectory:
+        """The run's Trajectory, assembled (thinned, final point appended) as the Recorder does."""
+        recorder = Recorder(1, self.dim, self.spec, self.max_steps)
+        count = len(self.steps)
+        recorder.count, recorder.stride = count, self.stride
+        recorder.steps[:count] = self.steps
+        final_columns: dict[str, Array] = {}
+        for j, name in enumerate(FIELDS):
+            if name not in recorder.buffers:
+                continue
+            if count:
+                recorder.buffers[name][:count, 0] = [row[j] for row in self.rows]
+            final_columns[name] = np.array([finals[j]], dtype=float)
+        return recorder.assemble(np.array([final_step]), final_columns)[0]

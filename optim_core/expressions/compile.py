@@ -31,6 +31,38 @@ def _zeros_like(x: Array, *_: Array) -> Array:
     return np.zeros_like(np.asarray(x, dtype=float))
 
 
+def _softplus(x: Array) -> Array:
+    return np.logaddexp(0.0, x)
+
+
+def _sec(x: Array) -> Array:
+    return 1.0 / np.cos(x)
+
+
+def _csc(x: Array) -> Array:
+    return 1.0 / np.sin(x)
+
+
+def _cot(x: Array) -> Array:
+    return 1.0 / np.tan(x)
+
+
+def _square(x: Array) -> Array:
+    return x * x
+
+
+def _cube(x: Array) -> Array:
+    return x * x * x
+
+
+def _reciprocal(x: Array) -> Array:
+    return 1.0 / x
+
+
+def _reciprocal_sqrt(x: Array) -> Array:
+    return 1.0 / np.sqrt(x)
+
+
 def _sum(*args: Array) -> Array:
     total = args[0]
     for arg in args[1:]:
@@ -59,26 +91,25 @@ _UNARY: dict[type, Callable[..., Array]] = {
     sympy.sinh: np.sinh, sympy.cosh: np.cosh, sympy.tanh: np.tanh,
     sympy.exp: np.exp, sympy.log: np.log, log1p: np.log1p,
     sympy.Abs: np.abs, sympy.sign: np.sign,
-    sigmoid: _stable_sigmoid, softplus: lambda x: np.logaddexp(0.0, x),
+    sigmoid: _stable_sigmoid, softplus: _softplus,
     sympy.Heaviside: _heaviside, sympy.DiracDelta: _zeros_like,
     sympy.Min: _minimum, sympy.Max: _maximum,
-    sympy.sec: lambda x: 1.0 / np.cos(x), sympy.csc: lambda x: 1.0 / np.sin(x),
-    sympy.cot: lambda x: 1.0 / np.tan(x),
+    sympy.sec: _sec, sympy.csc: _csc, sympy.cot: _cot,
 }
 
 
 def _power_function(exponent: sympy.Expr) -> Callable[[Array], Array] | None:
     """Cheaper, exact forms of the common constant powers."""
     if exponent == 2:
-        return lambda x: x * x
+        return _square
     if exponent == -1:
-        return lambda x: 1.0 / x
+        return _reciprocal
     if exponent == sympy.Rational(1, 2):
         return np.sqrt
     if exponent == sympy.Rational(-1, 2):
-        return lambda x: 1.0 / np.sqrt(x)
+        return _reciprocal_sqrt
     if exponent == 3:
-        return lambda x: x * x * x
+        return _cube
     return None
 
 

@@ -29,6 +29,8 @@ class Loss(Protocol):
 
     def value_grad(self, params: Params) -> tuple[Values, Grads]: ...
 
+    def point_value_grad(self, point: list[float]) -> tuple[float, list[float]]: ...
+
     def grad(self, params: Params) -> Grads: ...
 
     def hess(self, params: Params) -> Hess: ...
@@ -68,3 +70,11 @@ class LossBase:
 
     def grad(self, params: Params) -> Grads:
         return self.value_grad(params)[1]
+
+    def point_value_grad(self, point: list[float]) -> tuple[float, list[float]]:
+        """Value and gradient at one point of floats (the engine's small-batch path).
+
+        This default goes through the batch form; losses with a cheaper float form override it.
+        """
+        values, grads = self.value_grad(np.array([point], dtype=float))
+        return float(values[0]), grads[0].tolist()

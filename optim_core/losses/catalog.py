@@ -19,6 +19,10 @@ from optim_core.losses.expression import ExpressionLoss, expression_loss
 from optim_core.types import Array, Grads, Hess, Params, Values
 
 NdFunction = Callable[[Params, Mapping[str, float]], tuple[Values, Grads, Hess | None]]
+PointFunction = Callable[[list[float]], tuple[float, list[float]]]
+# (dim, params) -> value and gradient at one point of floats: the batch formula written for
+# the engine's small-batch path, in the batch form's order of operations
+FloatFactory = Callable[[int, Mapping[str, float]], PointFunction]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,7 @@ class BuiltinSpec:
     min_dim: int = 1
     params: Mapping[str, ParamSpec] = field(default_factory=dict)
     evaluate: NdFunction | None = None  # N-d functions: (value, grad, hess?) on a batch
+    floats: FloatFactory | None = None  # N-d functions: the same on one point of floats
 
 
 def _points(*points: tuple[float, ...]) -> Callable[[int, Mapping[str, float]], Array]:
@@ -76,6 +81,27 @@ def _rosenbrock(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess 
     return values, grads, None
 
 
+def _rosenbrock_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
+    a, b = p["a"], p["b"]
+
+    def value_grad(x: list[float]) -> tuple[float, list[float]]:
+        value = 0.0
+        grads = [0.0] * dim
+        inners = []
+        for i in range(dim - 1):
+            head = x[i]
+            inner = x[i + 1] - head * head
+            gap = a - head
+            value += b * inner * inner + gap * gap
+            grads[i] = -4.0 * b * head * inner - 2.0 * gap
+            inners.append(inner)
+        for i, inner in enumerate(inners):
+            grads[i + 1] += 2.0 * b * inner
+        return value, grads
+
+    return value_grad
+
+
 def _rosenbrock_hess(x: Params, p: Mapping[str, float]) -> Hess:
     b = p["b"]
     k, d = x.shape
@@ -89,6 +115,13 @@ def _rosenbrock_hess(x: Params, p: Mapping[str, float]) -> Hess:
     hess[:, idx[:-1], idx[1:]] = off
     hess[:, idx[1:], idx[:-1]] = off
     return hess
+
+
+def _sphere_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
+    def value_grad(x: list[float]) -> tuple[float, list[float]]:
+        return sum([xi * xi for xi in x]), [2.0 * xi for xi in x]
+
+    return value_grad
 
 
 def _diagonal_hess(diag: Array) -> Hess:
@@ -105,6 +138,19 @@ def _rastrigin(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess]:
     values = A * x.shape[1] + np.sum(x * x - A * np.cos(angle), axis=1)
     grads = 2.0 * x + 2.0 * math.pi * A * np.sin(angle)
     return values, grads, _diagonal_hess(2.0 + 4.0 * math.pi**2 * A * np.cos(angle))
+
+
+def _rastrigin_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
+    A = p["A"]
+
+    def value_grad(x: list[float]) -> tuple[float, list[float]]:
+        angles = [2.0 * math.pi * xi for xi in x]
+        value = A * dim + sum([xi * xi - A * math.cos(a) for xi, a in zip(x, angles, strict=True)])
+        grads = [2.0 * xi + 2.0 * math.pi * A * math.sin(a)
+                 for xi, a in zip(x, angles, strict=True)]
+        return value, grads
+
+    return value_grad
 
 
 def _ackley(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess]:
@@ -139,6 +185,15 @@ def _styblinski_tang(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, 
     return values, 2.0 * x2 * x - 16.0 * x + 2.5, _diagonal_hess(6.0 * x2 - 16.0)
 
 
+def _styblinski_tang_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
+    def value_grad(x: list[float]) -> tuple[float, list[float]]:
+        pairs = [(xi, xi * xi) for xi in x]
+        value = 0.5 * sum([x2 * x2 - 16.0 * x2 + 5.0 * xi for xi, x2 in pairs])
+        return value, [2.0 * x2 * xi - 16.0 * xi + 2.5 for xi, x2 in pairs]
+
+    return value_grad
+
+
 def _ravine_weights(d: int, condition: float) -> Array:
     return condition ** (np.arange(d) / (d - 1)) if d > 1 else np.ones(1)
 
@@ -148,6 +203,16 @@ def _ravine(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess]:
     grads = x * w
     k, d = x.shape
     return 0.5 * np.einsum("ki,ki->k", x, grads), grads, np.broadcast_to(np.diag(w), (k, d, d))
+
+
+def _ravine_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
+    weights = _ravine_weights(dim, p["condition"]).tolist()
+
+    def value_grad(x: list[float]) -> tuple[float, list[float]]:
+        grads = [xi * wi for xi, wi in zip(x, weights, strict=True)]
+        return 0.5 * sum([xi * gi for xi, gi in zip(x, grads, strict=True)]), grads
+
+    return value_grad
 
 
 def _rosenbrock_minima(dim: int, p: Mapping[str, float]) -> Array | None:
@@ -186,7 +251,7 @@ BUILTINS: dict[str, BuiltinSpec] = {
             _rosenbrock_minima, _rosenbrock_f_min, dim=None, min_dim=2,
             params={"a": ParamSpec(1.0, doc="valley target"),
                     "b": ParamSpec(100.0, gt=0, doc="valley steepness")},
-            evaluate=_rosenbrock,
+            evaluate=_rosenbrock, floats=_rosenbrock_floats,
         ),
         BuiltinSpec(
             "beale", "(1.5 - x + x*y)^2 + (2.25 - x + x*y^2)^2 + (2.625 - x + x*y^3)^2",
@@ -239,7 +304,7 @@ BUILTINS: dict[str, BuiltinSpec] = {
             "A bowl covered in a regular grid of local minima; global minimum at the origin.",
             ("multimodal",), (-5.12, 5.12), (2.5, -2.2), lambda d, p: np.zeros((1, d)),
             _const(0.0), dim=None, params={"A": ParamSpec(10.0, gt=0, doc="ripple height")},
-            evaluate=_rastrigin,
+            evaluate=_rastrigin, floats=_rastrigin_floats,
         ),
         BuiltinSpec(
             "ackley",
@@ -255,14 +320,14 @@ BUILTINS: dict[str, BuiltinSpec] = {
             "sphere", "sum(x[i]^2)",
             "The round bowl: every direction has the same curvature (condition number 1).",
             ("convex", "quadratic"), (-5.0, 5.0), (1.5, -2.0), lambda d, p: np.zeros((1, d)),
-            _const(0.0), dim=None, evaluate=_sphere,
+            _const(0.0), dim=None, evaluate=_sphere, floats=_sphere_floats,
         ),
         BuiltinSpec(
             "styblinski_tang", "sum(x[i]^4 - 16*x[i]^2 + 5*x[i])/2",
             "2ⁿ local minima; the global one at x_i = −2.9035.",
             ("multimodal",), (-5.0, 5.0), (0.0, 0.0),
             lambda d, p: np.full((1, d), _ST_ROOT), _styblinski_f_min, dim=None,
-            evaluate=_styblinski_tang,
+            evaluate=_styblinski_tang, floats=_styblinski_tang_floats,
         ),
         BuiltinSpec(
             "saddle", "x^2 - y^2",
@@ -282,7 +347,7 @@ BUILTINS: dict[str, BuiltinSpec] = {
             ((-10.0, 10.0), (-2.5, 2.5)), (-8.0, 1.0),
             lambda d, p: np.zeros((1, d)), _const(0.0), dim=None, min_dim=2,
             params={"condition": ParamSpec(100.0, gt=0, doc="κ = λmax/λmin")},
-            evaluate=_ravine,
+            evaluate=_ravine, floats=_ravine_floats,
         ),
     )
 }
@@ -324,6 +389,7 @@ class BuiltinLoss(LossBase):
         self._expression: ExpressionLoss | None = (
             expression_loss(spec.formula, list(self.names)) if spec.evaluate is None else None
         )
+        self._floats = spec.floats(dim, values) if spec.floats is not None else None
 
     def value(self, params: Params) -> Values:
         if self._expression is not None:
@@ -335,6 +401,13 @@ class BuiltinLoss(LossBase):
             return self._expression.value_grad(params)
         values, grads, _ = self.spec.evaluate(params, self.params)  # type: ignore[misc]
         return values, grads
+
+    def point_value_grad(self, point: list[float]) -> tuple[float, list[float]]:
+        if self._expression is not None:
+            return self._expression.point_value_grad(point)
+        if self._floats is not None:
+            return self._floats(point)
+        return super().point_value_grad(point)
 
     def hess(self, params: Params) -> Hess:
         if self._expression is not None:

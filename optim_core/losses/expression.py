@@ -18,6 +18,7 @@ from optim_core.errors import ExpressionLimitError, UnknownNameError
 from optim_core.expressions.compile import Tape, compile_outputs
 from optim_core.expressions.parse import ExpressionLimits, is_valid_variable_name, parse_expression
 from optim_core.expressions.render import as_latex, as_text, render_matrix, render_vector
+from optim_core.expressions.scalar import float_tape
 from optim_core.losses.base import LossBase
 from optim_core.types import Grads, Hess, Params, Values
 
@@ -71,6 +72,7 @@ class ExpressionLoss(LossBase):
         symbols = parts.symbols
         self._value_tape = compile_outputs([parts.expr], symbols)
         self._value_grad_tape = compile_outputs([parts.expr, *parts.gradient], symbols)
+        self._value_grad_floats = float_tape(self._value_grad_tape)
         upper = [(i, j) for i in range(self.dim) for j in range(i, self.dim)]
         self._hess_index = np.array(upper, dtype=int).reshape(-1, 2).T
         self._hess_tape: Tape = compile_outputs([parts.hessian[i][j] for i, j in upper], symbols)
@@ -81,6 +83,12 @@ class ExpressionLoss(LossBase):
     def value_grad(self, params: Params) -> tuple[Values, Grads]:
         out = self._value_grad_tape.evaluate(params)
         return out[:, 0], out[:, 1:]
+
+    def point_value_grad(self, point: list[float]) -> tuple[float, list[float]]:
+        if self._value_grad_floats is None:
+            return super().point_value_grad(point)
+        out = self._value_grad_floats.evaluate(point)
+        return out[0], out[1:]
 
     def hess(self, params: Params) -> Hess:
         flat = self._hess_tape.evaluate(params)

@@ -42,6 +42,7 @@ class QuadraticLoss(LossBase):
         self.c = float(c)
         self.dim = dim
         self.names = default_names(dim)
+        self._rows, self._b = self.A.tolist(), self.b.tolist()
         self.eigenvalues = np.linalg.eigvalsh(self.A)
         if self.eigenvalues[0] > 1e-12 * max(abs(self.eigenvalues[-1]), 1e-300):
             minimiser = np.linalg.solve(self.A, self.b)
@@ -56,6 +57,14 @@ class QuadraticLoss(LossBase):
         grads = params @ self.A - self.b
         values = 0.5 * np.einsum("ki,ki->k", params, grads - self.b) + self.c
         return values, grads
+
+    def point_value_grad(self, point: list[float]) -> tuple[float, list[float]]:
+        """The batch formula on floats: g = xA − b, f = ½·x·(g − b) + c."""
+        rows, b = self._rows, self._b
+        grads = [sum([xi * row[j] for xi, row in zip(point, rows, strict=True)]) - b[j]
+                 for j in range(self.dim)]
+        value = 0.5 * sum([xi * (gi - bi) for xi, gi, bi in zip(point, grads, b, strict=True)])
+        return value + self.c, grads
 
     def hess(self, params: Params) -> Hess:
         return np.broadcast_to(self.A, (params.shape[0], self.dim, self.dim)).copy()

@@ -10,12 +10,20 @@ A scheduled β1 enters the bias correction at its current value, as torch does.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 
-from optim_core.optimizers.base import HyperParam, StepRule, bias_correction, zeros_state
+from optim_core.optimizers.base import (
+    FloatRule,
+    HyperParam,
+    StepRule,
+    bias_correction,
+    nan_maximum,
+    zeros_state,
+)
 from optim_core.types import Array
 
 
@@ -41,6 +49,26 @@ def _update(grads, state, params, hp, t, ctx=None, *, decoupled: bool):  # noqa:
     return step, AdamState(m, v, v_max)
 
 
+def _update_floats(grads, state, params, hp, t, *, decoupled: bool):  # noqa: ANN001, ANN202
+    m, v, v_max = state
+    lr, beta1, beta2, eps, wd = hp["lr"], hp["beta1"], hp["beta2"], hp["eps"], hp["weight_decay"]
+    amsgrad, sqrt = hp["amsgrad"], math.sqrt
+    scale = -(lr / (1.0 - beta1 ** (t + 1)))
+    root_bc2 = sqrt(1.0 - beta2 ** (t + 1))
+    keep1, keep2 = 1.0 - beta1, 1.0 - beta2
+    step = []
+    for i, g in enumerate(grads):
+        if not decoupled:
+            g = g + wd * params[i]
+        mi = m[i] = beta1 * m[i] + keep1 * g
+        vi = v[i] = beta2 * v[i] + keep2 * g * g
+        if amsgrad:
+            vi = v_max[i] = nan_maximum(v_max[i], vi)
+        si = scale * mi / (sqrt(vi) / root_bc2 + eps)
+        step.append(si - lr * wd * params[i] if decoupled else si)
+    return step
+
+
 def _hyperparams(weight_decay: float, wd_doc: str) -> tuple[HyperParam, ...]:
     return (
         HyperParam("lr", 0.001, gt=0, schedulable=True, doc="step size (a number or a schedule)"),
@@ -55,7 +83,9 @@ def _hyperparams(weight_decay: float, wd_doc: str) -> tuple[HyperParam, ...]:
 
 ADAM = StepRule("adam", init, partial(_update, decoupled=False),
                 _hyperparams(0.0, "L2 term added to the gradient (coupled)"),
-                "Momentum plus per-coordinate RMS scaling, bias-corrected.")
+                "Momentum plus per-coordinate RMS scaling, bias-corrected.",
+                floats=FloatRule(3, partial(_update_floats, decoupled=False)))
 ADAMW = StepRule("adamw", init, partial(_update, decoupled=True),
                  _hyperparams(0.01, "decoupled decay: p ← p·(1 − lr·wd) before the step"),
-                 "Adam with decoupled weight decay.")
+                 "Adam with decoupled weight decay.",
+                 floats=FloatRule(3, partial(_update_floats, decoupled=True)))

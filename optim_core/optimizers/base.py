@@ -7,6 +7,11 @@
 serves a whole sweep. The rule returns the step Δp; the engine owns params, stopping and
 recording. `ctx` carries what only some rules need (the Hessian and its eigendecomposition,
 the loss values, a value function for line searches).
+
+A first-order rule also has a float form (`FloatRule`): the same formula on one run's Python
+floats, used by the engine's small-batch path, where NumPy's per-call cost on arrays of two
+numbers would dominate. It keeps the vectorised form's order of operations, so both give the
+same numbers, and it never raises (every divisor carries eps).
 """
 
 from __future__ import annotations
@@ -32,6 +37,20 @@ class StepContext(NamedTuple):
 
 
 Hyper = SimpleNamespace  # attribute access to the (K, 1) columns: hp.lr, hp.momentum, …
+FloatStep = Callable[[list[float], list[list[float]], list[float], dict[str, Any], int],
+                     list[float]]
+
+
+@dataclass(frozen=True, slots=True)
+class FloatRule:
+    """A rule on one run: step(grads, state, params, hp, t) -> step, updating `state` in place.
+
+    `state` is `n_state` lists of d floats, all zero at the start; `hp` maps each
+    hyperparameter to its value at step t (a float, or a bool for flags).
+    """
+
+    n_state: int
+    step: FloatStep
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +104,7 @@ class StepRule:
     doc: str
     needs_hessian: bool = False
     counters: tuple[str, ...] = ()  # state fields that count per-run events, (K, 1) each
+    floats: FloatRule | None = None  # the same rule on one run's floats (small-batch path)
 
     def hyperparam(self, name: str) -> HyperParam:
         for hp in self.hyperparams:
@@ -103,6 +123,18 @@ def coupled_decay(grads: Array, params: Array, weight_decay: Column) -> Array:
 def bias_correction(beta: Column, t: int) -> Column:
     """1 − βᵗ⁺¹ for the 0-based step t (torch counts steps from 1)."""
     return 1.0 - beta ** (t + 1)
+
+
+def safe_sqrt(x: float) -> float:
+    """math.sqrt with np.sqrt's answer (nan) for a negative number instead of an exception."""
+    return math.sqrt(x) if x >= 0.0 else math.nan
+
+
+def nan_maximum(a: float, b: float) -> float:
+    """np.maximum on floats: nan wins."""
+    if a != a or b != b:
+        return math.nan
+    return a if a > b else b
 
 
 def zeros_state(params: Array, n: int) -> tuple[Array, ...]:

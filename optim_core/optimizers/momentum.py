@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from optim_core.optimizers.base import HyperParam, StepRule, coupled_decay
+from optim_core.optimizers.base import FloatRule, HyperParam, StepRule, coupled_decay
 from optim_core.types import Array
 
 
@@ -33,6 +33,17 @@ def _update(grads, state, params, hp, t, ctx=None, *, nesterov: bool):  # noqa: 
     return -hp.lr * direction, MomentumState(v=v)
 
 
+def _update_floats(grads, state, params, hp, t, *, nesterov: bool):  # noqa: ANN001, ANN202
+    (v,) = state
+    neg_lr, mu, wd = -hp["lr"], hp["momentum"], hp["weight_decay"]
+    step = []
+    for i, g in enumerate(grads):
+        g = g + wd * params[i]
+        vi = v[i] = mu * v[i] + g
+        step.append(neg_lr * (g + mu * vi if nesterov else vi))
+    return step
+
+
 HYPERPARAMS = (
     HyperParam("lr", 0.01, gt=0, schedulable=True, doc="step size (a number or a schedule)"),
     HyperParam("momentum", 0.9, ge=0, lt=1, schedulable=True, schedules=("constant", "linear"),
@@ -40,6 +51,8 @@ HYPERPARAMS = (
     HyperParam("weight_decay", 0.0, ge=0, doc="L2 term added to the gradient (coupled)"),
 )
 MOMENTUM = StepRule("momentum", init, partial(_update, nesterov=False), HYPERPARAMS,
-                    "Heavy ball: a velocity accumulates gradients and damps the zig-zag.")
+                    "Heavy ball: a velocity accumulates gradients and damps the zig-zag.",
+                    floats=FloatRule(1, partial(_update_floats, nesterov=False)))
 NESTEROV = StepRule("nesterov", init, partial(_update, nesterov=True), HYPERPARAMS,
-                    "Nesterov momentum: looks ahead along the velocity before correcting.")
+                    "Nesterov momentum: looks ahead along the velocity before correcting.",
+                    floats=FloatRule(1, partial(_update_floats, nesterov=True)))

@@ -14,7 +14,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from optim_core.optimizers.base import HyperParam, StepRule, coupled_decay, zeros_state
+from optim_core.optimizers.base import (
+    FloatRule,
+    HyperParam,
+    StepRule,
+    coupled_decay,
+    safe_sqrt,
+    zeros_state,
+)
 from optim_core.types import Array
 
 
@@ -41,6 +48,24 @@ def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201
     return -hp.lr * b, RmspropState(s, g_avg, b)
 
 
+def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201 - see FloatRule
+    s, g_avg, b = state
+    neg_lr, rho, eps, wd = -hp["lr"], hp["rho"], hp["eps"], hp["weight_decay"]
+    mu, centered = hp["momentum"], hp["centered"]
+    step = []
+    for i, g in enumerate(grads):
+        g = g + wd * params[i]
+        si = s[i] = rho * s[i] + (1.0 - rho) * g * g
+        if centered:
+            gi = g_avg[i] = rho * g_avg[i] + (1.0 - rho) * g
+            denom = safe_sqrt(si - gi * gi) + eps
+        else:
+            denom = safe_sqrt(si) + eps
+        bi = b[i] = mu * b[i] + g / denom
+        step.append(neg_lr * bi)
+    return step
+
+
 HYPERPARAMS = (
     HyperParam("lr", 0.01, gt=0, schedulable=True, doc="step size (a number or a schedule)"),
     HyperParam("rho", 0.9, ge=0, lt=1, doc="decay of the running mean of g² (torch: alpha)"),
@@ -50,4 +75,5 @@ HYPERPARAMS = (
     HyperParam("weight_decay", 0.0, ge=0, doc="L2 term added to the gradient (coupled)"),
 )
 RMSPROP = StepRule("rmsprop", init, update, HYPERPARAMS,
-                   "Scales each coordinate by a running RMS of its gradients.")
+                   "Scales each coordinate by a running RMS of its gradients.",
+                   floats=FloatRule(3, update_floats))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from optim_core.optimizers.base import HyperParam, StepRule, coupled_decay
+from optim_core.optimizers.base import FloatRule, HyperParam, StepRule, coupled_decay
 from optim_core.types import Array
 
 
@@ -23,9 +23,15 @@ def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201 - see
     return -hp.lr * coupled_decay(grads, params, hp.weight_decay), state
 
 
+def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201 - see FloatRule
+    neg_lr, wd = -hp["lr"], hp["weight_decay"]
+    return [neg_lr * (g + wd * p) for g, p in zip(grads, params, strict=True)]
+
+
 HYPERPARAMS = (
     HyperParam("lr", 0.01, gt=0, schedulable=True, doc="step size (a number or a schedule)"),
     HyperParam("weight_decay", 0.0, ge=0, doc="L2 term added to the gradient (coupled)"),
 )
 SGD = StepRule("sgd", init, update, HYPERPARAMS,
-               "Gradient descent: step against the gradient; zig-zags across ravines.")
+               "Gradient descent: step against the gradient; zig-zags across ravines.",
+               floats=FloatRule(0, update_floats))

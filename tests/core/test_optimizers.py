@@ -21,11 +21,11 @@ LOSSES = {
 }
 
 
-def trajectory(loss, name, settings, start, steps=STEPS):
+def trajectory(loss, name, settings, start, steps=STEPS, path="auto"):
     group = make_group(name, settings)
     starts = np.tile(start, (len(settings), 1))
     batch = run(loss, [group], starts, max_steps=steps, stop=NO_STOP,
-                record=RecordSpec(fields=("params",), max_points=steps + 1))
+                record=RecordSpec(fields=("params",), max_points=steps + 1), path=path)
     return [t.params for t in batch.trajectories]  # K arrays of (T_k, d)
 
 
@@ -68,17 +68,19 @@ def _torch_loss(torch, loss_name, p):
     return 3 * x**2 + x * y + 0.5 * y**2 - x + 2 * y
 
 
-TORCH_CASES = [(name, desc, batch, loss_name)
+TORCH_CASES = [(name, desc, batch, loss_name, path)
                for name, case in CASES.items() if case.torch_class
-               for desc, batch in case.batches for loss_name in LOSSES]
+               for desc, batch in case.batches for loss_name in LOSSES
+               for path in ("vectorised", "floats")]
 
 
-@pytest.mark.parametrize(("name", "desc", "settings", "loss_name"), TORCH_CASES,
-                         ids=[f"{c[0]}-{c[1]}-{c[3]}" for c in TORCH_CASES])
-def test_rule_matches_torch_step_by_step(name, desc, settings, loss_name):
+@pytest.mark.parametrize(("name", "desc", "settings", "loss_name", "path"), TORCH_CASES,
+                         ids=[f"{c[0]}-{c[1]}-{c[3]}-{c[4]}" for c in TORCH_CASES])
+def test_rule_matches_torch_step_by_step(name, desc, settings, loss_name, path):
+    """Both engine paths: the (K, d) arrays and the small-batch float path."""
     torch = pytest.importorskip("torch")
     loss, start = LOSSES[loss_name]
-    ours = trajectory(loss, name, settings, start)
+    ours = trajectory(loss, name, settings, start, path=path)
     cls = getattr(torch.optim, CASES[name].torch_class)
     for row, s in enumerate(settings):
         p = torch.tensor(start, dtype=torch.float64, requires_grad=True)
@@ -131,12 +133,18 @@ def test_hand_computed_first_steps():
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_batched_equals_looped(name):
+    """The vectorised batch equals single vectorised runs to the bit, and the float path's
+    runs (first-order rules) up to rounding: same operations in the same order, but NumPy's
+    SIMD pow rounds β^t differently from libm's in the last bit."""
     loss, start = LOSSES["rosenbrock"]
     settings = [s for _, batch in CASES[name].batches for s in batch]
-    batched = trajectory(loss, name, settings, start, 25)
+    batched = trajectory(loss, name, settings, start, 25, path="vectorised")
     for row, s in enumerate(settings):
-        single = trajectory(loss, name, [s], start, 25)[0]
+        single = trajectory(loss, name, [s], start, 25, path="vectorised")[0]
         np.testing.assert_array_equal(batched[row], single)
+        if OPTIMIZERS[name].floats is not None:
+            floats = trajectory(loss, name, [s], start, 25, path="floats")[0]
+            np.testing.assert_allclose(batched[row], floats, rtol=1e-13, atol=1e-15)
 
 
 ERROR_CASES = [(name, kwargs, match) for name, case in CASES.items()

@@ -1,0 +1,316 @@
+"""The small-batch float path against the vectorised one: tapes, losses, rules, the engine.
+
+Every piece has a float form written to repeat its vectorised form operation by operation;
+these tests hold the two together, field by field, on cases chosen to reach every branch
+(schedules, every stopping reason, thinning, non-finite values, deadlines and callbacks).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from optim_core import OPTIMIZERS, RecordSpec, Status, StopCriteria, make_group, run
+from optim_core.engine import small
+from optim_core.expressions import compile as vectorised
+from optim_core.expressions.functions import FUNCTIONS
+from optim_core.expressions.scalar import _FLOAT_FUNCTIONS, float_tape
+from optim_core.losses.catalog import BUILTINS, BuiltinLoss
+from optim_core.losses.dataset import dataset_loss
+from optim_core.losses.expression import expression_loss
+from optim_core.losses.quadratic import QuadraticLoss
+
+RTOL = 1e-12
+RNG = np.random.default_rng(20261130)
+
+
+def assert_same(a, b, rtol=RTOL):
+    np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float),
+                               rtol=rtol, atol=1e-300, equal_nan=True)
+
+
+# -- tapes and losses --------------------------------------------------------------------------
+
+def test_every_tape_function_has_a_float_form():
+    table = set(vectorised._UNARY.values()) | {
+        vectorised._square, vectorised._cube, vectorised._reciprocal,
+        vectorised._reciprocal_sqrt, np.sqrt, np.power}
+    own_opcodes = {vectorised._sum, vectorised._product, vectorised._minimum,
+                   vectorised._maximum, vectorised._square}
+    assert table - own_opcodes <= set(_FLOAT_FUNCTIONS)
+
+
+EVERY_FUNCTION = [f"{name}(0.3*x - 0.2*y)" for name in FUNCTIONS if name not in ("min", "max")]
+EVERY_FUNCTION += ["min(x, y^2, 0.5)", "max(x, y, -x*y)", "x^y", "(x^2 + 1)^(-0.5)",
+                   "1/(1 + x^2) + y^3", "sqrt(x^2 + y^2 + 1)", "exp(x)*log(y^2 + 1)"]
+
+
+@pytest.mark.parametrize("text", EVERY_FUNCTION)
+def test_float_tape_matches_numpy_tape(text):
+    loss = expression_loss(text)
+    floats = float_tape(loss._value_grad_tape)
+    assert floats is not None
+    points = RNG.uniform(-0.9, 0.9, size=(25, loss.dim))
+    expected = loss._value_grad_tape.evaluate(points)
+    got = np.array([floats.evaluate(p.tolist()) for p in points])
+    assert_same(got, expected, rtol=1e-13)
+
+
+@pytest.mark.parametrize(("text", "point"), [
+    ("log(x) + y", [0.0, 1.0]),  # log(0) = −inf: math raises, NumPy answers
+    ("log(x) + y", [-1.0, 1.0]),  # nan
+    ("1/x + y", [0.0, 2.0]),  # inf
+    ("exp(x) + y", [1000.0, 0.0]),  # overflow
+    ("sqrt(x) + y", [-4.0, 0.0]),
+    ("asin(x) + y", [2.0, 0.0]),
+    ("x^y", [-8.0, 1 / 3]),  # negative base, fractional power
+    ("x^y", [0.0, -1.0]),
+    ("cosh(x) + y", [800.0, 0.0]),
+    ("sin(x) + y", [np.inf, 0.0]),
+])
+def test_float_tape_falls_back_to_numpy_semantics(text, point):
+    loss = expression_loss(text)
+    value, grads = loss.point_value_grad(point)
+    expected = loss.value_grad(np.array([point]))
+    assert_same([value, *grads], [expected[0][0], *expected[1][0]])
+
+
+@given(st.lists(st.floats(-3, 3), min_size=2, max_size=2),
+       st.sampled_from(["sin(x*y) + softplus(x - y)", "sigmoid(3*x)*tanh(y) + abs(x - y)",
+                        "log1p(x^2) + atan(y/(1 + x^2))", "sign(x)*y^2 + max(x, y)"]))
+@settings(max_examples=60, deadline=None)
+def test_float_tape_on_generated_points(point, text):
+    loss = expression_loss(text)
+    value, grads = loss.point_value_grad(point)
+    expected = loss.value_grad(np.array([point]))
+    assert_same([value, *grads], [expected[0][0], *expected[1][0]], rtol=1e-13)
+
+
+N_D = [name for name, spec in BUILTINS.items() if spec.dim is None]
+
+
+@pytest.mark.parametrize("name", N_D)
+@pytest.mark.parametrize("dim", [2, 3, 5])
+def test_builtin_point_form_matches_batch(name, dim):
+    loss = BuiltinLoss(name, dim)
+    points = RNG.uniform(-2, 2, size=(10, dim))
+    values, grads = loss.value_grad(points)
+    for p, v, g in zip(points, values, grads, strict=True):
+        value, grad = loss.point_value_grad(p.tolist())
+        assert_same([value, *grad], [v, *g], rtol=1e-13)
+
+
+def test_every_fixed_builtin_and_quadratic_point_form_matches_batch():
+    losses = [BuiltinLoss(n) for n, s in BUILTINS.items() if s.dim is not None]
+    losses.append(QuadraticLoss([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 1.0]],
+                                [1.0, -1.0, 0.5], 2.0))
+    for loss in losses:
+        points = RNG.uniform(-1.5, 1.5, size=(10, loss.dim))
+        values, grads = loss.value_grad(points)
+        for p, v, g in zip(points, values, grads, strict=True):
+            value, grad = loss.point_value_grad(p.tolist())
+            assert_same([value, *grad], [v, *g], rtol=1e-12)
+
+
+# -- rules -------------------------------------------------------------------------------------
+
+FIRST_ORDER = [name for name, rule in OPTIMIZERS.items() if not rule.needs_hessian]
+RULE_SETTINGS = {
+    "sgd": [{"lr": 0.05}, {"lr": 0.02, "weight_decay": 0.3}],
+    "momentum": [{"lr": 0.01, "momentum": 0.9}, {"lr": 0.02, "momentum": 0.5,
+                                                 "weight_decay": 0.1}],
+    "nesterov": [{"lr": 0.01, "momentum": 0.9}, {"lr": 0.02, "weight_decay": 0.2}],
+    "rmsprop": [{"lr": 0.01}, {"lr": 0.01, "centered": True, "momentum": 0.5},
+                {"lr": 0.005, "momentum": 0.9, "rho": 0.99, "weight_decay": 0.1, "eps": 1e-6}],
+    "adagrad": [{"lr": 0.3}, {"lr": 0.1, "weight_decay": 0.1, "eps": 1e-6}],
+    "adam": [{"lr": 0.05}, {"lr": 0.02, "beta1": 0.5, "beta2": 0.99, "amsgrad": True},
+             {"lr": 0.05, "weight_decay": 0.1, "eps": 1e-6}],
+    "adamw": [{"lr": 0.05}, {"lr": 0.02, "weight_decay": 0.5, "amsgrad": True}],
+}
+
+
+def test_every_first_order_rule_has_a_float_form_and_newton_has_none():
+    assert set(RULE_SETTINGS) == set(FIRST_ORDER)
+    assert all(OPTIMIZERS[name].floats is not None for name in FIRST_ORDER)
+    assert OPTIMIZERS["newton"].floats is None
+
+
+@pytest.mark.parametrize("name", FIRST_ORDER)
+@pytest.mark.filterwarnings("ignore:invalid value")  # the inf below makes nan on purpose
+def test_float_rule_matches_vectorised_update(name):
+    """Feed both forms the same gradients (with a nan and an inf among them) for 30 steps."""
+    rule = OPTIMIZERS[name]
+    for setting in RULE_SETTINGS[name]:
+        group = make_group(name, [setting])
+        hp = group.hyper_at(0)
+        floats_hp = dict(group.settings[0])
+        params = RNG.normal(size=(1, 3))
+        state = rule.init(params)
+        float_state = [[0.0] * 3 for _ in range(rule.floats.n_state)]
+        float_params = params[0].tolist()
+        for t in range(30):
+            grads = RNG.normal(size=(1, 3)) * 10.0 ** RNG.integers(-3, 3)
+            if t == 20:
+                grads[0, 1] = np.inf
+            step, state = rule.update(grads, state, params, hp, t, None)
+            float_step = rule.floats.step(grads[0].tolist(), float_state, float_params,
+                                          floats_hp, t)
+            assert_same(float_step, step[0], rtol=1e-13)
+            params = params + step
+            float_params = [p + s for p, s in zip(float_params, float_step, strict=True)]
+
+
+# -- the engine --------------------------------------------------------------------------------
+
+def both_paths(loss, groups, starts, **kwargs):
+    a = run(loss, groups, starts, path="vectorised", **kwargs)
+    b = run(loss, groups, starts, path="floats", **kwargs)
+    return a, b
+
+
+def assert_batches_equal(a, b, rtol=RTOL):
+    for name in ("status", "reason", "steps", "steps_to_tol", "group_index"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    for name in ("final_params", "final_loss", "final_grad_norm", "initial_loss", "best_loss",
+                 "path_length", "sign_flips", "step_pairs", "recent_losses", "grad_evals",
+                 "hess_evals"):
+        assert_same(getattr(b, name), getattr(a, name), rtol=rtol)
+    assert a.engine_steps == b.engine_steps and a.counters == b.counters == {}
+    if a.trajectories is None:
+        assert b.trajectories is None
+        return
+    for ta, tb in zip(a.trajectories, b.trajectories, strict=True):
+        np.testing.assert_array_equal(ta.step, tb.step)
+        for name in ("params", "loss", "grad_norm", "lr"):
+            va, vb = getattr(ta, name), getattr(tb, name)
+            assert (va is None) == (vb is None)
+            if va is not None:
+                assert_same(vb, va, rtol=rtol)
+
+
+ROSENBROCK = BuiltinLoss("rosenbrock")
+
+
+@pytest.mark.parametrize("name", FIRST_ORDER)
+def test_engine_paths_agree_for_every_rule(name):
+    group = make_group(name, RULE_SETTINGS[name])
+    starts = np.tile([-1.2, 1.0], (group.size, 1))
+    a, b = both_paths(ROSENBROCK, [group], starts, max_steps=300,
+                      stop=StopCriteria(grad_tol=1e-3))
+    assert_batches_equal(a, b, rtol=1e-10)
+
+
+SCHEDULED = [
+    ("sgd", {"lr": {"name": "cosine", "lr": 0.1, "steps": 40, "lr_min": 0.01}}),
+    ("sgd", {"lr": {"name": "warmup_cosine", "lr": 0.1, "warmup_steps": 10, "steps": 50}}),
+    ("sgd", {"lr": {"name": "step", "lr": 0.1, "step_size": 7, "gamma": 0.5}}),
+    ("sgd", {"lr": {"name": "exponential", "lr": 0.1, "gamma": 0.97}}),
+    ("sgd", {"lr": {"name": "inverse_time", "lr": 0.1, "decay": 0.05}}),
+    ("momentum", {"lr": 0.05, "momentum_schedule": {"start": 0.5, "end": 0.9, "steps": 30}}),
+    ("adam", {"lr": {"name": "constant", "lr": 0.05},
+              "beta1": {"name": "linear", "start": 0.5, "end": 0.9, "steps": 20}}),
+]
+
+
+@pytest.mark.parametrize(("name", "setting"), SCHEDULED)
+def test_engine_paths_agree_with_schedules(name, setting):
+    loss = expression_loss("x^2 + 10*y^2 + x*y")
+    a, b = both_paths(loss, [make_group(name, [setting])], np.array([[2.0, -1.5]]),
+                      max_steps=2500, stop=StopCriteria(grad_tol=0.0))  # > one schedule block
+    assert_batches_equal(a, b, rtol=1e-9)
+    lr = a.trajectories[0].lr
+    assert len(np.unique(lr)) > 1 or name != "sgd"
+
+
+def test_engine_paths_agree_on_every_stopping_reason():
+    loss = expression_loss("abs(x) + y^2")
+    settings_ = [{"lr": 0.25}, {"lr": 2.0}, {"lr": 1.0}, {"lr": 1e-4}]
+    starts = np.array([[0, 1], [0, 1], [0.5, 0], [0, 1]], dtype=float)
+    a, b = both_paths(loss, [make_group("sgd", settings_)], starts,
+                      max_steps=np.array([10**4, 10**4, 10**4, 50]),
+                      stop=StopCriteria(grad_tol=1e-10, patience=20))
+    assert [Status(s).label for s in b.status] == ["converged", "diverged", "stalled",
+                                                   "max_steps"]
+    assert_batches_equal(a, b)
+    quad = expression_loss("x^2 + y^2")
+    for stop in (StopCriteria(loss_tol=1e-4), StopCriteria(step_tol=1e-3, grad_tol=0)):
+        a, b = both_paths(quad, [make_group("sgd", [{"lr": 0.1}, {"lr": 0.01}])],
+                          np.array([[1.0, 1.0], [2.0, -1.0]]), max_steps=5000, stop=stop)
+        assert_batches_equal(a, b)
+    a, b = both_paths(expression_loss("log(x) + y^2"), [make_group("sgd", [{"lr": 10.0}])],
+                      np.array([[0.5, 1.0]]), max_steps=100)
+    assert b.reason[0] == 4  # non-finite: NumPy's nan, reached through the fallback
+    assert_batches_equal(a, b)
+
+
+def test_engine_paths_agree_on_a_start_that_is_not_finite():
+    a, b = both_paths(ROSENBROCK, [make_group("adam", [{}])], np.array([[np.nan, 1.0]]),
+                      max_steps=10)
+    assert b.status[0] == Status.DIVERGED and b.steps[0] == 0
+    assert_batches_equal(a, b)
+
+
+@pytest.mark.parametrize("spec", [
+    RecordSpec(), RecordSpec(every=3, fields=("loss", "lr")), RecordSpec(max_points=7),
+    RecordSpec(max_points=50, every=2, fields=("params", "grad_norm")),
+    RecordSpec(enabled=False)])
+def test_engine_paths_agree_on_recording_and_thinning(spec):
+    loss = expression_loss("(x - 1)^2 + 5*(y + x^2)^2")
+    a, b = both_paths(loss, [make_group("momentum", [{"lr": 0.001}])], np.array([[0.0, 0.0]]),
+                      max_steps=4321, stop=StopCriteria(grad_tol=0.0), record=spec)
+    assert_batches_equal(a, b, rtol=1e-10)
+
+
+def test_engine_paths_agree_on_other_losses():
+    quadratic = QuadraticLoss([[1.0, 0.0], [0.0, 50.0]], [1.0, 1.0])
+    for loss, start in [(quadratic, [3.0, 1.0]), (BuiltinLoss("ravine", 4), [1.0] * 4),
+                        (BuiltinLoss("ackley"), [1.5, -1.0]),  # no float form: through NumPy
+                        (BuiltinLoss("himmelblau"), [0.0, 0.0])]:
+        group = make_group("nesterov", [{"lr": 0.01}, {"lr": 0.001}])
+        a, b = both_paths(loss, [group], np.tile(start, (2, 1)), max_steps=500)
+        assert_batches_equal(a, b, rtol=1e-10)
+
+
+def test_runs_in_mixed_groups_keep_their_order():
+    groups = [make_group("sgd", [{"lr": 0.001}]), make_group("adam", [{"lr": 0.1}] * 2),
+              make_group("rmsprop", [{"lr": 0.01}])]
+    starts = RNG.uniform(-2, 2, size=(4, 2))
+    a, b = both_paths(ROSENBROCK, groups, starts, max_steps=200)
+    assert_batches_equal(a, b, rtol=1e-10)
+
+
+def test_deadline_cancel_and_progress_on_the_float_path():
+    loss = expression_loss("x^2 + y^2")
+    group = make_group("sgd", [{"lr": 1e-9}] * 2)
+    starts = np.ones((2, 2))
+    late = run(loss, [group], starts, max_steps=10**9, deadline=time.monotonic() + 0.2,
+               path="floats")
+    assert [Status(s).label for s in late.status] == ["time_limit", "time_limit"]
+    assert late.steps[0] > 0  # the first run used the budget; the second stops at its start
+    seen = []
+    cancelled = run(loss, [group], starts, max_steps=1000, path="floats", progress_every=10,
+                    progress=lambda done, total, active: seen.append((done, total, active)),
+                    cancel=lambda: len(seen) >= 3)
+    assert [Status(s).label for s in cancelled.status] == ["cancelled", "cancelled"]
+    assert seen[0] == (5, 1000, 2)  # run 1 of 2 at step 10: 0.5% of the batch
+    assert seen[-1][2] == 0 and [s[0] for s in seen] == sorted(s[0] for s in seen)
+
+
+def test_auto_takes_the_float_path_only_where_it_applies():
+    adam = make_group("adam", [{}])
+    assert small.fits(ROSENBROCK, [adam], 1, 2)
+    assert small.fits(ROSENBROCK, [make_group("adam", [{}] * 8)], 8, 2)
+    assert not small.fits(ROSENBROCK, [make_group("adam", [{}] * 9)], 9, 2)
+    assert not small.fits(ROSENBROCK, [make_group("newton", [{}])], 1, 2)
+    assert not small.fits(BuiltinLoss("sphere", 17), [adam], 1, 17)
+    synthetic = {"n_samples": 50, "n_features": 2, "noise": 0.1, "seed": 0}
+    stochastic = dataset_loss({"model": "linear", "synthetic": synthetic, "batch_size": 10})
+    assert not small.fits(stochastic, [adam], 1, stochastic.dim)
+    with pytest.raises(ValueError, match="first-order"):
+        run(ROSENBROCK, [make_group("newton", [{}])], np.array([[0.0, 0.0]]), path="floats")
+    with pytest.raises(ValueError, match="path must be"):
+        run(ROSENBROCK, [adam], np.array([[0.0, 0.0]]), path="fast")

@@ -69,7 +69,9 @@ class Recorder:
         for name in self.spec.fields:
             shape = (capacity, self.n_runs, self.dim) if name == "params" else (
                 capacity, self.n_runs)
-            self.buffers[name] = np.full(shape, np.nan)
+            # empty, not nan-filled: assembly reads a run's points only up to its final step,
+            # all of which were written, and a fill would touch every page up front
+            self.buffers[name] = np.empty(shape)
 
     def due(self, t: int) -> bool:
         return self.spec.enabled and t % self.stride == 0

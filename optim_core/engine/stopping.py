@@ -49,12 +49,13 @@ def screen(
     if (criteria.loss_tol is not None or criteria.step_tol is not None
             or criteria.patience is not None):
         return True
+    # Whole-array sums, not row sums (a reduction along a short axis 1 is slow): a nan or
+    # inf anywhere makes the total non-finite; an overflowing total only costs a full check.
     with np.errstate(invalid="ignore", over="ignore"):
-        total = values + grad_norms + params.sum(axis=1)
-    suspicious = ~np.isfinite(total) | (values > blow_up_at)
-    if converge_checked:
-        suspicious |= grad_norms <= criteria.grad_tol
-    return bool(suspicious.any())
+        total = values.sum() + grad_norms.sum() + params.sum()
+    if not np.isfinite(total) or (values > blow_up_at).any():
+        return True
+    return bool(converge_checked and (grad_norms <= criteria.grad_tol).any())
 
 
 def blow_up_threshold(criteria: StopCriteria, f0: Array) -> Array:

@@ -28,7 +28,7 @@ from optim_core.engine.stopping import (
 )
 from optim_core.losses.base import Loss
 from optim_core.optimizers.base import StepContext
-from optim_core.optimizers.newton import clearly_negative
+from optim_core.optimizers.newton import certified_inverse, clearly_negative
 from optim_core.types import Array
 
 RATE_WINDOW = 100  # the convergence rate looks at most at the last 100 losses
@@ -146,6 +146,14 @@ def _run_floats(loss: Loss, groups: list[RunGroup], starts: Array, max_steps: in
     )
 
 
+def _keep_rows(ctx: StepContext, keep: Array) -> StepContext:
+    """The context of the rows that go on."""
+    def rows(a: Array | None) -> Array | None:
+        return None if a is None else a[keep]
+    return ctx._replace(hess=rows(ctx.hess), eigenvalues=rows(ctx.eigenvalues),
+                        eigenvectors=rows(ctx.eigenvectors), inverse=rows(ctx.inverse))
+
+
 def _norms(rows: Array) -> Array:
     """Row norms as one BLAS matrix-vector product: a reduction along axis 1 of a (K, 2)
     array runs a 2-element inner loop per row (~60 µs at K = 4,096, against ~10 µs here)."""
@@ -247,11 +255,17 @@ class _Loop:
                 contexts.append(None)
                 continue
             hess = self.loss.hess(self.params[start:end])
+            self.hess_evals[start:end] += 1
+            if np.isfinite(hess.sum()):
+                inverse = certified_inverse(hess)
+                if inverse is not None:  # every row positive definite: no eigh needed
+                    contexts.append(StepContext(np.empty(0), hess, None, None, self.loss.value,
+                                                inverse))
+                    continue
             finite = np.all(np.isfinite(hess), axis=(1, 2))
             safe = np.where(finite[:, None, None], hess, 0.0)
             lam, vec = np.linalg.eigh(safe)
             lam[~finite] = np.nan
-            self.hess_evals[start:end] += 1
             contexts.append(StepContext(np.empty(0), hess, lam, vec, self.loss.value))
         return contexts
 
@@ -296,10 +310,8 @@ class _Loop:
                 self._finish(stopped, status, reason, t, values, grad_norms, lr)
                 keep = ~stopped
                 values, grads, lr = values[keep], grads[keep], lr[keep]
-                contexts = [None if c is None else c._replace(
-                    hess=c.hess[keep[s:e]], eigenvalues=c.eigenvalues[keep[s:e]],
-                    eigenvectors=c.eigenvectors[keep[s:e]]) for c, (s, e) in
-                    zip(contexts, bounds, strict=True)]
+                contexts = [None if c is None else _keep_rows(c, keep[s:e])
+                            for c, (s, e) in zip(contexts, bounds, strict=True)]
                 self._compress(keep, bounds)
                 self.bounds_cache = self.lr_cache = None
                 bounds = self._bounds()
@@ -334,7 +346,7 @@ class _Loop:
             return None
         allowed = np.ones(self.rows.size, dtype=bool)
         for ctx, (start, end) in zip(contexts, bounds, strict=True):
-            if ctx is not None:
+            if ctx is not None and ctx.eigenvalues is not None:  # (certified rows: allowed)
                 allowed[start:end] = ~clearly_negative(ctx.eigenvalues)
         return allowed
 

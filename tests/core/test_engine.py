@@ -145,6 +145,51 @@ def test_newton_line_search_is_monotone():
     assert Status(batch.status[0]).label == "converged"
 
 
+def test_newton_line_search_settles_a_local_minimum_below_round_off():
+    """10-D Rosenbrock has a local minimum near (−1, 1, …, 1) with f ≈ 3.99. There the Armijo
+    decrease falls below the round-off of f; without the round-off slack the search halved
+    30 times per step and the runs hit max_steps instead of converging."""
+    loss = BuiltinLoss("rosenbrock", 10)
+    starts = np.random.default_rng(0).uniform(-2, 2, size=(64, 10))
+    batch = run(loss, [make_group("newton", [{"line_search": True,
+                                               "fallback": "saddle_free"}] * 64)],
+                starts, max_steps=200, stop=StopCriteria(grad_tol=1e-8))
+    assert np.all(batch.status == Status.CONVERGED)
+    local = batch.final_loss > 1.0
+    assert local.any() and np.all(batch.steps < 60)
+    np.testing.assert_allclose(batch.final_params[local][:, 0], -0.99326, atol=1e-4)
+
+
+def test_certified_inverse_only_for_clearly_positive_definite_batches():
+    from optim_core.optimizers.newton import certified_inverse
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(5, 4, 4))
+    spd = a @ a.transpose(0, 2, 1) + 4 * np.eye(4)
+    np.testing.assert_allclose(certified_inverse(spd), np.linalg.inv(spd), rtol=1e-12)
+    indefinite = spd.copy()
+    indefinite[2] = np.diag([1.0, -1.0, 2.0, 3.0])
+    assert certified_inverse(indefinite) is None  # one row spoils the batch: eigh decides
+    flat = spd.copy()
+    flat[1] = np.diag([1.0, 1.0, 1.0, 1e-9])  # positive, but below the rule's relative tol
+    assert certified_inverse(flat) is None
+
+
+def test_newton_takes_the_same_steps_with_and_without_the_certificate(monkeypatch):
+    loss = BuiltinLoss("rosenbrock", 6)
+    starts = np.random.default_rng(1).uniform(-2, 2, size=(16, 6))
+    group = make_group("newton", [{"line_search": True, "fallback": "saddle_free"}] * 16)
+    fast = run(loss, [group], starts, max_steps=100)
+    monkeypatch.setattr("optim_core.engine.loop.certified_inverse", lambda hess: None)
+    slow = run(loss, [make_group("newton", [{"line_search": True,
+                                              "fallback": "saddle_free"}] * 16)],
+               starts, max_steps=100)
+    np.testing.assert_array_equal(fast.status, slow.status)
+    np.testing.assert_array_equal(fast.steps, slow.steps)
+    np.testing.assert_allclose(fast.final_params, slow.final_params, rtol=1e-9, atol=1e-12)
+    assert fast.counters["newton_steps"].sum() == slow.counters["newton_steps"].sum()
+
+
 def test_oscillation_known_answers():
     ravine = QuadraticLoss(np.diag([1.0, 100.0]))
     zig = optimize(ravine, [{"name": "sgd", "lr": 0.98 * 2 / 100}], np.array([[-8.0, 1.0]]),

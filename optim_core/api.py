@@ -200,6 +200,11 @@ def _num(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _row(column: Array, local: int) -> float:
+    """A run's value in a hyperparameter column ((1, 1) when every run shares it)."""
+    return float(column[local if column.shape[0] > 1 else 0, 0])
+
+
 def build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: StopCriteria,
                   arrays: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One JSON-ready report per run, with diagnostics and findings."""
@@ -212,9 +217,8 @@ def build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: Stop
         group = batch.groups[gi]
         local = k - offsets[gi]
         hp = hyper0[gi]
-        lr0 = float(hp.lr[local, 0]) if hasattr(hp, "lr") else None
-        mom = hp.momentum if hasattr(hp, "momentum") else None
-        mom0 = float(mom[local, 0]) if mom is not None else None
+        lr0 = _row(hp.lr, local) if hasattr(hp, "lr") else None
+        mom0 = _row(hp.momentum, local) if hasattr(hp, "momentum") else None
         lam_final = None if arrays["final_eigenvalues"] is None else arrays["final_eigenvalues"][k]
         final_curvature = None
         if lam_final is not None and np.all(np.isfinite(lam_final)):

@@ -30,8 +30,15 @@ class ComputeGate:
     def waiting(self) -> int:
         return max(0, self.admitted - self.max_concurrency)
 
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run `fn` on a worker thread, or raise OverloadedError at once when full."""
+    async def run(self, fn: Callable[..., T], *args: Any, inline: bool = False,
+                  **kwargs: Any) -> T:
+        """Run `fn` on a worker thread, or raise OverloadedError at once when full.
+
+        `inline` work (a few milliseconds at most, decided by the caller) runs right here on
+        the event loop: the thread hop and the GIL hand-over cost more than such work itself.
+        """
+        if inline:
+            return fn(*args, **kwargs)
         if self.admitted >= self.max_concurrency + self.max_queue:
             raise OverloadedError(self.retry_after_s)
         self.admitted += 1

@@ -25,9 +25,9 @@ from optim_core.api import build_groups, compare, step_cost, validate_grid
 from optim_core.errors import DimensionError
 from optim_core.landscape import landscape, resolve_axes
 from optim_core.losses.base import Loss
-from optim_core.losses.catalog import BuiltinLoss
+from optim_core.losses.catalog import builtin_loss
 from optim_core.losses.dataset import dataset_loss
-from optim_core.losses.expression import expression_loss
+from optim_core.losses.expression import expression_loss, is_cached
 from optim_core.losses.quadratic import QuadraticLoss
 from service.schemas import losses as L
 from service.schemas.optimizers import optimizer_settings
@@ -54,19 +54,22 @@ def _over(limit: str, value: float, maximum: float, what: str, hint: str = JOBS_
             f"OPTIM_{limit.upper()}){hint}", limit=limit, value=value, maximum=maximum)
 
 
+def _expression_limits(settings: Settings) -> ExpressionLimits:
+    return ExpressionLimits(
+        max_length=settings.max_expression_length, max_nodes=settings.max_expression_nodes,
+        max_depth=settings.max_expression_depth, max_variables=settings.max_expression_variables)
+
+
 def build_loss(spec: Any, settings: Settings) -> Loss:
     """The core loss for a `loss` object."""
     if isinstance(spec, L.ExpressionLossSpec):
-        limits = ExpressionLimits(
-            max_length=settings.max_expression_length, max_nodes=settings.max_expression_nodes,
-            max_depth=settings.max_expression_depth,
-            max_variables=settings.max_expression_variables)
+        limits = _expression_limits(settings)
         deriver = (IsolatedDeriver(settings.symbolic_timeout_s, settings.symbolic_workers)
                    if settings.symbolic_isolation else None)
         return expression_loss(spec.expression, spec.variables, limits, deriver)
     if isinstance(spec, L.BuiltinLossSpec):
         _over("max_dim", spec.dim or 2, settings.max_dim, "dim", "")
-        return BuiltinLoss(spec.name, spec.dim, spec.params)
+        return builtin_loss(spec.name, spec.dim, spec.params)
     if isinstance(spec, L.QuadraticLossSpec):
         _over("max_dim", len(spec.A), settings.max_dim, "The dimension of A", "")
         return QuadraticLoss(np.array(spec.A, dtype=float) if _rectangular(spec.A)
@@ -74,6 +77,36 @@ def build_loss(spec: Any, settings: Settings) -> Loss:
                              None if spec.b is None else np.array(spec.b, dtype=float), spec.c)
     return dataset_loss(spec.model_dump(), max_values=settings.max_dataset_values,
                         max_dim=settings.max_dim)
+
+
+INLINE_MAX_DIM = 10  # the largest loss dimension a request may have to run inline
+
+
+def is_small(body: OptimizeRequest | CompareRequest, settings: Settings) -> bool:
+    """Whether the request is at most a few milliseconds of first-order work on a loss that
+    is ready (builtin, quadratic or an expression in the cache): such a request runs on the
+    event loop (see ComputeGate.run). Anything that may take longer, Newton's eigh, data,
+    or a symbolic stage in the worker process, goes to a worker thread."""
+    specs = body.optimizers if isinstance(body, CompareRequest) else [body.optimizer]
+    if any(spec.name == "newton" for spec in specs):
+        return False
+    start = body.start
+    if isinstance(start, RandomStart):
+        points = start.random.n
+    elif isinstance(start, list) and start and isinstance(start[0], list):
+        points = len(start)
+    else:
+        points = 1
+    if points * len(specs) * max(body.max_steps, 1) > settings.inline_max_work:
+        return False
+    loss = body.loss
+    if isinstance(loss, L.BuiltinLossSpec):
+        return (loss.dim or 2) <= INLINE_MAX_DIM
+    if isinstance(loss, L.QuadraticLossSpec):
+        return len(loss.A) <= INLINE_MAX_DIM
+    if isinstance(loss, L.ExpressionLossSpec):
+        return is_cached(loss.expression, loss.variables, _expression_limits(settings))
+    return False
 
 
 def _rectangular(rows: list[list[float]]) -> bool:

@@ -162,6 +162,13 @@ class PointLog:
     def trajectory(self, final_step: int, finals: tuple[list[float], float, float, float]
                    ) -> Trajectory:
         """The run's Trajectory, assembled (thinned, final point appended) as the Recorder does."""
+        append_final = not self.steps or self.steps[-1] != final_step
+        if len(self.steps) + append_final <= self.spec.max_points:  # nothing to thin
+            rows = [*self.rows, finals] if append_final else self.rows
+            columns = {name: np.array([row[j] for row in rows], dtype=float)
+                       for j, name in enumerate(FIELDS) if name in self.spec.fields}
+            steps = [*self.steps, final_step] if append_final else self.steps
+            return Trajectory(step=np.array(steps, dtype=np.int64), **columns)
         recorder = Recorder(1, self.dim, self.spec, self.max_steps)
         count = len(self.steps)
         recorder.count, recorder.stride = count, self.stride

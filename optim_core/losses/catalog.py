@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -433,6 +434,23 @@ class BuiltinLoss(LossBase):
             described |= {k: v for k, v in self._expression.describe().items()
                           if k in ("gradient", "hessian", "latex")}
         return described
+
+
+@lru_cache(maxsize=256)
+def _cached_builtin(name: str, dim: int | None, params: tuple[tuple[str, float], ...]
+                    ) -> BuiltinLoss:
+    loss = BuiltinLoss(name, dim, dict(params))
+    for array in (loss.minima, loss.domain, loss.default_start):
+        if array is not None:
+            array.flags.writeable = False  # shared between requests: never changed in place
+    return loss
+
+
+def builtin_loss(name: str, dim: int | None = None, params: Mapping[str, float] | None = None
+                 ) -> BuiltinLoss:
+    """A BuiltinLoss, built once per (name, dim, params) and shared: building one checks the
+    parameters and derives minima and domain, a noticeable part of a small request."""
+    return _cached_builtin(name, dim, tuple(sorted((params or {}).items())))
 
 
 def _domain(spec: BuiltinSpec, dim: int) -> Array:

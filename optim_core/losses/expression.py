@@ -209,6 +209,15 @@ def expression_loss(
     return loss
 
 
+def is_cached(text: str, variables: list[str] | None = None,
+              limits: ExpressionLimits | None = None) -> bool:
+    """Whether `expression_loss` would answer from the cache (nothing to parse or derive)."""
+    key = (text.strip(), None if variables is None else tuple(variables),
+           limits or ExpressionLimits())
+    with _CACHE.lock:
+        return key in _CACHE.entries
+
+
 class CacheInfo(NamedTuple):
     hits: int
     misses: int

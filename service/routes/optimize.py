@@ -19,7 +19,8 @@ router = APIRouter(prefix="/v1", tags=["optimize"], route_class=StrictJSONRoute,
 async def optimize(body: OptimizeRequest, settings: SettingsDep, gate: GateDep,
                    request: Request) -> JSONResponse:
     """Run one optimizer from one or more starts; answer trajectories, diagnostics, findings."""
-    answer = await gate.run(translate.run_optimize, body, settings)
+    answer = await gate.run(translate.run_optimize, body, settings,
+                            inline=translate.is_small(body, settings))
     request.app.state.metrics.record_work(answer)
     return JSONResponse(answer)
 
@@ -28,6 +29,7 @@ async def optimize(body: OptimizeRequest, settings: SettingsDep, gate: GateDep,
 async def compare(body: CompareRequest, settings: SettingsDep, gate: GateDep,
                   request: Request) -> JSONResponse:
     """Run several optimizers from the same starts in one batch and rank them."""
-    answer = await gate.run(translate.run_optimize, body, settings)
+    answer = await gate.run(translate.run_optimize, body, settings,
+                            inline=translate.is_small(body, settings))
     request.app.state.metrics.record_work(answer)
     return JSONResponse(answer)

@@ -245,3 +245,33 @@ def test_reports_are_json_ready():
     assert report.runs[0]["status"] == "diverged"
     assert report.runs[0]["reason"] == "non_finite"
     assert build_reports  # the public helper stays importable
+
+
+def test_reports_read_each_runs_hyperparameters_from_shared_or_own_columns():
+    """Runs that share a value get a (1, 1) column (it broadcasts like a scalar); the
+    findings still read every run's own lr (unstable_lr: lr above 2/λmax = 0.02)."""
+    from optim_core.api import build_reports
+
+    ravine = QuadraticLoss(np.diag([1.0, 100.0]))
+    starts = np.array([[1.0, 1.0], [2.0, -1.0]])
+
+    def unstable(settings):
+        group = make_group("sgd", settings)
+        batch = run(ravine, [group], starts, max_steps=30)
+        reports = build_reports(ravine, batch, ["a", "b"], StopCriteria())
+        return group, ["unstable_lr" in {f["code"] for f in r["findings"]} for r in reports]
+
+    group, flags = unstable([{"lr": 0.021}] * 2)
+    assert group.hyper_at(0).lr.shape == (1, 1) and flags == [True, True]
+    group, flags = unstable([{"lr": 0.021}, {"lr": 0.001}])
+    assert group.hyper_at(0).lr.shape == (2, 1) and flags == [True, False]
+
+
+def test_builtin_losses_are_built_once_and_shared_read_only():
+    from optim_core.losses.catalog import builtin_loss
+
+    a = builtin_loss("rosenbrock", 3, {"b": 50.0})
+    assert builtin_loss("rosenbrock", 3, {"b": 50.0}) is a
+    assert builtin_loss("rosenbrock", 3, {"b": 60.0}) is not a
+    with pytest.raises(ValueError, match="read-only"):
+        a.default_start[0] = 7.0

@@ -17,7 +17,10 @@ RAVINE = {"kind": "expression", "expression": "0.5*(x^2 + 100*y^2)"}
 
 async def test_every_answer_has_a_request_id(client):
     r = await client.get("/healthz")
-    assert len(r.headers["x-request-id"]) == 32
+    first = r.headers["x-request-id"]
+    assert len(first) == 32
+    again = (await client.get("/healthz")).headers["x-request-id"]
+    assert again != first and again[:16] == first[:16]  # one process prefix, a new counter
     r = await client.get("/healthz", headers={"x-request-id": "abc-123"})
     assert r.headers["x-request-id"] == "abc-123"
     r = await client.get("/healthz", headers={"x-request-id": "bad id; drop" * 50})

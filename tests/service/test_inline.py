@@ -1,0 +1,70 @@
+"""Small first-order requests on a ready loss run on the event loop; the answer is the same."""
+
+from __future__ import annotations
+
+import pytest
+
+from optim_core.losses.expression import expression_loss
+from service import translate
+from service.compute import ComputeGate
+from service.schemas.requests import CompareRequest, OptimizeRequest
+from service.settings import Settings
+
+ROSENBROCK = {"kind": "builtin", "name": "rosenbrock"}
+
+
+def small(body: dict, settings: Settings | None = None) -> bool:
+    model = CompareRequest if "optimizers" in body else OptimizeRequest
+    return translate.is_small(model.model_validate(body), settings or Settings())
+
+
+def test_which_requests_run_inline():
+    assert small({"loss": ROSENBROCK, "max_steps": 1, "optimizer": {"name": "adam"}})
+    assert small({"loss": ROSENBROCK, "max_steps": 1000})
+    assert not small({"loss": ROSENBROCK, "max_steps": 1001})  # past inline_max_work
+    assert not small({"loss": ROSENBROCK, "max_steps": 300, "start": [[0, 0], [1, 1]],
+                      "optimizers": [{"name": "sgd"}, {"name": "adam"}]})  # 4 × 300
+    assert small({"loss": ROSENBROCK, "max_steps": 100, "start": {"random": {"n": 5}},
+                  "optimizers": [{"name": "sgd"}, {"name": "adam"}]})
+    assert not small({"loss": ROSENBROCK, "max_steps": 5, "optimizer": {"name": "newton"}})
+    assert not small({"loss": {"kind": "builtin", "name": "sphere", "dim": 11},
+                      "max_steps": 5})
+    assert small({"loss": {"kind": "quadratic", "A": [[1, 0], [0, 9]]}, "max_steps": 50})
+    assert not small({"loss": {"kind": "dataset", "model": "linear", "synthetic": {
+        "n_samples": 20, "n_features": 2}}, "max_steps": 5})
+    assert not small({"loss": ROSENBROCK, "max_steps": 1},
+                     Settings(inline_max_work=0, jobs_db_path=":memory:"))
+
+
+def test_an_expression_runs_inline_only_once_it_is_cached():
+    text = "(x - 0.25)^2 + 3*(y + x)^2 + 0.125"
+    body = {"loss": {"kind": "expression", "expression": text}, "start": [1, 1],
+            "max_steps": 10}
+    assert not small(body)  # a miss would wait for the symbolic worker: not on the loop
+    expression_loss(text, None, translate._expression_limits(Settings()))
+    assert small(body)
+
+
+@pytest.mark.parametrize("body", [
+    {"loss": ROSENBROCK, "max_steps": 200, "optimizer": {"name": "adam", "lr": 0.05}},
+    {"loss": {"kind": "quadratic", "A": [[1, 0], [0, 50]]}, "start": [[3, 1], [-2, 2]],
+     "max_steps": 100, "optimizers": [{"name": "momentum", "lr": 0.01}, {"name": "sgd"}]},
+])
+async def test_inline_and_threaded_answers_agree(client, settings, body, monkeypatch):
+    seen = []
+    original = ComputeGate.run
+
+    async def spy(self, fn, *args, inline=False, **kwargs):
+        seen.append(inline)
+        return await original(self, fn, *args, inline=inline, **kwargs)
+
+    monkeypatch.setattr(ComputeGate, "run", spy)
+    path = "/v1/compare" if "optimizers" in body else "/v1/optimize"
+    inline = await client.post(path, json=body)
+    settings.inline_max_work = 0  # the app reads this very settings object
+    threaded = await client.post(path, json=body)
+    assert seen == [True, False]
+    a, b = inline.json(), threaded.json()
+    assert inline.status_code == threaded.status_code == 200
+    for run_a, run_b in zip(a["runs"], b["runs"], strict=True):
+        assert run_a == run_b

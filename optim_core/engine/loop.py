@@ -183,7 +183,8 @@ class _Loop:
         self.group_index = np.repeat(np.arange(len(groups)), sizes)
         self.recorder = Recorder(k, d, record, self.recorder_steps, planned=loss.stochastic)
         stream_ids = np.arange(k) if streams is None else np.asarray(streams)
-        self.sampler = (loss.make_sampler(stream_ids, seed if seed is not None else 0)  # type: ignore
+        self.sampler = (loss.make_sampler(stream_ids, seed if seed is not None else 0,  # type: ignore
+                                          horizon=self.max_steps)
                         if loss.stochastic else None)
         # Results, full size.
         self.status = np.zeros(k, dtype=np.int8)
@@ -233,19 +234,24 @@ class _Loop:
         start, end = self._bounds()[i]
         return slice(start, end)
 
-    def _evaluate(self, t: int) -> tuple[Array, Array, Array, bool]:
-        """Loss, gradient for the step, gradient norm, and whether the values are full-batch."""
+    def _evaluate(self, t: int) -> tuple[Array, Array, Array, bool, bool]:
+        """Loss, gradient for the step, gradient norm, and whether the values and the norm
+        are full-batch. A stochastic run checks convergence on the full-batch gradient every
+        eval_every steps; a step that is only recorded needs the full-batch loss, and the
+        full-batch gradient only when grad_norm is recorded."""
         if self.sampler is None:
             values, grads = self.loss.value_grad(self.params)
-            return values, grads, _norms(grads), True
+            return values, grads, _norms(grads), True, True
         batch = self.sampler.draw(self.rows, t)
         values, grads = self.loss.minibatch_value_grad(self.params, batch)  # type: ignore
-        full = (t == 0 or t % self.eval_every == 0 or t >= self.row_max_steps.min()
-                or self.recorder.due(t))
-        if full:
+        checked = t == 0 or t % self.eval_every == 0 or t >= self.row_max_steps.min()
+        recorded = self.recorder.due(t)
+        if checked or (recorded and "grad_norm" in self.recorder.spec.fields):
             full_values, full_grads = self.loss.value_grad(self.params)
-            return full_values, grads, _norms(full_grads), True
-        return values, grads, _norms(grads), False
+            return full_values, grads, _norms(full_grads), True, True
+        if recorded:
+            return self.loss.value(self.params), grads, _norms(grads), True, False
+        return values, grads, _norms(grads), False, False
 
     def _curvature(self, bounds: list[tuple[int, int]]) -> list[StepContext | None]:
         contexts: list[StepContext | None] = []
@@ -274,7 +280,7 @@ class _Loop:
         began = time.perf_counter()
         t = 0
         while True:
-            values, grads, grad_norms, full = self._evaluate(t)
+            values, grads, grad_norms, full, checked = self._evaluate(t)
             if t == 0:
                 self.f0 = values.copy()
                 self.initial_loss[:] = values
@@ -284,12 +290,12 @@ class _Loop:
             may_converge = self._may_converge(contexts, bounds)
             if (t >= self.min_max_steps or may_converge is not None or screen(
                     self.stop, t=t, values=values, grad_norms=grad_norms, params=self.params,
-                    blow_up_at=self.blow_up_at, converge_checked=full)):
+                    blow_up_at=self.blow_up_at, converge_checked=checked)):
                 status, reason = check_termination(
                     self.stop, t=t, max_steps=self.row_max_steps, values=values,
                     grad_norms=grad_norms, params=self.params, f0=self.f0,
                     last_step_norm=self.last_step_norm, last_improvement=self.last_improvement,
-                    may_converge=may_converge, converge_checked=full)
+                    may_converge=may_converge, converge_checked=checked)
             else:
                 status = reason = None
             if full:

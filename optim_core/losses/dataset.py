@@ -16,6 +16,8 @@ last batch of an epoch possibly smaller; all runs step together, so a step's bat
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -34,25 +36,54 @@ def _sigmoid(z: Array) -> Array:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-class MinibatchSampler:
-    """Per-run permutations, regenerated each epoch from the run's own stream."""
+_PREFETCH: ThreadPoolExecutor | None = None
+_PREFETCH_LOCK = threading.Lock()
 
-    def __init__(self, n: int, batch_size: int, streams: Array, seed: int) -> None:
+
+def _prefetcher() -> ThreadPoolExecutor:
+    global _PREFETCH
+    with _PREFETCH_LOCK:
+        if _PREFETCH is None:
+            _PREFETCH = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optim-shuffle")
+        return _PREFETCH
+
+
+class MinibatchSampler:
+    """Per-run permutations, regenerated each epoch from the run's own stream.
+
+    The next epoch's permutations are drawn on a helper thread while this epoch's steps run
+    (NumPy's shuffle releases the GIL): a permutation of 100,000 rows costs ~1 ms per run,
+    ~9% of a 32-run epoch when drawn in line. Each run's generator is still used in epoch
+    order, so the minibatches are the same as drawn in line.
+    """
+
+    def __init__(self, n: int, batch_size: int, streams: Array, seed: int,
+                 horizon: int | None = None) -> None:
         self.n, self.batch_size = n, batch_size
         self.per_epoch = -(-n // batch_size)
+        self.horizon = horizon  # steps the run will take at most (no prefetch past it)
         self.generators = [np.random.default_rng([seed, int(s)]) for s in streams]
         self.perms = np.empty((len(streams), n), dtype=np.int64)
         self.epoch = -1
+        self._next: tuple[Array, Future[Array]] | None = None  # (rows, their permutations)
+
+    def _permutations(self, rows: Array) -> Array:
+        return np.stack([self.generators[row].permutation(self.n) for row in rows])
 
     def draw(self, rows: Array, t: int) -> Array:
         """(Ka, B) sample indices for the active runs `rows` at step t."""
         epoch, position = divmod(t, self.per_epoch)
         if epoch != self.epoch:
-            # One permutation per run per epoch: the loop is over runs, once an epoch, and
-            # costs far less than the epoch's gradient work.
-            for row in rows:
-                self.perms[row] = self.generators[row].permutation(self.n)
+            if self._next is not None and epoch == self.epoch + 1:
+                fetched_rows, future = self._next
+                self.perms[fetched_rows] = future.result()  # a superset of the active rows
+            else:
+                self.perms[rows] = self._permutations(rows)
             self.epoch = epoch
+            self._next = None
+            if self.horizon is None or (epoch + 1) * self.per_epoch <= self.horizon:
+                self._next = (rows.copy(), _prefetcher().submit(self._permutations,
+                                                                rows.copy()))
         start = position * self.batch_size
         return self.perms[rows, start:min(start + self.batch_size, self.n)]
 
@@ -97,9 +128,10 @@ class DatasetLoss(LossBase):
             self._least_squares()
 
     # -- shared pieces ---------------------------------------------------------------------
-    def _risk(self, X: Array, y: Array, onehot: Array | None, params: Params
-              ) -> tuple[Values, Grads]:
-        """Value and gradient over rows X: (B, p̃) shared or (K, B, p̃) per run."""
+    def _risk(self, X: Array, y: Array, onehot: Array | None, params: Params,
+              with_grad: bool = True) -> tuple[Values, Grads | None]:
+        """Value and gradient over rows X: (B, p̃) shared or (K, B, p̃) per run (the
+        gradient's second pass over X is skipped when only values are wanted)."""
         k = params.shape[0]
         shared = X.ndim == 2
         rows = X.shape[-2]
@@ -109,6 +141,8 @@ class DatasetLoss(LossBase):
             lse = _logsumexp(z, axis=2)
             picked = np.sum(z * onehot, axis=2)
             values = np.mean(lse - picked, axis=1)
+            if not with_grad:
+                return self._penalised(values, None, params)
             residual = np.exp(z - lse[:, :, None]) - onehot  # (K, B, C)
             grads = (np.einsum("bi,kbc->kic", X, residual) if shared
                      else np.einsum("kbi,kbc->kic", X, residual)) / rows
@@ -124,19 +158,27 @@ class DatasetLoss(LossBase):
             else:
                 values = np.mean(np.logaddexp(0.0, z) - yy * z, axis=0)
                 residual = _sigmoid(z) - yy
+            if not with_grad:
+                return self._penalised(values, None, params)
             grads = (residual.T @ X if shared
                      else np.matmul(residual.T[:, None, :], X)[:, 0, :]) / rows
+        return self._penalised(values, grads, params)
+
+    def _penalised(self, values: Values, grads: Grads | None, params: Params
+                   ) -> tuple[Values, Grads | None]:
         if self.l2:
             weights = params * self.penalty
             values = values + 0.5 * self.l2 * np.einsum("kd,kd->k", weights, params)
-            grads = grads + self.l2 * weights
+            if grads is not None:
+                grads = grads + self.l2 * weights
         return values, grads
 
     def value_grad(self, params: Params) -> tuple[Values, Grads]:
-        return self._risk(self.X, self.y, getattr(self, "onehot", None), params)
+        return self._risk(self.X, self.y, getattr(self, "onehot", None), params)  # type: ignore[return-value]
 
     def value(self, params: Params) -> Values:
-        return self.value_grad(params)[0]
+        return self._risk(self.X, self.y, getattr(self, "onehot", None), params,
+                          with_grad=False)[0]
 
     def minibatch_value_grad(self, params: Params, batch: Array) -> tuple[Values, Grads]:
         # (K, B, p̃), gathered into a reused buffer: a fresh multi-megabyte array every step
@@ -150,9 +192,10 @@ class DatasetLoss(LossBase):
         onehot = np.take(self.onehot, batch, axis=0) if self.model == "softmax" else None
         return self._risk(X, y, onehot, params)
 
-    def make_sampler(self, streams: Array, seed: int) -> MinibatchSampler:
+    def make_sampler(self, streams: Array, seed: int, horizon: int | None = None
+                     ) -> MinibatchSampler:
         assert self.batch_size is not None
-        return MinibatchSampler(self.n, self.batch_size, streams, seed)
+        return MinibatchSampler(self.n, self.batch_size, streams, seed, horizon)
 
     def hess(self, params: Params) -> Hess:
         k = params.shape[0]

@@ -109,6 +109,35 @@ def test_minibatch_sampler_covers_each_epoch_once():
     assert not np.array_equal(epoch[0], epoch[1])
 
 
+def test_prefetched_permutations_equal_permutations_drawn_in_line():
+    """The next epoch is shuffled on a helper thread; each run's stream is used in the same
+    order, so the batches are the ones an in-line draw gives, also when runs stop."""
+    loss = make("linear", batch=64)
+    rows = np.arange(3)
+    prefetched = loss.make_sampler(rows, seed=7)
+    in_line = loss.make_sampler(rows, seed=7, horizon=0)  # horizon 0: never prefetch
+    for t in range(4 * prefetched.per_epoch):
+        active = rows if t < 6 else rows[[0, 2]]  # run 1 stops in the second epoch
+        np.testing.assert_array_equal(prefetched.draw(active, t), in_line.draw(active, t))
+    assert in_line._next is None
+
+
+@pytest.mark.parametrize("model", ["linear", "logistic", "softmax"])
+def test_value_alone_equals_value_grad(model):
+    loss = make(model, l2=0.2)
+    params = np.random.default_rng(4).normal(size=(5, loss.dim))
+    np.testing.assert_array_equal(loss.value(params), loss.value_grad(params)[0])
+
+
+def test_recorded_losses_are_full_batch_between_convergence_checks():
+    loss = make("logistic", batch=16)
+    batch = run(loss, [make_group("sgd", [{"lr": 0.1}])], np.zeros((1, loss.dim)),
+                max_steps=95, seed=3, eval_every=1000,
+                record=RecordSpec(every=7, fields=("params", "loss")))
+    traj = batch.trajectories[0]
+    np.testing.assert_allclose(traj.loss, loss.value(traj.params), rtol=1e-12)
+
+
 def test_standardize_improves_conditioning():
     raw = make("linear")
     spec = {"model": "linear", "synthetic": {"n_samples": 300, "n_features": 4, "noise": 0.3,

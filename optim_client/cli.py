@@ -87,7 +87,7 @@ def _remote(server: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
 
     with OptimClient(server) as client:
         try:
-            return client._request("POST", f"/v1/{kind}", body).json()
+            return client.request_json("POST", f"/v1/{kind}", body)
         except ProblemError as exc:
             _fail(exc.status, exc.problem)
     raise AssertionError("unreachable")
@@ -192,7 +192,7 @@ def plot(file: FileArgument, output: Annotated[Path, typer.Option("-o", "--outpu
 
         with OptimClient(server) as client:
             try:
-                image = client._request("POST", "/v1/plot", body).content
+                image = client.plot(body["request"], format=fmt)
             except ProblemError as exc:
                 _fail(exc.status, exc.problem)
     else:
@@ -218,7 +218,7 @@ def _catalog(server: str | None, path: str) -> dict[str, Any]:
         from optim_client.client import OptimClient
 
         with OptimClient(server) as client:
-            return client._request("GET", path).json()
+            return client.request_json("GET", path)
     import asyncio
 
     from service.routes import catalog

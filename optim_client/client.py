@@ -130,6 +130,11 @@ class OptimClient(_Endpoints):
         _raise_for_problem(response)
         return response
 
+    def request_json(self, method: str, path: str, body: Any = None) -> Any:
+        """Any endpoint's JSON answer as plain data (the typed methods validate the same);
+        retries and ProblemError as for every call."""
+        return self._request(method, path, body).json()
+
     # -- compute -----------------------------------------------------------------------------
     def optimize(self, request: Any) -> OptimizeResult:
         return OptimizeResult.model_validate(self._request("POST", "/v1/optimize", request).json())
@@ -219,6 +224,10 @@ class AsyncOptimClient(_Endpoints):
             await asyncio.sleep(_retry_wait(response, attempt))
         _raise_for_problem(response)
         return response
+
+    async def request_json(self, method: str, path: str, body: Any = None) -> Any:
+        """Any endpoint's JSON answer as plain data (see OptimClient.request_json)."""
+        return (await self._request(method, path, body)).json()
 
     async def optimize(self, request: Any) -> OptimizeResult:
         return OptimizeResult.model_validate(

@@ -45,6 +45,11 @@ def test_every_endpoint(server):
         assert svg.startswith(b"<?xml") and b"run-1" in svg
         assert len(client.optimizers()["optimizers"]) == 8
         assert any(f["name"] == "rosenbrock" for f in client.functions()["functions"])
+        raw = client.request_json("POST", "/v1/compare", COMPARE)  # plain data, same answer
+        assert [r["label"] for r in raw["runs"]] == [r.label for r in compared.runs]
+        with pytest.raises(ProblemError) as info:
+            client.request_json("GET", "/v1/jobs/no-such-job")
+        assert info.value.status == 404
 
 
 @pytest.mark.parametrize(("call", "status", "slug"), [
@@ -83,6 +88,8 @@ async def test_async_client(server):
         assert (await client.health())["status"] == "ok"
         compared = await client.compare(COMPARE)
         assert compared.summary[0].label == "adam"
+        raw = await client.request_json("GET", "/v1/optimizers")
+        assert len(raw["optimizers"]) == 8
         result = await client.run_job("compare", COMPARE)
         assert [r.label for r in result.runs] == [r.label for r in compared.runs]
         job = await client.submit_job("optimize", {"loss": RAVINE, "start": [1, 1]})

@@ -46,7 +46,12 @@ def derive(text: str, variables: list[str] | None = None,
     names = _resolve_variables(found, variables, limits)
     symbols = [found.get(n) or sympy.Symbol(n, real=True) for n in names]
     gradient = [sympy.diff(expr, s) for s in symbols]
-    hessian = [[sympy.diff(g, s) for s in symbols] for g in gradient]
+    # the upper triangle only, mirrored: ∂²f/∂xᵢ∂xⱼ = ∂²f/∂xⱼ∂xᵢ, and SymPy's diff (with the
+    # assumptions of real symbols) is most of the cold cost
+    upper = {(i, j): sympy.diff(gradient[i], symbols[j])
+             for i in range(len(symbols)) for j in range(i, len(symbols))}
+    hessian = [[upper[min(i, j), max(i, j)] for j in range(len(symbols))]
+               for i in range(len(symbols))]
     size = _node_count(gradient) + _node_count([h for row in hessian for h in row])
     if size > limits.max_derivative_nodes:
         raise ExpressionLimitError(

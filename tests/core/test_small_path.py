@@ -274,7 +274,10 @@ def test_engine_paths_agree_on_recording_and_thinning(spec):
 
 def test_engine_paths_agree_on_other_losses():
     quadratic = QuadraticLoss([[1.0, 0.0], [0.0, 50.0]], [1.0, 1.0])
+    full_batch = dataset_loss({"model": "logistic", "synthetic": {
+        "n_samples": 40, "n_features": 2, "noise": 0.3, "seed": 1}})  # deterministic
     for loss, start in [(quadratic, [3.0, 1.0]), (BuiltinLoss("ravine", 4), [1.0] * 4),
+                        (full_batch, [0.0] * 3),
                         (BuiltinLoss("ackley"), [1.5, -1.0]),  # no float form: through NumPy
                         (BuiltinLoss("himmelblau"), [0.0, 0.0])]:
         group = make_group("nesterov", [{"lr": 0.01}, {"lr": 0.001}])

@@ -324,16 +324,7 @@ class _Loop:
                 if self.rows.size == 0:
                     break
                 hyper = [g.hyper_at(t) for g in self.groups]
-            step = np.empty_like(self.params)
-            for i, group in enumerate(self.groups):
-                start, end = bounds[i]
-                if start == end:
-                    continue
-                ctx = contexts[i]
-                if ctx is not None:
-                    ctx = ctx._replace(values=values[start:end])
-                step[start:end], self.states[i] = group.rule.update(
-                    grads[start:end], self.states[i], self.params[start:end], hyper[i], t, ctx)
+            step = self._step(t, values, grads, contexts, hyper, bounds)
             self._accumulate(step)
             self.params = self.params + step
             t += 1
@@ -344,6 +335,25 @@ class _Loop:
         if self.progress is not None:
             self.progress(t, self.max_steps, 0)
         return self._result(time.perf_counter() - began, t)
+
+    def _step(self, t: int, values: Array, grads: Array, contexts: list[StepContext | None],
+              hyper: list, bounds: list[tuple[int, int]]) -> Array:
+        """Every group's step for its rows (one group: its step as it comes, no copy)."""
+        step = None if len(self.groups) == 1 else np.empty_like(self.params)
+        for i, group in enumerate(self.groups):
+            start, end = bounds[i]
+            if start == end:
+                continue
+            ctx = contexts[i]
+            if ctx is not None:
+                ctx = ctx._replace(values=values[start:end])
+            rows = slice(start, end)
+            part, self.states[i] = group.rule.update(grads[rows], self.states[i],
+                                                     self.params[rows], hyper[i], t, ctx)
+            if step is None:
+                return part
+            step[rows] = part
+        return step
 
     def _may_converge(self, contexts: list[StepContext | None], bounds: list[tuple[int, int]]
                       ) -> Array | None:

@@ -244,7 +244,7 @@ class _Loop:
             return values, grads, _norms(grads), True, True
         batch = self.sampler.draw(self.rows, t)
         values, grads = self.loss.minibatch_value_grad(self.params, batch)  # type: ignore
-        checked = t == 0 or t % self.eval_every == 0 or t >= self.row_max_steps.min()
+        checked = t == 0 or t % self.eval_every == 0 or t >= self.min_max_steps
         recorded = self.recorder.due(t)
         if checked or (recorded and "grad_norm" in self.recorder.spec.fields):
             full_values, full_grads = self.loss.value_grad(self.params)

@@ -123,6 +123,33 @@ def test_prefetched_permutations_equal_permutations_drawn_in_line():
 
 
 @pytest.mark.parametrize("model", ["linear", "logistic", "softmax"])
+def test_runs_in_cache_sized_blocks_equal_one_block(model, monkeypatch):
+    loss = make(model, batch=16)
+    rng = np.random.default_rng(5)
+    params = rng.normal(size=(7, loss.dim))
+    batch = np.stack([rng.permutation(300)[:16] for _ in range(7)])
+    whole = loss.minibatch_value_grad(params, batch)
+    monkeypatch.setattr("optim_core.losses.dataset.CACHE_BLOCK_BYTES", 16 * loss.width * 8 * 3)
+    blocked = loss.minibatch_value_grad(params, batch)  # blocks of 3, 2, 2 runs
+    np.testing.assert_array_equal(blocked[0], whole[0])
+    np.testing.assert_array_equal(blocked[1], whole[1])
+
+
+def test_sampler_draws_in_line_for_rows_it_did_not_prefetch():
+    """The engine's active rows only shrink; a caller that brings a run back still gets a
+    full fresh permutation for it (drawn in line), not a stale one."""
+    loss = make("linear", batch=100)
+    sampler = loss.make_sampler(np.arange(2), seed=1)
+    for t in range(sampler.per_epoch):
+        sampler.draw(np.array([0]), t)  # epoch 1 is prefetched for run 0 only
+    stale = sampler.perms[1].copy()  # run 1's permutation of epoch 0
+    epoch = np.concatenate([sampler.draw(np.arange(2), t)
+                            for t in range(sampler.per_epoch, 2 * sampler.per_epoch)], axis=1)
+    assert np.array_equal(np.sort(epoch[1]), np.arange(300))
+    assert not np.array_equal(epoch[1], stale)
+
+
+@pytest.mark.parametrize("model", ["linear", "logistic", "softmax"])
 def test_value_alone_equals_value_grad(model):
     loss = make(model, l2=0.2)
     params = np.random.default_rng(4).normal(size=(5, loss.dim))

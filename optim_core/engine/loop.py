@@ -102,9 +102,9 @@ def run(
     starts = np.asarray(starts, dtype=float)
     groups = list(groups)
     k, d = starts.shape
-    use_floats = path == "floats" or (path == "auto" and small.fits(loss, groups, k, d))
     if path not in ("auto", "floats", "vectorised"):
         raise ValueError(f"path must be auto, floats or vectorised, not {path!r}")
+    use_floats = path == "floats" or (path == "auto" and small.fits(loss, groups, k, d))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         if use_floats:
             return _run_floats(loss, groups, starts, max_steps, stop or StopCriteria(),

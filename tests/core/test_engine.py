@@ -275,3 +275,25 @@ def test_builtin_losses_are_built_once_and_shared_read_only():
     assert builtin_loss("rosenbrock", 3, {"b": 60.0}) is not a
     with pytest.raises(ValueError, match="read-only"):
         a.default_start[0] = 7.0
+
+
+def test_allocator_thresholds_are_set_once_and_only_for_large_batches(monkeypatch):
+    from optim_core.engine import allocator
+
+    calls = []
+    monkeypatch.setattr(allocator, "_done", False)
+    monkeypatch.setattr(allocator, "_set_thresholds", lambda: calls.append(1) or True)
+    assert allocator.reuse_large_blocks(4096, 4) is False  # K·d = 16,384: small enough
+    assert calls == []
+    assert allocator.reuse_large_blocks(65536, 2) is True
+    assert allocator.reuse_large_blocks(65536, 2) is True and calls == [1]
+
+
+def test_allocator_thresholds_take_on_glibc():
+    import platform
+
+    from optim_core.engine import allocator
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert allocator._set_thresholds() is True

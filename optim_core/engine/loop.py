@@ -287,15 +287,17 @@ class _Loop:
                 self.blow_up_at = blow_up_threshold(self.stop, self.f0)
             bounds = self._bounds()
             contexts = self._curvature(bounds)
-            may_converge = self._may_converge(contexts, bounds)
-            if (t >= self.min_max_steps or may_converge is not None or screen(
+            # The curvature guard only keeps rows from converging, so it is needed only when the
+            # screen says some row may stop.
+            if (t >= self.min_max_steps or screen(
                     self.stop, t=t, values=values, grad_norms=grad_norms, params=self.params,
                     blow_up_at=self.blow_up_at, converge_checked=checked)):
                 status, reason = check_termination(
                     self.stop, t=t, max_steps=self.row_max_steps, values=values,
                     grad_norms=grad_norms, params=self.params, f0=self.f0,
                     last_step_norm=self.last_step_norm, last_improvement=self.last_improvement,
-                    may_converge=may_converge, converge_checked=checked)
+                    may_converge=self._may_converge(contexts, bounds),
+                    converge_checked=checked)
             else:
                 status = reason = None
             if full:

@@ -35,9 +35,11 @@ class ComputeGate:
         """Run `fn` on a worker thread, or raise OverloadedError at once when full.
 
         `inline` work (a few milliseconds at most, decided by the caller) runs right here on
-        the event loop: the thread hop and the GIL hand-over cost more than such work itself.
+        the event loop while a compute slot is free: the thread hop and the GIL hand-over cost
+        more than such work itself. When every slot is taken the service is saturated, and
+        such a request queues or gets its 429 like any other.
         """
-        if inline:
+        if inline and self.admitted < self.max_concurrency:
             return fn(*args, **kwargs)
         if self.admitted >= self.max_concurrency + self.max_queue:
             raise OverloadedError(self.retry_after_s)

@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     max_queue: int = Field(16, ge=0, description="compute requests waiting; 429 beyond")
     inline_max_work: int = Field(
         1000, ge=0, description="runs × steps at or below which a first-order request on a "
-        "ready loss runs on the event loop, without the worker-thread hop (0: never)")
+        "ready loss runs on the event loop, without the worker-thread hop, while a compute "
+        "slot is free (0: never)")
     retry_after_s: int = Field(1, gt=0, description="Retry-After of 429 answers")
 
     jobs_db_path: str = Field("optim_jobs.sqlite3", description="SQLite file of the job store")

@@ -68,3 +68,13 @@ async def test_inline_and_threaded_answers_agree(client, settings, body, monkeyp
     assert inline.status_code == threaded.status_code == 200
     for run_a, run_b in zip(a["runs"], b["runs"], strict=True):
         assert run_a == run_b
+
+
+async def test_small_requests_queue_and_get_429_when_the_service_is_saturated():
+    from service.problems import OverloadedError
+
+    gate = ComputeGate(max_concurrency=1, max_queue=0, retry_after_s=1)
+    assert await gate.run(lambda: "inline", inline=True) == "inline"  # a free slot: inline
+    gate.admitted = 1  # a long request holds the only slot
+    with pytest.raises(OverloadedError):
+        await gate.run(lambda: "inline", inline=True)

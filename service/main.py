@@ -62,7 +62,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Optimizer service", version="1.0.0", description=DESCRIPTION,
                   generate_unique_id_function=_operation_id, lifespan=lifespan)
-    app.dependency_overrides[get_settings] = lambda: settings
     app.state.settings = settings
     app.state.gate = ComputeGate(settings.max_concurrency, settings.max_queue,
                                  settings.retry_after_s)

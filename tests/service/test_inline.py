@@ -78,3 +78,34 @@ async def test_small_requests_queue_and_get_429_when_the_service_is_saturated():
     gate.admitted = 1  # a long request holds the only slot
     with pytest.raises(OverloadedError):
         await gate.run(lambda: "inline", inline=True)
+
+
+def test_every_route_dependency_is_async():
+    """FastAPI runs a sync dependency on a worker thread: two thread hops per request cost
+    more than a small request's whole computation."""
+    import inspect
+
+    from fastapi.routing import APIRoute
+
+    from service.routes import (
+        catalog,
+        health,
+        jobs,
+        landscape,
+        metrics,
+        optimize,
+        playground,
+        plot,
+        sweep,
+    )
+
+    def calls(dependant):
+        for sub in dependant.dependencies:
+            yield sub.call
+            yield from calls(sub)
+
+    modules = (optimize, sweep, landscape, plot, jobs, catalog, health, metrics, playground)
+    routes = [r for m in modules for r in m.router.routes if isinstance(r, APIRoute)]
+    found = [call for route in routes for call in calls(route.dependant)]
+    assert len(found) >= 10
+    assert all(inspect.iscoroutinefunction(call) for call in found), found

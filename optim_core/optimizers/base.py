@@ -48,7 +48,9 @@ class FloatRule:
     """A rule on one run: step(grads, state, params, hp, t) -> step, updating `state` in place.
 
     `state` is `n_state` lists of d floats, all zero at the start; `hp` maps each
-    hyperparameter to its value at step t (a float, or a bool for flags).
+    hyperparameter to its value at step t (a float, or a bool for flags). Unlike the
+    vectorised form this one is not pure: its lists belong to one run of the float path and
+    nothing else sees them, and new lists every step would cost more than the arithmetic.
     """
 
     n_state: int

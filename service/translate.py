@@ -27,7 +27,7 @@ from optim_core.landscape import landscape, resolve_axes
 from optim_core.losses.base import Loss
 from optim_core.losses.catalog import builtin_loss
 from optim_core.losses.dataset import dataset_loss
-from optim_core.losses.expression import expression_loss, is_cached
+from optim_core.losses.expression import cached_expression_loss, expression_loss, tape_length
 from optim_core.losses.quadratic import QuadraticLoss
 from service.schemas import losses as L
 from service.schemas.optimizers import optimizer_settings
@@ -80,6 +80,7 @@ def build_loss(spec: Any, settings: Settings) -> Loss:
 
 
 INLINE_MAX_DIM = 10  # the largest loss dimension a request may have to run inline
+INLINE_TAPE = 20  # tape instructions a step of an expression may take at the plain rate
 
 
 def is_small(body: OptimizeRequest | CompareRequest, settings: Settings) -> bool:
@@ -97,7 +98,8 @@ def is_small(body: OptimizeRequest | CompareRequest, settings: Settings) -> bool
         points = len(start)
     else:
         points = 1
-    if points * len(specs) * max(body.max_steps, 1) > settings.inline_max_work:
+    work = points * len(specs) * max(body.max_steps, 1)
+    if work > settings.inline_max_work:
         return False
     loss = body.loss
     if isinstance(loss, L.BuiltinLossSpec):
@@ -105,7 +107,11 @@ def is_small(body: OptimizeRequest | CompareRequest, settings: Settings) -> bool
     if isinstance(loss, L.QuadraticLossSpec):
         return len(loss.A) <= INLINE_MAX_DIM
     if isinstance(loss, L.ExpressionLossSpec):
-        return is_cached(loss.expression, loss.variables, _expression_limits(settings))
+        ready = cached_expression_loss(loss.expression, loss.variables,
+                                       _expression_limits(settings))
+        # a long tape makes every step dearer: count it in the work (Rosenbrock's has 15)
+        return (ready is not None and ready.dim <= INLINE_MAX_DIM and
+                work * max(1.0, tape_length(ready) / INLINE_TAPE) <= settings.inline_max_work)
     return False
 
 

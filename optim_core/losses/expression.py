@@ -214,13 +214,19 @@ def expression_loss(
     return loss
 
 
-def is_cached(text: str, variables: list[str] | None = None,
-              limits: ExpressionLimits | None = None) -> bool:
-    """Whether `expression_loss` would answer from the cache (nothing to parse or derive)."""
+def cached_expression_loss(text: str, variables: list[str] | None = None,
+                           limits: ExpressionLimits | None = None) -> ExpressionLoss | None:
+    """The loss `expression_loss` would answer from the cache, or None (a look that neither
+    counts as a hit or a miss nor changes the eviction order)."""
     key = (text.strip(), None if variables is None else tuple(variables),
            limits or ExpressionLimits())
     with _CACHE.lock:
-        return key in _CACHE.entries
+        return _CACHE.entries.get(key)
+
+
+def tape_length(loss: ExpressionLoss) -> int:
+    """Instructions of the value-and-gradient tape: the cost of one evaluation."""
+    return len(loss._value_grad_tape.instructions)
 
 
 class CacheInfo(NamedTuple):

@@ -45,6 +45,15 @@ def test_an_expression_runs_inline_only_once_it_is_cached():
     assert small(body)
 
 
+def test_a_long_tape_counts_in_the_inline_work():
+    text = " + ".join(f"sin({i}*x + y)^2*exp(-(x - {i})^2)" for i in range(1, 9))
+    loss = expression_loss(text, None, translate._expression_limits(Settings()))
+    assert len(loss._value_grad_tape.instructions) > 4 * translate.INLINE_TAPE
+    body = {"loss": {"kind": "expression", "expression": text}, "start": [0.5, 0.5]}
+    assert small(body | {"max_steps": 100})
+    assert not small(body | {"max_steps": 900})  # fine for a short tape, not for this one
+
+
 @pytest.mark.parametrize("body", [
     {"loss": ROSENBROCK, "max_steps": 200, "optimizer": {"name": "adam", "lr": 0.05}},
     {"loss": {"kind": "quadratic", "A": [[1, 0], [0, 50]]}, "start": [[3, 1], [-2, 2]],

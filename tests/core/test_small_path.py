@@ -326,3 +326,16 @@ def test_auto_takes_the_float_path_only_where_it_applies():
         run(ROSENBROCK, [make_group("newton", [{}])], np.array([[0.0, 0.0]]), path="floats")
     with pytest.raises(ValueError, match="path must be"):
         run(ROSENBROCK, [adam], np.array([[0.0, 0.0]]), path="fast")
+
+
+def test_engine_paths_agree_on_zero_steps_and_on_runs_with_their_own_max_steps():
+    loss = expression_loss("x^2 + 3*y^2")
+    group = make_group("adam", [{"lr": 0.1}] * 3)
+    starts = np.array([[1.0, 1.0], [2.0, -1.0], [0.5, 0.5]])
+    a, b = both_paths(loss, [group], starts, max_steps=0)
+    assert b.steps.tolist() == [0, 0, 0] and len(b.trajectories[0].step) == 1
+    assert_batches_equal(a, b)
+    a, b = both_paths(loss, [group], starts, max_steps=np.array([5, 0, 40]),
+                      stop=StopCriteria(grad_tol=0.0))
+    assert b.steps.tolist() == [5, 0, 40]
+    assert_batches_equal(a, b)

@@ -38,6 +38,9 @@ DESCRIPTION = (
 )
 
 
+ROUTE_MODULES = (optimize, sweep, landscape, plot, jobs, catalog, health, metrics, playground)
+
+
 def _operation_id(route: APIRoute) -> str:
     return route.name
 
@@ -67,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                  settings.retry_after_s)
     app.state.jobs = JobManager(JobStore(settings.jobs_db_path), app.state.gate, settings)
     app.state.metrics = Metrics()
-    for module in (optimize, sweep, landscape, plot, jobs, catalog, health, metrics, playground):
+    for module in ROUTE_MODULES:
         app.include_router(module.router)
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -5,31 +5,35 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from service import translate
+from service.compute import ComputeGate
 from service.deps import GateDep, SettingsDep
 from service.jsonio import JSONResponse, StrictJSONRoute
 from service.problems import PROBLEM_RESPONSES
 from service.schemas.requests import CompareRequest, OptimizeRequest
 from service.schemas.responses import CompareResponse, OptimizeResponse
+from service.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["optimize"], route_class=StrictJSONRoute,
                    responses=PROBLEM_RESPONSES)
+
+
+async def _answer(body: OptimizeRequest | CompareRequest, settings: Settings,
+                  gate: ComputeGate, request: Request) -> JSONResponse:
+    answer = await gate.run(translate.run_optimize, body, settings,
+                            inline=translate.is_small(body, settings))
+    request.app.state.metrics.record_work(answer)
+    return JSONResponse(answer)
 
 
 @router.post("/optimize", response_model=OptimizeResponse)
 async def optimize(body: OptimizeRequest, settings: SettingsDep, gate: GateDep,
                    request: Request) -> JSONResponse:
     """Run one optimizer from one or more starts; answer trajectories, diagnostics, findings."""
-    answer = await gate.run(translate.run_optimize, body, settings,
-                            inline=translate.is_small(body, settings))
-    request.app.state.metrics.record_work(answer)
-    return JSONResponse(answer)
+    return await _answer(body, settings, gate, request)
 
 
 @router.post("/compare", response_model=CompareResponse)
 async def compare(body: CompareRequest, settings: SettingsDep, gate: GateDep,
                   request: Request) -> JSONResponse:
     """Run several optimizers from the same starts in one batch and rank them."""
-    answer = await gate.run(translate.run_optimize, body, settings,
-                            inline=translate.is_small(body, settings))
-    request.app.state.metrics.record_work(answer)
-    return JSONResponse(answer)
+    return await _answer(body, settings, gate, request)

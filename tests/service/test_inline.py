@@ -96,25 +96,14 @@ def test_every_route_dependency_is_async():
 
     from fastapi.routing import APIRoute
 
-    from service.routes import (
-        catalog,
-        health,
-        jobs,
-        landscape,
-        metrics,
-        optimize,
-        playground,
-        plot,
-        sweep,
-    )
+    from service.main import ROUTE_MODULES
 
     def calls(dependant):
         for sub in dependant.dependencies:
             yield sub.call
             yield from calls(sub)
 
-    modules = (optimize, sweep, landscape, plot, jobs, catalog, health, metrics, playground)
-    routes = [r for m in modules for r in m.router.routes if isinstance(r, APIRoute)]
+    routes = [r for m in ROUTE_MODULES for r in m.router.routes if isinstance(r, APIRoute)]
     found = [call for route in routes for call in calls(route.dependant)]
     assert len(found) >= 10
     assert all(inspect.iscoroutinefunction(call) for call in found), found

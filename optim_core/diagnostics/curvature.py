@@ -17,7 +17,9 @@ KINDS = ("minimum", "maximum", "saddle", "degenerate")
 
 def eigenvalues(hess: Array) -> Array:
     """(K, d) ascending eigenvalues; NaN rows where the Hessian is not finite."""
-    finite = np.all(np.isfinite(hess), axis=(1, 2))
+    finite = np.isfinite(hess).all(axis=(1, 2))
+    if finite.all():
+        return np.linalg.eigvalsh(hess)
     lam = np.linalg.eigvalsh(np.where(finite[:, None, None], hess, 0.0))
     lam[~finite] = np.nan
     return lam
@@ -31,12 +33,13 @@ def condition_number(lam: Array) -> Array:
 
 def kind(lam: Array) -> list[str | None]:
     """Classify each row; None where the eigenvalues are not finite."""
-    scale = np.max(np.abs(lam), axis=1, keepdims=True)
-    tol = KIND_RTOL * np.maximum(scale, 1e-300)
-    positive = lam > tol
-    negative = lam < -tol
-    codes = np.select(
-        [positive.all(axis=1), negative.all(axis=1), positive.any(axis=1) & negative.any(axis=1)],
-        [0, 1, 2], default=3)
-    finite = np.all(np.isfinite(lam), axis=1)
-    return [KINDS[c] if ok else None for c, ok in zip(codes, finite, strict=True)]
+    magnitude = np.abs(lam)
+    tol = KIND_RTOL * np.maximum(magnitude.max(axis=1, initial=0.0), 1e-300)[:, None]
+    d = lam.shape[1]
+    positive = (lam > tol).sum(axis=1)
+    negative = (lam < -tol).sum(axis=1)
+    finite = np.isfinite(magnitude).all(axis=1)
+    return [None if not ok else "minimum" if pos == d else "maximum" if neg == d
+            else "saddle" if pos and neg else "degenerate"
+            for pos, neg, ok in zip(positive.tolist(), negative.tolist(), finite.tolist(),
+                                    strict=True)]

@@ -41,6 +41,8 @@ def chronological(ring: Array, final_steps: Array) -> Array:
 
 def convergence_rate(ring: Array, final_steps: Array, f_min: float | None) -> Array:
     """(K,) per-step loss-gap ratio over the last part of each run; NaN when undefined."""
+    if not (final_steps >= 2).any():
+        return np.full(final_steps.shape, np.nan)  # a rate needs two ratios, three losses
     losses = chronological(ring, final_steps)  # (K, W)
     k, w = losses.shape
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):

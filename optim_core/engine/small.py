@@ -266,7 +266,8 @@ def _columns(outcomes: list[_Outcome], d: int) -> dict[str, Any]:
 
     steps = column("steps", np.int64)
     reason = column("reason", np.int8)
-    at_tolerance = np.isin(reason, _AT_TOLERANCE)
+    at_tolerance = (reason == _AT_TOLERANCE[0]) | (reason == _AT_TOLERANCE[1]) | (
+        reason == _AT_TOLERANCE[2])
     return {
         "status": column("status", np.int8), "reason": reason, "steps": steps,
         "final_params": np.array([o.final_params for o in outcomes], dtype=float).reshape(-1, d),

@@ -107,14 +107,13 @@ def _rosenbrock_hess(x: Params, p: Mapping[str, float]) -> Hess:
     b = p["b"]
     k, d = x.shape
     hess = np.zeros((k, d, d))
-    diag = np.zeros((k, d))
+    flat = hess.reshape(k, d * d)  # strided slices of the flat matrix: no index arrays
+    diag = flat[:, :: d + 1]
     diag[:, :-1] = 12.0 * b * x[:, :-1] ** 2 - 4.0 * b * x[:, 1:] + 2.0
     diag[:, 1:] += 2.0 * b
-    idx = np.arange(d)
-    hess[:, idx, idx] = diag
     off = -4.0 * b * x[:, :-1]
-    hess[:, idx[:-1], idx[1:]] = off
-    hess[:, idx[1:], idx[:-1]] = off
+    flat[:, 1 :: d + 1] = off  # (i, i + 1)
+    flat[:, d :: d + 1] = off  # (i + 1, i)
     return hess
 
 
@@ -128,8 +127,7 @@ def _sphere_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
 def _diagonal_hess(diag: Array) -> Hess:
     k, d = diag.shape
     hess = np.zeros((k, d, d))
-    idx = np.arange(d)
-    hess[:, idx, idx] = diag
+    hess.reshape(k, d * d)[:, :: d + 1] = diag
     return hess
 
 

@@ -1,0 +1,51 @@
+"""The diagnostic helpers on their own: curvature kinds and the convergence rate."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from optim_core.diagnostics import curvature, rates
+
+
+def test_kind_classifies_every_case_and_skips_non_finite_rows():
+    lam = np.array([[1.0, 5.0, 9.0],
+                    [-9.0, -5.0, -1.0],
+                    [-2.0, 0.5, 3.0],
+                    [0.0, 1.0, 2.0],
+                    [-1e-12, 1.0, 2.0],  # within 1e-8·max|λ| of zero: degenerate
+                    [np.nan, 1.0, 2.0],
+                    [1.0, 2.0, np.inf],
+                    [0.0, 0.0, 0.0]])
+    assert curvature.kind(lam) == ["minimum", "maximum", "saddle", "degenerate", "degenerate",
+                                   None, None, "degenerate"]
+    assert curvature.kind(np.empty((0, 2))) == []
+
+
+def test_eigenvalues_are_nan_only_in_rows_whose_hessian_is_not_finite():
+    hess = np.array([[[2.0, 1.0], [1.0, 2.0]], [[np.nan, 0.0], [0.0, 1.0]],
+                     [[4.0, 0.0], [0.0, -1.0]]])
+    lam = curvature.eigenvalues(hess)
+    np.testing.assert_allclose(lam[0], [1.0, 3.0])
+    assert np.isnan(lam[1]).all()
+    np.testing.assert_allclose(lam[2], [-1.0, 4.0])
+    np.testing.assert_allclose(curvature.eigenvalues(hess[[0]]), [[1.0, 3.0]])
+    cond = curvature.condition_number(np.array([[1.0, 3.0], [0.0, 2.0]]))
+    assert cond[0] == 3.0 and math.isinf(cond[1])
+
+
+def test_convergence_rate_needs_three_losses_and_recovers_a_geometric_rate():
+    window = 8
+    ring = np.full((3, window), np.nan)
+    ring[0, :2] = [4.0, 2.0]  # steps 0 and 1: a single ratio is no rate
+    losses = 10.0 * 0.5 ** np.arange(6)  # steps 0 … 5, gap ratio 0.5 to f* = 0
+    ring[1, :6] = losses
+    ring[2, :6] = losses
+    rate = rates.convergence_rate(ring, np.array([1, 5, 5]), 0.0)
+    assert math.isnan(rate[0])
+    np.testing.assert_allclose(rate[1:], [0.5, 0.5])
+    only_short = rates.convergence_rate(ring[:1], np.array([1]), 0.0)
+    assert only_short.shape == (1,) and math.isnan(only_short[0])
+    unknown_min = rates.convergence_rate(ring[1:2], np.array([5]), None)
+    np.testing.assert_allclose(unknown_min, [0.5])

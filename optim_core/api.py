@@ -169,9 +169,18 @@ def _hessian_eigenvalues(loss: Loss, points: Array) -> Array | None:
         return curvature.eigenvalues(loss.hess(points))
 
 
+def _final_and_start_eigenvalues(loss: Loss, finals: Array, starts: Array
+                                 ) -> tuple[Array | None, Array | None]:
+    """Both in one Hessian evaluation when the budget allows (half the calls of a small batch)."""
+    both = _hessian_eigenvalues(loss, np.concatenate([finals, starts]))
+    if both is not None:
+        return both[: finals.shape[0]], both[finals.shape[0]:]
+    return _hessian_eigenvalues(loss, finals), _hessian_eigenvalues(loss, starts)
+
+
 def diagnostics_arrays(loss: Loss, batch: RunBatch) -> dict[str, Any]:
     """Every per-run diagnostic as arrays (vectorised over K)."""
-    final_lam = _hessian_eigenvalues(loss, batch.final_params)
+    final_lam, start_lam = _final_and_start_eigenvalues(loss, batch.final_params, batch.starts)
     distance = None
     if loss.minima is not None and len(loss.minima):
         gaps = batch.final_params[:, None, :] - np.asarray(loss.minima)[None, :, :]
@@ -187,7 +196,7 @@ def diagnostics_arrays(loss: Loss, batch: RunBatch) -> dict[str, Any]:
         "final_eigenvalues": final_lam,
         "final_kind": None if final_lam is None else curvature.kind(final_lam),
         "final_condition": None if final_lam is None else curvature.condition_number(final_lam),
-        "start_eigenvalues": _hessian_eigenvalues(loss, batch.starts),
+        "start_eigenvalues": start_lam,
         "distance": distance,
     }
 

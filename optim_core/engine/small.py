@@ -261,20 +261,22 @@ def _verdict(stop: StopCriteria, t: int, max_steps: int, value: float, grad_norm
 
 
 def _columns(outcomes: list[_Outcome], d: int) -> dict[str, Any]:
-    def column(name: str, dtype: type = float) -> Array:
-        return np.array([getattr(o, name) for o in outcomes], dtype=dtype)
-
-    steps = column("steps", np.int64)
-    reason = column("reason", np.int8)
+    # one array per dtype, its rows the columns: an np.array call costs more than K = 1 data
+    status, reason, steps = np.array([(o.status, o.reason, o.steps) for o in outcomes],
+                                     dtype=np.int64).reshape(-1, 3).T.copy()
+    final_loss, final_grad_norm, initial_loss, best_loss, path_length, flips = np.array(
+        [(o.final_loss, o.final_grad_norm, o.initial_loss, o.best_loss, o.path_length, o.flips)
+         for o in outcomes], dtype=float).reshape(-1, 6).T.copy()
+    reason = reason.astype(np.int8)
     at_tolerance = (reason == _AT_TOLERANCE[0]) | (reason == _AT_TOLERANCE[1]) | (
         reason == _AT_TOLERANCE[2])
     return {
-        "status": column("status", np.int8), "reason": reason, "steps": steps,
+        "status": status.astype(np.int8), "reason": reason, "steps": steps,
         "final_params": np.array([o.final_params for o in outcomes], dtype=float).reshape(-1, d),
-        "final_loss": column("final_loss"), "final_grad_norm": column("final_grad_norm"),
-        "initial_loss": column("initial_loss"), "best_loss": column("best_loss"),
+        "final_loss": final_loss, "final_grad_norm": final_grad_norm,
+        "initial_loss": initial_loss, "best_loss": best_loss,
         "steps_to_tol": np.where(at_tolerance, steps, -1),
-        "path_length": column("path_length"), "flips": column("flips"),
+        "path_length": path_length, "flips": flips,
         "recent_losses": np.array([o.ring for o in outcomes], dtype=float),
         "grad_evals": steps + 1.0, "hess_evals": np.zeros(len(outcomes)),
         "trajectories": [o.trajectory for o in outcomes] if outcomes and

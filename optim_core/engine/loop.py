@@ -19,7 +19,7 @@ from optim_core.engine import small
 from optim_core.engine.allocator import reuse_large_blocks
 from optim_core.engine.groups import RunGroup
 from optim_core.engine.recording import Recorder, RecordSpec, Trajectory
-from optim_core.engine.status import Reason, Status
+from optim_core.engine.status import Reason, Status, at_tolerance
 from optim_core.engine.stopping import (
     StopCriteria,
     blow_up_threshold,
@@ -28,7 +28,7 @@ from optim_core.engine.stopping import (
 )
 from optim_core.losses.base import Loss
 from optim_core.optimizers.base import StepContext
-from optim_core.optimizers.newton import certified_inverse, clearly_negative
+from optim_core.optimizers.newton import certified_positive_definite, clearly_negative
 from optim_core.types import Array
 
 RATE_WINDOW = 100  # the convergence rate looks at most at the last 100 losses
@@ -151,7 +151,7 @@ def _keep_rows(ctx: StepContext, keep: Array) -> StepContext:
     def rows(a: Array | None) -> Array | None:
         return None if a is None else a[keep]
     return ctx._replace(hess=rows(ctx.hess), eigenvalues=rows(ctx.eigenvalues),
-                        eigenvectors=rows(ctx.eigenvectors), inverse=rows(ctx.inverse))
+                        eigenvectors=rows(ctx.eigenvectors))
 
 
 def _norms(rows: Array) -> Array:
@@ -263,10 +263,9 @@ class _Loop:
             hess = self.loss.hess(self.params[start:end])
             self.hess_evals[start:end] += 1
             if np.isfinite(hess.sum()):
-                inverse = certified_inverse(hess)
-                if inverse is not None:  # every row positive definite: no eigh needed
+                if certified_positive_definite(hess):  # no eigh needed
                     contexts.append(StepContext(np.empty(0), hess, None, None, self.loss.value,
-                                                inverse))
+                                                certified=True))
                     continue
             finite = np.all(np.isfinite(hess), axis=(1, 2))
             safe = np.where(finite[:, None, None], hess, 0.0)
@@ -419,8 +418,7 @@ class _Loop:
         self.final_loss[rows] = values[sel]
         self.final_grad_norm[rows] = grad_norms[sel]
         self.final_lr[rows] = lr[sel]
-        converged_at_tol = np.isin(reason[stopped], (Reason.GRAD_TOL, Reason.LOSS_TOL,
-                                                     Reason.STEP_TOL))
+        converged_at_tol = at_tolerance(reason[stopped])
         self.steps_to_tol[row_index[converged_at_tol]] = t
         self.best_loss_out[rows] = np.fmin(self.best[sel], values[sel])
         self.path_length_out[rows] = self.path_length[sel]

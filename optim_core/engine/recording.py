@@ -100,33 +100,60 @@ class Recorder:
         """One Trajectory per run, ending at its final step, thinned to max_points."""
         out: list[Trajectory | None] = [None] * self.n_runs
         recorded = self.steps[: self.count]
-        for final_step in np.unique(final_steps):
-            rows = np.flatnonzero(final_steps == final_step)
-            upto = int(np.searchsorted(recorded, final_step, side="right"))
-            index = np.arange(upto)
-            append_final = upto == 0 or recorded[upto - 1] != final_step
-            n = upto + int(append_final)
-            chosen = np.arange(n)
-            if n > self.spec.max_points:
-                chosen = np.unique(np.round(np.linspace(0, n - 1, self.spec.max_points))
-                                   .astype(np.int64))
-            from_buffer = chosen[chosen < upto]
-            steps = recorded[index][from_buffer]
-            if append_final:
-                steps = np.append(steps, final_step)
-            every_point = from_buffer.size == upto  # no thinning: slice, do not copy
-            every_run = rows.size == self.n_runs
-            columns: dict[str, Array] = {}
-            for name, buffer in self.buffers.items():
-                part = buffer[:upto] if every_point else buffer[from_buffer]
-                part = np.moveaxis(part if every_run else part[:, rows], 1, 0)  # (R, T', …)
-                if append_final:
-                    tail = finals[name][rows][:, None]
-                    part = np.concatenate([part, tail], axis=1)
-                columns[name] = part
-            for j, row in enumerate(rows):
-                out[row] = Trajectory(step=steps, **{k: v[j] for k, v in columns.items()})
+        upto = np.searchsorted(recorded, final_steps, side="right")  # (K,) points before
+        last = recorded[np.maximum(upto - 1, 0)] if self.count else final_steps
+        append_final = (upto == 0) | (last != final_steps)
+        lengths = upto + append_final
+        whole = lengths <= self.spec.max_points
+        if whole.any():
+            self._assemble_whole(np.flatnonzero(whole), final_steps, finals, upto, lengths, out)
+        thinned = final_steps[~whole]
+        for final_step in np.unique(thinned):
+            self._assemble_thinned(np.flatnonzero(~whole & (final_steps == final_step)),
+                                   int(final_step), finals, recorded, out)
         return out  # type: ignore[return-value]
+
+    def _assemble_whole(self, rows: Array, final_steps: Array, finals: dict[str, Array],
+                        upto: Array, lengths: Array, out: list[Trajectory | None]) -> None:
+        """Runs that keep every point: one (R, count + 1, …) array per field, each run's
+        final point written after its last recorded one, each trajectory a row's prefix
+        (one pass per field, however many different steps the runs stopped at)."""
+        every_run = rows.size == self.n_runs
+        width = self.count + 1
+        at_end = (np.arange(rows.size), upto[rows])
+        steps = np.empty((rows.size, width), dtype=np.int64)
+        steps[:, : self.count] = self.steps[: self.count]
+        steps[at_end] = final_steps[rows]
+        columns: dict[str, Array] = {}
+        for name, buffer in self.buffers.items():
+            part = np.empty((rows.size, width, *buffer.shape[2:]))
+            recorded = np.moveaxis(buffer[: self.count], 1, 0)  # (K, count, …), a view
+            part[:, : self.count] = recorded if every_run else recorded[rows]
+            part[at_end] = finals[name][rows]
+            columns[name] = part
+        for j, (row, n) in enumerate(zip(rows.tolist(), lengths[rows].tolist(), strict=True)):
+            out[row] = Trajectory(step=steps[j, :n], **{k: v[j, :n] for k, v in columns.items()})
+
+    def _assemble_thinned(self, rows: Array, final_step: int, finals: dict[str, Array],
+                          recorded: Array, out: list[Trajectory | None]) -> None:
+        """Runs that stopped at `final_step` with more than max_points: thinned evenly."""
+        upto = int(np.searchsorted(recorded, final_step, side="right"))
+        append_final = upto == 0 or recorded[upto - 1] != final_step
+        n = upto + int(append_final)
+        chosen = np.unique(np.round(np.linspace(0, n - 1, self.spec.max_points))
+                           .astype(np.int64))
+        from_buffer = chosen[chosen < upto]
+        steps = recorded[from_buffer]
+        if append_final:
+            steps = np.append(steps, final_step)
+        columns: dict[str, Array] = {}
+        for name, buffer in self.buffers.items():
+            part = np.moveaxis(buffer[from_buffer][:, rows], 1, 0)  # (R, T', …)
+            if append_final:
+                part = np.concatenate([part, finals[name][rows][:, None]], axis=1)
+            columns[name] = part
+        for j, row in enumerate(rows):
+            out[row] = Trajectory(step=steps, **{k: v[j] for k, v in columns.items()})
 
 
 @dataclass(slots=True)

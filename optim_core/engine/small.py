@@ -28,7 +28,7 @@ import numpy as np
 
 from optim_core.engine.groups import RunGroup
 from optim_core.engine.recording import PointLog, RecordSpec, Trajectory
-from optim_core.engine.status import Reason, Status
+from optim_core.engine.status import Reason, Status, at_tolerance
 from optim_core.engine.stopping import StopCriteria
 from optim_core.losses.base import Loss
 from optim_core.optimizers.base import FloatRule
@@ -45,7 +45,6 @@ _RUNNING = int(Status.RUNNING)
 _DIVERGED, _CONVERGED, _STALLED, _MAX_STEPS = (
     int(Status.DIVERGED), int(Status.CONVERGED), int(Status.STALLED), int(Status.MAX_STEPS))
 _TIME_LIMIT, _CANCELLED = int(Status.TIME_LIMIT), int(Status.CANCELLED)
-_AT_TOLERANCE = (int(Reason.GRAD_TOL), int(Reason.LOSS_TOL), int(Reason.STEP_TOL))
 
 
 def fits(loss: Loss, groups: Sequence[RunGroup], k: int, d: int) -> bool:
@@ -268,14 +267,12 @@ def _columns(outcomes: list[_Outcome], d: int) -> dict[str, Any]:
         [(o.final_loss, o.final_grad_norm, o.initial_loss, o.best_loss, o.path_length, o.flips)
          for o in outcomes], dtype=float).reshape(-1, 6).T.copy()
     reason = reason.astype(np.int8)
-    at_tolerance = (reason == _AT_TOLERANCE[0]) | (reason == _AT_TOLERANCE[1]) | (
-        reason == _AT_TOLERANCE[2])
     return {
         "status": status.astype(np.int8), "reason": reason, "steps": steps,
         "final_params": np.array([o.final_params for o in outcomes], dtype=float).reshape(-1, d),
         "final_loss": final_loss, "final_grad_norm": final_grad_norm,
         "initial_loss": initial_loss, "best_loss": best_loss,
-        "steps_to_tol": np.where(at_tolerance, steps, -1),
+        "steps_to_tol": np.where(at_tolerance(reason), steps, -1),
         "path_length": path_length, "flips": flips,
         "recent_losses": np.array([o.ring for o in outcomes], dtype=float),
         "grad_evals": steps + 1.0, "hess_evals": np.zeros(len(outcomes)),

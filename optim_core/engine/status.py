@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+import numpy as np
+
 
 class Status(IntEnum):
     RUNNING = 0
@@ -38,3 +40,12 @@ class Reason(IntEnum):
 
 STATUS_LABELS = tuple(s.label for s in Status)
 REASON_LABELS = tuple(r.label for r in Reason)
+
+
+_AT_TOLERANCE = np.zeros(len(Reason), dtype=bool)
+_AT_TOLERANCE[[Reason.GRAD_TOL, Reason.LOSS_TOL, Reason.STEP_TOL]] = True
+
+
+def at_tolerance(reason: np.ndarray) -> np.ndarray:
+    """Where a run stopped by meeting a tolerance (a table lookup: np.isin costs ~15 µs)."""
+    return _AT_TOLERANCE[reason]

@@ -34,8 +34,8 @@ class StepContext(NamedTuple):
     eigenvalues: Array | None  # (K, d) ascending
     eigenvectors: Array | None  # (K, d, d) columns
     value_fn: Callable[[Array], Array] | None  # loss values at trial params (line search)
-    inverse: Array | None = None  # (K, d, d) H⁻¹ when every row is certified positive definite
-    # (then the engine skips the eigendecomposition: eigenvalues/eigenvectors are None)
+    certified: bool = False  # every row certified positive definite (newton.py): the engine
+    # skipped the eigendecomposition, eigenvalues/eigenvectors are None
 
 
 Hyper = SimpleNamespace  # attribute access to the (K, 1) columns: hp.lr, hp.momentum, …

@@ -36,6 +36,7 @@ ESCAPE_RTOL = 1e-6
 ESCAPE_ATOL = 1e-12
 ARMIJO_C = 1e-4
 ARMIJO_HALVINGS = 30
+ARMIJO_CHUNK = 4  # halvings tested per evaluation of the rows still searching
 ARMIJO_ROUNDOFF = 1e-12  # relative slack for the round-off of f (see the docstring)
 
 
@@ -63,22 +64,24 @@ def clearly_negative(eigenvalues: Array) -> Array:
     return eigenvalues[:, 0] < -CURVATURE_RTOL * np.maximum(scale, 1e-300)
 
 
-def certified_inverse(hess: Array) -> Array | None:
-    """H⁻¹ for a batch whose every row is provably positive definite here, else None.
+def certified_positive_definite(hess: Array) -> bool:
+    """True only if every row provably passes the rule's curvature test (no eigh needed).
 
-    A batched Cholesky succeeds only if every row is positive definite; then
-    λmin ≥ 1/‖H⁻¹‖_F and λmax ≤ ‖H‖_F, so ‖H‖_F·‖H⁻¹‖_F < 1/CURVATURE_RTOL proves
-    λmin > CURVATURE_RTOL·λmax, the rule's own test. Cholesky plus an inverse cost about a
-    fifth of eigh on (64, 10, 10); runs near their minimum (most steps) take this route.
+    μ = 2·CURVATURE_RTOL·‖H‖_F per row. A batched Cholesky of H − μI succeeds only if every
+    H − μI is positive definite, i.e. λmin > μ ≥ 2·CURVATURE_RTOL·λmax (λmax ≤ ‖H‖_F): the
+    rule's own test with a margin far above Cholesky's round-off. One Cholesky costs about a
+    fourteenth of eigh on (64, 10, 10) (31 µs against 420 µs); runs near their minimum (most
+    steps) take this route and solve H·Δ = g directly.
     """
+    d = hess.shape[-1]
+    shift = 2.0 * CURVATURE_RTOL * np.sqrt(np.einsum("kij,kij->k", hess, hess))
+    shifted = hess.copy()
+    shifted.reshape(hess.shape[0], d * d)[:, :: d + 1] -= shift[:, None]
     try:
-        np.linalg.cholesky(hess)
-        inverse = np.linalg.inv(hess)
+        np.linalg.cholesky(shifted)
     except np.linalg.LinAlgError:
-        return None
-    bound = np.sqrt(np.einsum("kij,kij->k", hess, hess) * np.einsum("kij,kij->k", inverse,
-                                                                    inverse))
-    return inverse if bool(np.all(bound < 1.0 / CURVATURE_RTOL)) else None
+        return False
+    return True
 
 
 def _solve(vectors: Array, eigenvalues: Array, grads: Array) -> Array:
@@ -88,8 +91,8 @@ def _solve(vectors: Array, eigenvalues: Array, grads: Array) -> Array:
 
 
 def update(grads, state, params, hp, t, ctx):  # noqa: ANN001, ANN201
-    if ctx.inverse is not None:  # every row certified positive definite: plain Newton
-        step = -hp.lr * np.einsum("kij,kj->ki", ctx.inverse, grads)
+    if ctx.certified:  # every row certified positive definite: plain Newton
+        step = -hp.lr * np.linalg.solve(ctx.hess, grads[:, :, None])[:, :, 0]
         return _finish(step, grads, params, hp, ctx, state,
                        np.ones((grads.shape[0], 1), dtype=bool),
                        np.zeros((grads.shape[0], 1), dtype=bool))
@@ -144,7 +147,13 @@ def _finish(step: Array, grads: Array, params: Array, hp, ctx, state: NewtonStat
 
 def _armijo(step: Array, grads: Array, params: Array, ctx, enabled: Array  # noqa: ANN001
             ) -> tuple[Array, Array]:
-    """Halve the step of each enabled descent run until the Armijo condition holds."""
+    """Halve the step of each enabled descent run until the Armijo condition holds.
+
+    α = 1 is tried for every row at once; rows that fail it try the next ARMIJO_CHUNK
+    halvings in one evaluation and keep the first (largest) α that holds: the α and the
+    halving count of one-at-a-time backtracking, in a fraction of the passes. After
+    ARMIJO_HALVINGS failed halvings the step is 2^−ARMIJO_HALVINGS of the full one.
+    """
     slope = np.einsum("kd,kd->k", grads, step)
     pending = enabled & (slope < 0)
     scale = np.ones(step.shape[0])
@@ -155,20 +164,23 @@ def _armijo(step: Array, grads: Array, params: Array, ctx, enabled: Array  # noq
     with np.errstate(all="ignore"):  # the full step, for every row at once (no gathers)
         first = ctx.value_fn(params + step) <= slack + ARMIJO_C * slope
     pending &= ~first
-    scale[pending] = 0.5
-    halvings[pending] = 1
-    for _ in range(ARMIJO_HALVINGS - 1):
-        if not pending.any():
-            break
+    tried = 1  # α = 2^−tried is the next to test
+    while pending.any() and tried < ARMIJO_HALVINGS:
         rows = np.flatnonzero(pending)
-        trial = params[rows] + scale[rows, None] * step[rows]
+        count = min(ARMIJO_CHUNK, ARMIJO_HALVINGS - tried)
+        alphas = 0.5 ** np.arange(tried, tried + count, dtype=float)  # exact powers of two
+        trial = params[rows, None, :] + alphas[None, :, None] * step[rows, None, :]
         with np.errstate(all="ignore"):
-            values = ctx.value_fn(trial)
-        accepted = values <= slack[rows] + ARMIJO_C * scale[rows] * slope[rows]
-        rejected = rows[~accepted]
-        scale[rejected] *= 0.5
-        halvings[rejected] += 1
-        pending[rows[accepted]] = False
+            values = ctx.value_fn(trial.reshape(-1, step.shape[1])).reshape(rows.size, count)
+        accepted = values <= slack[rows, None] + ARMIJO_C * alphas[None, :] * slope[rows, None]
+        done = accepted.any(axis=1)
+        pick = np.argmax(accepted, axis=1)[done]
+        scale[rows[done]] = alphas[pick]
+        halvings[rows[done], 0] = tried + pick
+        pending[rows[done]] = False
+        tried += count
+    scale[pending] = 0.5**ARMIJO_HALVINGS
+    halvings[pending, 0] = ARMIJO_HALVINGS
     return step * scale[:, None], halvings
 
 

@@ -160,19 +160,28 @@ def test_newton_line_search_settles_a_local_minimum_below_round_off():
     np.testing.assert_allclose(batch.final_params[local][:, 0], -0.99326, atol=1e-4)
 
 
-def test_certified_inverse_only_for_clearly_positive_definite_batches():
-    from optim_core.optimizers.newton import certified_inverse
+def test_certificate_only_for_clearly_positive_definite_batches():
+    from optim_core.optimizers.newton import certified_positive_definite
 
     rng = np.random.default_rng(3)
     a = rng.normal(size=(5, 4, 4))
     spd = a @ a.transpose(0, 2, 1) + 4 * np.eye(4)
-    np.testing.assert_allclose(certified_inverse(spd), np.linalg.inv(spd), rtol=1e-12)
+    assert certified_positive_definite(spd)
     indefinite = spd.copy()
     indefinite[2] = np.diag([1.0, -1.0, 2.0, 3.0])
-    assert certified_inverse(indefinite) is None  # one row spoils the batch: eigh decides
+    assert not certified_positive_definite(indefinite)  # one row spoils the batch: eigh decides
     flat = spd.copy()
     flat[1] = np.diag([1.0, 1.0, 1.0, 1e-9])  # positive, but below the rule's relative tol
-    assert certified_inverse(flat) is None
+    assert not certified_positive_definite(flat)
+    zero = spd.copy()
+    zero[0] = 0.0
+    assert not certified_positive_definite(zero)
+    # λmin above twice the tolerance times ‖H‖_F = √3: certified; the input is untouched
+    near = np.diag([1.0, 1.0, 1.0, 1.0])[None] * np.array([1.0, 1.0, 1.0, 4.1e-8])
+    before = near.copy()
+    assert certified_positive_definite(near)
+    np.testing.assert_array_equal(near, before)
+    assert not certified_positive_definite(near * np.array([1.0, 1.0, 1.0, 0.5]))
 
 
 def test_newton_takes_the_same_steps_with_and_without_the_certificate(monkeypatch):
@@ -180,7 +189,7 @@ def test_newton_takes_the_same_steps_with_and_without_the_certificate(monkeypatc
     starts = np.random.default_rng(1).uniform(-2, 2, size=(16, 6))
     group = make_group("newton", [{"line_search": True, "fallback": "saddle_free"}] * 16)
     fast = run(loss, [group], starts, max_steps=100)
-    monkeypatch.setattr("optim_core.engine.loop.certified_inverse", lambda hess: None)
+    monkeypatch.setattr("optim_core.engine.loop.certified_positive_definite", lambda hess: False)
     slow = run(loss, [make_group("newton", [{"line_search": True,
                                               "fallback": "saddle_free"}] * 16)],
                starts, max_steps=100)

@@ -19,7 +19,10 @@ from optim_core.losses.base import LossBase, default_names
 from optim_core.losses.expression import ExpressionLoss, expression_loss
 from optim_core.types import Array, Grads, Hess, Params, Values
 
-NdFunction = Callable[[Params, Mapping[str, float]], tuple[Values, Grads, Hess | None]]
+# (params, parameters, order) -> values, and the gradient (order ≥ 1) and Hessian (order 2),
+# None where not asked for: the line search and the Hessian step ask for only what they use
+NdFunction = Callable[[Params, Mapping[str, float], int],
+                      tuple[Values, Grads | None, Hess | None]]
 PointFunction = Callable[[list[float]], tuple[float, list[float]]]
 # (dim, params) -> value and gradient at one point of floats: the batch formula written for
 # the engine's small-batch path, in the batch form's order of operations
@@ -66,20 +69,26 @@ def _none(dim: int, p: Mapping[str, float]) -> None:
 
 # ---- N-d functions -------------------------------------------------------------------------
 
-def _sphere(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess]:
+def _sphere(x: Params, p: Mapping[str, float], order: int) -> tuple[Values, Grads | None,
+                                                                    Hess | None]:
     k, d = x.shape
-    return np.einsum("ki,ki->k", x, x), 2.0 * x, np.broadcast_to(2.0 * np.eye(d), (k, d, d))
+    return (np.einsum("ki,ki->k", x, x), 2.0 * x if order else None,
+            np.broadcast_to(2.0 * np.eye(d), (k, d, d)) if order == 2 else None)
 
 
-def _rosenbrock(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess | None]:
+def _rosenbrock(x: Params, p: Mapping[str, float], order: int) -> tuple[Values, Grads | None,
+                                                                        Hess | None]:
     a, b = p["a"], p["b"]
     head, tail = x[:, :-1], x[:, 1:]
     inner = tail - head * head
-    values = np.sum(b * inner * inner + (a - head) ** 2, axis=1)
+    gap = a - head
+    values = np.sum(b * inner * inner + gap * gap, axis=1)
+    if not order:
+        return values, None, None
     grads = np.zeros_like(x)
-    grads[:, :-1] = -4.0 * b * head * inner - 2.0 * (a - head)
+    grads[:, :-1] = -4.0 * b * head * inner - 2.0 * gap
     grads[:, 1:] += 2.0 * b * inner
-    return values, grads, None
+    return values, grads, _rosenbrock_hess(x, p) if order == 2 else None
 
 
 def _rosenbrock_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
@@ -131,12 +140,15 @@ def _diagonal_hess(diag: Array) -> Hess:
     return hess
 
 
-def _rastrigin(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess]:
+def _rastrigin(x: Params, p: Mapping[str, float], order: int) -> tuple[Values, Grads | None,
+                                                                       Hess | None]:
     A = p["A"]
     angle = 2.0 * math.pi * x
-    values = A * x.shape[1] + np.sum(x * x - A * np.cos(angle), axis=1)
-    grads = 2.0 * x + 2.0 * math.pi * A * np.sin(angle)
-    return values, grads, _diagonal_hess(2.0 + 4.0 * math.pi**2 * A * np.cos(angle))
+    cosine = np.cos(angle)
+    values = A * x.shape[1] + np.sum(x * x - A * cosine, axis=1)
+    grads = 2.0 * x + 2.0 * math.pi * A * np.sin(angle) if order else None
+    return values, grads, (_diagonal_hess(2.0 + 4.0 * math.pi**2 * A * cosine) if order == 2
+                           else None)
 
 
 def _rastrigin_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
@@ -152,7 +164,8 @@ def _rastrigin_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
     return value_grad
 
 
-def _ackley(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess]:
+def _ackley(x: Params, p: Mapping[str, float], order: int) -> tuple[Values, Grads | None,
+                                                                    Hess | None]:
     a, b, c = p["a"], p["b"], p["c"]
     d = x.shape[1]
     r = np.sqrt(np.einsum("ki,ki->k", x, x) / d)
@@ -160,10 +173,14 @@ def _ackley(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess]:
     decay = np.exp(-b * r)
     wave = np.exp(s)
     values = -a * decay - wave + a + math.e
+    if not order:
+        return values, None, None
     safe_r = np.where(r > 0, r, 1.0)
     grad_r = np.where((r > 0)[:, None], x / (d * safe_r[:, None]), 0.0)  # (K, d)
     grad_s = -c * np.sin(c * x) / d
     grads = a * b * decay[:, None] * grad_r - wave[:, None] * grad_s
+    if order == 1:
+        return values, grads, None
     eye = np.eye(d)
     # ∇²r = I/(d r) − ∇r∇rᵀ/r: unbounded at r = 0, where the function has a kink.
     outer_r = np.einsum("ki,kj->kij", grad_r, grad_r)
@@ -178,10 +195,12 @@ def _ackley(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess]:
 _ST_ROOT = -2.903534027771178  # the root of 2x³ − 16x + 2.5 = 0 that is the global minimiser
 
 
-def _styblinski_tang(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess]:
+def _styblinski_tang(x: Params, p: Mapping[str, float], order: int
+                     ) -> tuple[Values, Grads | None, Hess | None]:
     x2 = x * x
     values = 0.5 * np.sum(x2 * x2 - 16.0 * x2 + 5.0 * x, axis=1)
-    return values, 2.0 * x2 * x - 16.0 * x + 2.5, _diagonal_hess(6.0 * x2 - 16.0)
+    return (values, 2.0 * x2 * x - 16.0 * x + 2.5 if order else None,
+            _diagonal_hess(6.0 * x2 - 16.0) if order == 2 else None)
 
 
 def _styblinski_tang_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
@@ -197,11 +216,13 @@ def _ravine_weights(d: int, condition: float) -> Array:
     return condition ** (np.arange(d) / (d - 1)) if d > 1 else np.ones(1)
 
 
-def _ravine(x: Params, p: Mapping[str, float]) -> tuple[Values, Grads, Hess]:
+def _ravine(x: Params, p: Mapping[str, float], order: int) -> tuple[Values, Grads | None,
+                                                                    Hess | None]:
     w = _ravine_weights(x.shape[1], p["condition"])
     grads = x * w
     k, d = x.shape
-    return 0.5 * np.einsum("ki,ki->k", x, grads), grads, np.broadcast_to(np.diag(w), (k, d, d))
+    return (0.5 * np.einsum("ki,ki->k", x, grads), grads if order else None,
+            np.broadcast_to(np.diag(w), (k, d, d)) if order == 2 else None)
 
 
 def _ravine_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
@@ -393,13 +414,13 @@ class BuiltinLoss(LossBase):
     def value(self, params: Params) -> Values:
         if self._expression is not None:
             return self._expression.value(params)
-        return self.spec.evaluate(params, self.params)[0]  # type: ignore[misc]
+        return self.spec.evaluate(params, self.params, 0)[0]  # type: ignore[misc]
 
     def value_grad(self, params: Params) -> tuple[Values, Grads]:
         if self._expression is not None:
             return self._expression.value_grad(params)
-        values, grads, _ = self.spec.evaluate(params, self.params)  # type: ignore[misc]
-        return values, grads
+        values, grads, _ = self.spec.evaluate(params, self.params, 1)  # type: ignore[misc]
+        return values, grads  # type: ignore[return-value]
 
     def point_value_grad(self, point: list[float]) -> tuple[float, list[float]]:
         if self._expression is not None:
@@ -412,8 +433,8 @@ class BuiltinLoss(LossBase):
         if self._expression is not None:
             return self._expression.hess(params)
         if self.spec.evaluate is _rosenbrock:
-            return _rosenbrock_hess(params, self.params)
-        hess = self.spec.evaluate(params, self.params)[2]  # type: ignore[misc]
+            return _rosenbrock_hess(params, self.params)  # without the value and gradient
+        hess = self.spec.evaluate(params, self.params, 2)[2]  # type: ignore[misc]
         return np.array(hess, dtype=float)
 
     def describe(self) -> dict[str, Any]:

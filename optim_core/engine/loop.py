@@ -28,7 +28,7 @@ from optim_core.engine.stopping import (
 )
 from optim_core.losses.base import Loss
 from optim_core.optimizers.base import StepContext
-from optim_core.optimizers.newton import certified_positive_definite, clearly_negative
+from optim_core.optimizers.newton import certified_rows, clearly_negative
 from optim_core.types import Array
 
 RATE_WINDOW = 100  # the convergence rate looks at most at the last 100 losses
@@ -148,10 +148,13 @@ def _run_floats(loss: Loss, groups: list[RunGroup], starts: Array, max_steps: in
 
 def _keep_rows(ctx: StepContext, keep: Array) -> StepContext:
     """The context of the rows that go on."""
-    def rows(a: Array | None) -> Array | None:
-        return None if a is None else a[keep]
-    return ctx._replace(hess=rows(ctx.hess), eigenvalues=rows(ctx.eigenvalues),
-                        eigenvectors=rows(ctx.eigenvectors))
+    decomposed = keep if ctx.certified is None else keep[~ctx.certified]
+
+    def rows(a: Array | None, mask: Array) -> Array | None:
+        return None if a is None else a[mask]
+    return ctx._replace(hess=rows(ctx.hess, keep), eigenvalues=rows(ctx.eigenvalues, decomposed),
+                        eigenvectors=rows(ctx.eigenvectors, decomposed),
+                        certified=rows(ctx.certified, keep))
 
 
 def _norms(rows: Array) -> Array:
@@ -262,16 +265,16 @@ class _Loop:
                 continue
             hess = self.loss.hess(self.params[start:end])
             self.hess_evals[start:end] += 1
-            if np.isfinite(hess.sum()):
-                if certified_positive_definite(hess):  # no eigh needed
-                    contexts.append(StepContext(np.empty(0), hess, None, None, self.loss.value,
-                                                certified=True))
-                    continue
-            finite = np.all(np.isfinite(hess), axis=(1, 2))
-            safe = np.where(finite[:, None, None], hess, 0.0)
-            lam, vec = np.linalg.eigh(safe)
-            lam[~finite] = np.nan
-            contexts.append(StepContext(np.empty(0), hess, lam, vec, self.loss.value))
+            finite = np.isfinite(hess).all(axis=(1, 2))
+            certified = certified_rows(np.where(finite[:, None, None], hess, 0.0))
+            lam = vec = None
+            if not certified.all():  # eigh for the other rows only
+                rest = hess[~certified]
+                rest_finite = finite[~certified]
+                lam, vec = np.linalg.eigh(np.where(rest_finite[:, None, None], rest, 0.0))
+                lam[~rest_finite] = np.nan
+            contexts.append(StepContext(np.empty(0), hess, lam, vec, self.loss.value,
+                                        certified))
         return contexts
 
     # -- the loop --------------------------------------------------------------------------
@@ -364,7 +367,11 @@ class _Loop:
         allowed = np.ones(self.rows.size, dtype=bool)
         for ctx, (start, end) in zip(contexts, bounds, strict=True):
             if ctx is not None and ctx.eigenvalues is not None:  # (certified rows: allowed)
-                allowed[start:end] = ~clearly_negative(ctx.eigenvalues)
+                rows = allowed[start:end]
+                if ctx.certified is None:
+                    rows[:] = ~clearly_negative(ctx.eigenvalues)
+                else:
+                    rows[~ctx.certified] = ~clearly_negative(ctx.eigenvalues)
         return allowed
 
     def _lr_column(self, hyper: list, bounds: list[tuple[int, int]]) -> Array:

@@ -31,11 +31,11 @@ from optim_core.types import Array, Column
 class StepContext(NamedTuple):
     values: Array  # (K,) loss at params
     hess: Array | None  # (K, d, d) when the rule needs it
-    eigenvalues: Array | None  # (K, d) ascending
-    eigenvectors: Array | None  # (K, d, d) columns
+    eigenvalues: Array | None  # (M, d) ascending, M rows: those not certified
+    eigenvectors: Array | None  # (M, d, d) columns
     value_fn: Callable[[Array], Array] | None  # loss values at trial params (line search)
-    certified: bool = False  # every row certified positive definite (newton.py): the engine
-    # skipped the eigendecomposition, eigenvalues/eigenvectors are None
+    certified: Array | None = None  # (K,) rows certified positive definite (newton.py): the
+    # eigendecomposition covers only the other rows, in order (None: every row has it)
 
 
 Hyper = SimpleNamespace  # attribute access to the (K, 1) columns: hp.lr, hp.momentum, …

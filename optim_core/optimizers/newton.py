@@ -1,4 +1,4 @@
-"""Newton's method with curvature guards, one batched eigendecomposition per step.
+"""Newton's method with curvature guards: a batched eigendecomposition of the rows that need it.
 
     H = V·diag(λ)·Vᵀ (eigh on (K, d, d))
     λmin > tol·max|λ|:  p ← p − lr·H⁻¹g                                    (newton)
@@ -19,6 +19,7 @@ Every step's mode (newton, fallback, escape) is counted per run.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import numpy as np
@@ -38,6 +39,16 @@ ARMIJO_C = 1e-4
 ARMIJO_HALVINGS = 30
 ARMIJO_CHUNK = 4  # halvings tested per evaluation of the rows still searching
 ARMIJO_ROUNDOFF = 1e-12  # relative slack for the round-off of f (see the docstring)
+
+# np.linalg.cholesky raises when any matrix of a batch fails; the gufunc behind it fills a
+# failed matrix with NaN instead, which tells the rows apart. It is NumPy's internal module,
+# so certified_rows falls back to all-or-nothing if it ever moves (a test pins the NaN rows).
+try:
+    from numpy.linalg import _umath_linalg
+
+    _CHOLESKY_ROWS = _umath_linalg.cholesky_lo
+except (ImportError, AttributeError):  # pragma: no cover - other NumPy layouts
+    _CHOLESKY_ROWS = None
 
 
 class NewtonState(NamedTuple):
@@ -64,24 +75,28 @@ def clearly_negative(eigenvalues: Array) -> Array:
     return eigenvalues[:, 0] < -CURVATURE_RTOL * np.maximum(scale, 1e-300)
 
 
-def certified_positive_definite(hess: Array) -> bool:
-    """True only if every row provably passes the rule's curvature test (no eigh needed).
+def certified_rows(hess: Array) -> Array:
+    """(K,) True where a row provably passes the rule's curvature test (no eigh needed).
 
-    μ = 2·CURVATURE_RTOL·‖H‖_F per row. A batched Cholesky of H − μI succeeds only if every
-    H − μI is positive definite, i.e. λmin > μ ≥ 2·CURVATURE_RTOL·λmax (λmax ≤ ‖H‖_F): the
-    rule's own test with a margin far above Cholesky's round-off. One Cholesky costs about a
+    μ = 2·CURVATURE_RTOL·‖H‖_F per row. A Cholesky of H − μI succeeds only if H − μI is
+    positive definite, i.e. λmin > μ ≥ 2·CURVATURE_RTOL·λmax (λmax ≤ ‖H‖_F): the rule's own
+    test with a margin far above Cholesky's round-off. A batched Cholesky costs about a
     fourteenth of eigh on (64, 10, 10) (31 µs against 420 µs); runs near their minimum (most
-    steps) take this route and solve H·Δ = g directly.
+    rows, most steps) pass and solve H·Δ = g directly, and only the rest go through eigh.
     """
     d = hess.shape[-1]
     shift = 2.0 * CURVATURE_RTOL * np.sqrt(np.einsum("kij,kij->k", hess, hess))
     shifted = hess.copy()
     shifted.reshape(hess.shape[0], d * d)[:, :: d + 1] -= shift[:, None]
-    try:
+    if _CHOLESKY_ROWS is not None:
+        with np.errstate(all="ignore"):
+            factor = _CHOLESKY_ROWS(shifted, signature="d->d")
+        return np.isfinite(factor).all(axis=(1, 2))
+    try:  # all rows or none
         np.linalg.cholesky(shifted)
     except np.linalg.LinAlgError:
-        return False
-    return True
+        return np.zeros(hess.shape[0], dtype=bool)
+    return np.ones(hess.shape[0], dtype=bool)
 
 
 def _solve(vectors: Array, eigenvalues: Array, grads: Array) -> Array:
@@ -91,12 +106,36 @@ def _solve(vectors: Array, eigenvalues: Array, grads: Array) -> Array:
 
 
 def update(grads, state, params, hp, t, ctx):  # noqa: ANN001, ANN201
-    if ctx.certified:  # every row certified positive definite: plain Newton
+    certified = ctx.certified
+    k = grads.shape[0]
+    if certified is not None and certified.all():  # plain Newton on every row
         step = -hp.lr * np.linalg.solve(ctx.hess, grads[:, :, None])[:, :, 0]
-        return _finish(step, grads, params, hp, ctx, state,
-                       np.ones((grads.shape[0], 1), dtype=bool),
-                       np.zeros((grads.shape[0], 1), dtype=bool))
-    lam, vec = ctx.eigenvalues, ctx.eigenvectors
+        return _finish(step, grads, params, hp, ctx, state, np.ones((k, 1), dtype=bool),
+                       np.zeros((k, 1), dtype=bool))
+    if certified is None or not certified.any():
+        step, pd, stuck = _guarded(grads, hp, ctx.eigenvalues, ctx.eigenvectors)
+        return _finish(step, grads, params, hp, ctx, state, pd, stuck)
+    step = np.empty_like(grads)
+    pd = np.ones((k, 1), dtype=bool)
+    stuck = np.zeros((k, 1), dtype=bool)
+    rest = ~certified
+    step[certified] = -_rows(hp.lr, certified) * np.linalg.solve(
+        ctx.hess[certified], grads[certified][:, :, None])[:, :, 0]
+    step[rest], pd[rest], stuck[rest] = _guarded(
+        grads[rest], SimpleNamespace(**{n: _rows(v, rest) for n, v in vars(hp).items()}),
+        ctx.eigenvalues, ctx.eigenvectors)
+    return _finish(step, grads, params, hp, ctx, state, pd, stuck)
+
+
+def _rows(column: Array, mask: Array) -> Array:
+    """The rows of a (K, 1) hyperparameter column; a shared (1, 1) column as it is."""
+    return column[mask] if column.shape[0] > 1 else column
+
+
+def _guarded(grads: Array, hp, lam: Array, vec: Array  # noqa: ANN001
+             ) -> tuple[Array, Array, Array]:
+    """The step of rows with an eigendecomposition: Newton where positive definite, else the
+    fallback, plus the escape; returns the step and the (K, 1) newton and escape masks."""
     pd = positive_definite(lam)[:, None]
     fallback = np.broadcast_to(hp.fallback, pd.shape)  # (K, 1) index into FALLBACKS
     # Each candidate direction only where some row takes it (all rows are usually Newton).
@@ -128,7 +167,7 @@ def update(grads, state, params, hp, t, ctx):  # noqa: ANN001, ANN201
             direction = np.where(along > 0, -1.0, 1.0) * v_min
             length = hp.fallback_lr * np.abs(lam[:, :1])
             step = step + np.where(stuck, length * direction, 0.0)
-    return _finish(step, grads, params, hp, ctx, state, pd, stuck)
+    return step, pd, stuck
 
 
 def _finish(step: Array, grads: Array, params: Array, hp, ctx, state: NewtonState,  # noqa: ANN001

@@ -161,42 +161,63 @@ def test_newton_line_search_settles_a_local_minimum_below_round_off():
 
 
 def test_certificate_only_for_clearly_positive_definite_batches():
-    from optim_core.optimizers.newton import certified_positive_definite
+    from optim_core.optimizers.newton import certified_rows
 
     rng = np.random.default_rng(3)
     a = rng.normal(size=(5, 4, 4))
     spd = a @ a.transpose(0, 2, 1) + 4 * np.eye(4)
-    assert certified_positive_definite(spd)
-    indefinite = spd.copy()
-    indefinite[2] = np.diag([1.0, -1.0, 2.0, 3.0])
-    assert not certified_positive_definite(indefinite)  # one row spoils the batch: eigh decides
-    flat = spd.copy()
-    flat[1] = np.diag([1.0, 1.0, 1.0, 1e-9])  # positive, but below the rule's relative tol
-    assert not certified_positive_definite(flat)
-    zero = spd.copy()
-    zero[0] = 0.0
-    assert not certified_positive_definite(zero)
+    assert certified_rows(spd).all()
+    mixed = spd.copy()
+    mixed[2] = np.diag([1.0, -1.0, 2.0, 3.0])  # indefinite
+    mixed[1] = np.diag([1.0, 1.0, 1.0, 1e-9])  # positive, but below the rule's relative tol
+    mixed[4] = 0.0
+    np.testing.assert_array_equal(certified_rows(mixed), [True, False, False, True, False])
     # λmin above twice the tolerance times ‖H‖_F = √3: certified; the input is untouched
     near = np.diag([1.0, 1.0, 1.0, 1.0])[None] * np.array([1.0, 1.0, 1.0, 4.1e-8])
     before = near.copy()
-    assert certified_positive_definite(near)
+    assert certified_rows(near).all()
     np.testing.assert_array_equal(near, before)
-    assert not certified_positive_definite(near * np.array([1.0, 1.0, 1.0, 0.5]))
+    assert not certified_rows(near * np.array([1.0, 1.0, 1.0, 0.5])).any()
 
 
-def test_newton_takes_the_same_steps_with_and_without_the_certificate(monkeypatch):
+@pytest.mark.parametrize("fallback", ["gradient", "damped", "saddle_free"])
+def test_newton_takes_the_same_steps_with_and_without_the_certificate(monkeypatch, fallback):
+    """Certified rows solve H·Δ = g, the others go through eigh: batches that mix both (and
+    mixed per-row hyperparameters) end where the eigh-only path ends."""
+    from optim_core.optimizers import newton
+
     loss = BuiltinLoss("rosenbrock", 6)
     starts = np.random.default_rng(1).uniform(-2, 2, size=(16, 6))
-    group = make_group("newton", [{"line_search": True, "fallback": "saddle_free"}] * 16)
-    fast = run(loss, [group], starts, max_steps=100)
-    monkeypatch.setattr("optim_core.engine.loop.certified_positive_definite", lambda hess: False)
-    slow = run(loss, [make_group("newton", [{"line_search": True,
-                                              "fallback": "saddle_free"}] * 16)],
-               starts, max_steps=100)
+    settings = [{"line_search": True, "fallback": fallback, "lr": 1.0 if i % 3 else 0.8}
+                for i in range(16)]
+    shares = []
+
+    def recording(hess):
+        rows = newton.certified_rows(hess)
+        shares.append(rows.mean())
+        return rows
+
+    monkeypatch.setattr("optim_core.engine.loop.certified_rows", recording)
+    fast = run(loss, [make_group("newton", settings)], starts, max_steps=100)
+    assert any(0 < share < 1 for share in shares) and 1.0 in shares  # mixed and whole
+    monkeypatch.setattr("optim_core.engine.loop.certified_rows",
+                        lambda hess: np.zeros(hess.shape[0], dtype=bool))
+    slow = run(loss, [make_group("newton", settings)], starts, max_steps=100)
     np.testing.assert_array_equal(fast.status, slow.status)
     np.testing.assert_array_equal(fast.steps, slow.steps)
     np.testing.assert_allclose(fast.final_params, slow.final_params, rtol=1e-9, atol=1e-12)
-    assert fast.counters["newton_steps"].sum() == slow.counters["newton_steps"].sum()
+    for name in newton.NEWTON.counters:
+        np.testing.assert_array_equal(fast.counters[name], slow.counters[name])
+
+
+def test_certificate_without_numpys_row_wise_cholesky_is_all_or_nothing(monkeypatch):
+    from optim_core.optimizers import newton
+
+    monkeypatch.setattr(newton, "_CHOLESKY_ROWS", None)
+    spd = np.array([np.eye(3), np.diag([1.0, 2.0, 3.0])])
+    assert newton.certified_rows(spd).all()
+    spd[1, 2, 2] = -1.0
+    assert not newton.certified_rows(spd).any()
 
 
 def test_oscillation_known_answers():

@@ -106,7 +106,8 @@ class Recorder:
         lengths = upto + append_final
         whole = lengths <= self.spec.max_points
         if whole.any():
-            self._assemble_whole(np.flatnonzero(whole), final_steps, finals, upto, lengths, out)
+            self._assemble_whole(np.flatnonzero(whole), final_steps, finals, upto,
+                                 append_final, out)
         thinned = final_steps[~whole]
         for final_step in np.unique(thinned):
             self._assemble_thinned(np.flatnonzero(~whole & (final_steps == final_step)),
@@ -114,25 +115,32 @@ class Recorder:
         return out  # type: ignore[return-value]
 
     def _assemble_whole(self, rows: Array, final_steps: Array, finals: dict[str, Array],
-                        upto: Array, lengths: Array, out: list[Trajectory | None]) -> None:
-        """Runs that keep every point: one (R, count + 1, …) array per field, each run's
-        final point written after its last recorded one, each trajectory a row's prefix
-        (one pass per field, however many different steps the runs stopped at)."""
-        every_run = rows.size == self.n_runs
-        width = self.count + 1
-        at_end = (np.arange(rows.size), upto[rows])
-        steps = np.empty((rows.size, width), dtype=np.int64)
-        steps[:, : self.count] = self.steps[: self.count]
-        steps[at_end] = final_steps[rows]
-        columns: dict[str, Array] = {}
+                        upto: Array, append_final: Array, out: list[Trajectory | None]) -> None:
+        """Runs that keep every point: views into the buffers, no copy. A run's final point,
+        when its last step was not recorded, goes into the buffer slot after its last
+        recorded point: that slot belongs to steps the run never took."""
+        capacity = len(self.steps)
+        recorded = self.steps[: self.count]
+        room = upto < capacity
+        into_buffer = rows[append_final[rows] & room[rows]]
         for name, buffer in self.buffers.items():
-            part = np.empty((rows.size, width, *buffer.shape[2:]))
-            recorded = np.moveaxis(buffer[: self.count], 1, 0)  # (K, count, …), a view
-            part[:, : self.count] = recorded if every_run else recorded[rows]
-            part[at_end] = finals[name][rows]
-            columns[name] = part
-        for j, (row, n) in enumerate(zip(rows.tolist(), lengths[rows].tolist(), strict=True)):
-            out[row] = Trajectory(step=steps[j, :n], **{k: v[j, :n] for k, v in columns.items()})
+            buffer[upto[into_buffer], into_buffer] = finals[name][into_buffer]
+        per_run = {name: np.moveaxis(buffer, 1, 0) for name, buffer in self.buffers.items()}
+        step_arrays: dict[int, Array] = {}  # runs that stopped at the same step share one
+        for row, end, final, append, has_room in zip(
+                rows.tolist(), upto[rows].tolist(), final_steps[rows].tolist(),
+                append_final[rows].tolist(), room[rows].tolist(), strict=True):
+            steps = step_arrays.get(final)
+            if steps is None:
+                steps = np.append(recorded[:end], final) if append else recorded[:end]
+                step_arrays[final] = steps
+            n = end + append
+            if has_room or not append:
+                columns = {name: view[row, :n] for name, view in per_run.items()}
+            else:  # no slot left after its points: copy them and the final point
+                columns = {name: np.concatenate([view[row, :end], finals[name][row][None]])
+                           for name, view in per_run.items()}
+            out[row] = Trajectory(step=steps, **columns)
 
     def _assemble_thinned(self, rows: Array, final_step: int, finals: dict[str, Array],
                           recorded: Array, out: list[Trajectory | None]) -> None:

@@ -82,6 +82,27 @@ def test_recorder_memory_is_bounded_by_max_points():
     assert recorder.buffers["params"].shape[0] == 20
 
 
+def test_recorder_assembles_runs_that_stop_at_different_steps():
+    """Runs stopped between recorded steps get their final point appended; one stopped on a
+    recorded step keeps it as its last; a full buffer still holds every point."""
+    recorder = Recorder(3, 1, RecordSpec(every=2, max_points=100, fields=("params", "loss")),
+                        max_steps=10)
+    active = {0: [0, 1, 2], 2: [0, 1, 2], 4: [1, 2], 6: [1, 2], 8: [2], 10: [2]}
+    for t, rows in active.items():
+        index = np.array(rows)
+        recorder.write(t, index, {"params": (10.0 * t + index)[:, None],
+                                  "loss": -(10.0 * t + index)})
+    finals = {"params": np.array([[1000.0], [1001.0], [1002.0]]),
+              "loss": np.array([-1000.0, -1001.0, -1002.0])}
+    first, second, third = recorder.assemble(np.array([3, 6, 10]), finals)
+    assert first.step.tolist() == [0, 2, 3] and first.params[:, 0].tolist() == [0, 20, 1000]
+    assert first.loss.tolist() == [0, -20, -1000]
+    assert second.step.tolist() == [0, 2, 4, 6]
+    assert second.params[:, 0].tolist() == [1, 21, 41, 61]
+    assert third.step.tolist() == [0, 2, 4, 6, 8, 10]
+    assert third.loss.tolist() == [-2, -22, -42, -62, -82, -102]
+
+
 def test_record_every_and_fields():
     loss = expression_loss("x^2")
     batch = run(loss, [make_group("sgd", [{"lr": 0.01}])], np.array([[1.0]]), max_steps=10,

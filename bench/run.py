@@ -1,7 +1,8 @@
 """Run every benchmark and print the tables (and optionally write bench/RESULTS.md).
 
     python -m bench.run                 # all, printed
-    python -m bench.run --write         # also write bench/RESULTS.md
+    python -m bench.run --write         # also write bench/RESULTS.md (its hand-written
+                                        # section from ANALYSIS_HEADING on is kept)
     python -m bench.run engine newton   # some
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from bench import engine, http, newton, sampled, symbolic
 from bench.common import machine, versions
 
+ANALYSIS_HEADING = "## Against the targets"
 BENCHMARKS = {"engine": engine.main, "newton": newton.main, "symbolic": symbolic.main,
               "sampled": sampled.main, "http": http.main}
 
@@ -40,8 +42,15 @@ def main() -> None:
         sections.append(section)
     if args.write:
         path = Path(__file__).with_name("RESULTS.md")
-        path.write_text(header + "\n" + "\n".join(sections), encoding="utf-8")
-        print(f"wrote {path}")
+        path.write_text(header + "\n" + "\n".join(sections) + _analysis(path), encoding="utf-8")
+        print(f"wrote {path} (update its analysis by hand to the new tables)")
+
+
+def _analysis(path: Path) -> str:
+    """The hand-written analysis of the previous RESULTS.md, from its heading on."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    at = old.find(ANALYSIS_HEADING)
+    return "" if at < 0 else "\n" + old[at:]
 
 
 if __name__ == "__main__":

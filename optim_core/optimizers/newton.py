@@ -1,6 +1,7 @@
 """Newton's method with curvature guards: a batched eigendecomposition of the rows that need it.
 
-    H = V·diag(λ)·Vᵀ (eigh on (K, d, d))
+    H = V·diag(λ)·Vᵀ (eigh on the rows that certified_rows cannot certify; a certified
+    row solves H·Δ = g instead)
     λmin > tol·max|λ|:  p ← p − lr·H⁻¹g                                    (newton)
     otherwise, by `fallback`:
         gradient     p ← p − fallback_lr·g                                  (the seed's rule)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from optim_core.diagnostics.curvature import KIND_RTOL
 from optim_core.theory import gd_rate, heavy_ball_rate
 
 # Oscillation above this means most steps reverse at least one coordinate in two dimensions
@@ -138,8 +139,19 @@ def run_findings(run: dict[str, Any], context: dict[str, Any]) -> list[dict[str,
                    f"positive definite (using the {how} fallback)")
         if esc:
             message += f"; {esc} escape step(s) along the negative-curvature direction"
-        add("newton_fallback", message + ".", fallback_steps=fb, escape_steps=esc, steps=steps,
-            fallback=how)
+        data = {"fallback_steps": fb, "escape_steps": esc, "steps": steps, "fallback": how}
+        flat = _flat_directions(diag.get("final_curvature"))
+        if flat is not None:
+            count, total, scale = flat
+            message += (f". At the end {count} of {total} curvatures are flat (|λ| ≤ 1e-8 of "
+                        f"the largest, {_fmt(scale)}): directions the loss does not change "
+                        "along, such as a shift shared by all softmax classes without l2, "
+                        "where no Newton step exists")
+            data["flat_directions"] = count
+        if how == "gradient" and status != "converged":
+            message += ('; fallback "damped" (or "saddle_free") takes curvature-scaled steps '
+                        "there instead of gradient steps of fallback_lr")
+        add("newton_fallback", message + ".", **data)
     kind = diag.get("final_curvature", {}) or {}
     if kind.get("kind") == "saddle" and status != "diverged":
         lam = kind.get("eigenvalues")
@@ -162,6 +174,17 @@ def run_findings(run: dict[str, Any], context: dict[str, Any]) -> list[dict[str,
     if noise is not None:
         add("noise_floor", noise["message"], **noise["data"])
     return found
+
+
+def _flat_directions(curvature: dict[str, Any] | None) -> tuple[int, int, float] | None:
+    """(flat, d, max|λ|) where the final Hessian is degenerate: some |λ| within
+    curvature.KIND_RTOL of the largest, none clearly negative."""
+    if not curvature or curvature.get("kind") != "degenerate":
+        return None
+    magnitude = np.abs(np.asarray(curvature["eigenvalues"], dtype=float))
+    scale = float(magnitude.max())
+    count = int(np.sum(magnitude <= KIND_RTOL * scale))
+    return (count, magnitude.size, scale) if count and scale > 0 else None
 
 
 def _condition(lam: Any) -> float | None:

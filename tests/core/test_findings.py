@@ -73,6 +73,27 @@ def test_newton_on_a_saddle_reports_how_it_handled_it():
     assert data["escape_steps"] >= 1 and "escape" in found["newton_fallback"]["message"]
 
 
+def test_newton_on_a_singular_softmax_hessian_names_the_flat_directions():
+    """Softmax weights are determined only up to a shift shared by the classes: without l2
+    the Hessian has p + 1 zero eigenvalues, Newton can only fall back, and the finding says
+    why and what to do."""
+    loss = dataset_loss({"model": "softmax", "synthetic": {"n_samples": 200, "n_features": 3,
+                                                            "noise": 0.1, "seed": 0,
+                                                            "n_classes": 3}})
+    run, found = findings(loss, {"name": "newton", "line_search": True},
+                          start=np.zeros((1, loss.dim)), max_steps=20)
+    assert run["work"]["newton_steps"] == 0 and run["status"] == "max_steps"
+    fallback = found["newton_fallback"]
+    assert fallback["data"]["flat_directions"] == 4  # 3 features + the intercept
+    assert "4 of 12 curvatures are flat" in fallback["message"]
+    assert 'fallback "damped"' in fallback["message"]
+    damped, found = findings(loss, {"name": "newton", "line_search": True,
+                                    "fallback": "damped"},
+                             start=np.zeros((1, loss.dim)), max_steps=20)
+    assert damped["final"]["loss"] < 0.01 * run["final"]["loss"]
+    assert 'fallback "damped"' not in found["newton_fallback"]["message"]
+
+
 def test_a_run_that_ends_at_a_saddle_says_so():
     loss = expression_loss("x^2 - y^2")
     run, found = findings(loss, {"name": "sgd", "lr": 0.1}, start=np.array([[1.0, 0.0]]))

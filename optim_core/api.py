@@ -116,7 +116,33 @@ def build_groups(optimizers: Sequence[Mapping[str, Any]], n_starts: int
             raise HyperparameterError(exc.detail, loc=loc) from None
         groups.append(group)
         labels.append(spec.get("label") or default_label(str(name), spec, optimizers))
-    return groups, labels
+    return groups, _unique_labels(labels, [bool(s.get("label")) for s in optimizers])
+
+
+def _unique_labels(labels: list[str], explicit: list[bool]) -> list[str]:
+    """Labels name the summary rows and the runs, so they must differ: a label given twice is
+    an error; a default label that repeats gets " #2", " #3", … in order."""
+    given: dict[str, int] = {}
+    for i, (label, chosen) in enumerate(zip(labels, explicit, strict=True)):
+        if chosen and label in given:
+            raise HyperparameterError(f"Label '{label}' is given to optimizers {given[label]} "
+                                      f"and {i}; labels must differ", loc=["optimizers", i,
+                                                                           "label"])
+        if chosen:
+            given[label] = i
+    seen: dict[str, int] = {}
+    unique = []
+    for label, chosen in zip(labels, explicit, strict=True):
+        if chosen:
+            unique.append(label)
+            continue
+        seen[label] = seen.get(label, 0) + 1
+        candidate = label if seen[label] == 1 else f"{label} #{seen[label]}"
+        while candidate in given or (candidate != label and candidate in labels):
+            seen[label] += 1
+            candidate = f"{label} #{seen[label]}"
+        unique.append(candidate)
+    return unique
 
 
 def optimize(

@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from optim_core.errors import OptimCoreError
 from service import translate
 from service.compute import ComputeGate
 from service.jobs.schemas import JOB_KINDS
@@ -71,8 +72,13 @@ class JobManager:
         """Validate (400/413 as the endpoint would), then queue; 429 when too many are active."""
         if self.store.count_active() >= self.settings.job_max_active:
             raise OverloadedError(self.settings.retry_after_s)
-        await anyio.to_thread.run_sync(lambda: RUNNERS[kind](request, self.job_settings,
-                                                              dry_run=True))
+        try:
+            await anyio.to_thread.run_sync(lambda: RUNNERS[kind](request, self.job_settings,
+                                                                  dry_run=True))
+        except OptimCoreError as exc:  # its loc points into the job's `request`
+            if exc.loc is not None:
+                exc.loc = ["request", *exc.loc]
+            raise
         job_id = self.store.create(kind, request.model_dump(mode="json", exclude_unset=True))
         self.tasks[job_id] = asyncio.get_running_loop().create_task(
             self._run(job_id, kind, request))

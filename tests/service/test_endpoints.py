@@ -122,6 +122,22 @@ async def test_duplicate_optimizer_names_get_distinct_labels(client):
         ["sgd(lr=0.01)", "sgd(lr=0.001)"], ["sgd(lr=0.001)", "sgd(lr=0.01)"])
 
 
+async def test_labels_are_unique_and_a_label_given_twice_is_refused(client):
+    same = [{"name": "sgd"}, {"name": "sgd"}, {"name": "adam", "label": "sgd #2"}]
+    r = await client.post("/v1/compare", json={"loss": RAVINE, "start": [1, 1], "max_steps": 5,
+                                               "optimizers": same})
+    assert r.status_code == 200
+    assert [run["label"] for run in r.json()["runs"]] == ["sgd", "sgd #3", "sgd #2"]
+    assert sorted(s["label"] for s in r.json()["summary"]) == ["sgd", "sgd #2", "sgd #3"]
+    twice = [{"name": "sgd", "label": "fast"}, {"name": "adam", "label": "fast"}]
+    r = await client.post("/v1/compare", json={"loss": RAVINE, "start": [1, 1], "max_steps": 5,
+                                               "optimizers": twice})
+    assert r.status_code == 422
+    assert r.json()["errors"] == [{"loc": ["body", "optimizers", 1, "label"],
+                                   "msg": "Label 'fast' is given to optimizers 0 and 1; "
+                                          "labels must differ"}]
+
+
 async def test_sweep_rows_in_product_order_and_best(client):
     r = await client.post("/v1/sweep", json={
         "loss": RAVINE, "start": [[1, 1], [-1, 2], [3, 0.5]],

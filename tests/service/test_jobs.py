@@ -90,6 +90,12 @@ async def test_job_validation_matches_the_endpoint(client):
     assert any(e["loc"][:2] == ["body", "request"] for e in r.json()["errors"])
     r = await client.post("/v1/jobs", json={"kind": "teleport", "request": {}})
     assert r.status_code == 422
+    # an error the engine finds (not the schema) points into `request` as well
+    r = await client.post("/v1/jobs", json={"kind": "compare", "request": {
+        "loss": RAVINE, "start": [1, 1], "optimizers": [{"name": "sgd", "label": "a"},
+                                                        {"name": "adam", "label": "a"}]}})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == ["body", "request", "optimizers", 1, "label"]
     # over the synchronous limit but within the job limits: 413 for /v1/optimize, 202 here
     big = {"loss": RAVINE, "start": [1, 1], "max_steps": 200_000, "record": {"max_points": 5}}
     assert (await client.post("/v1/optimize", json=big)).status_code == 413

@@ -33,7 +33,8 @@ def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201 - see Fl
     neg_lr, eps, wd = -hp["lr"], hp["eps"], hp["weight_decay"]
     step = []
     for i, g in enumerate(grads):
-        g = g + wd * params[i]
+        if wd:  # as torch: no decay term at all when wd = 0
+            g = g + wd * params[i]
         si = s[i] = s[i] + g * g
         step.append(neg_lr * g / (math.sqrt(si) + eps))
     return step

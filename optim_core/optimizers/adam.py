@@ -21,6 +21,7 @@ from optim_core.optimizers.base import (
     HyperParam,
     StepRule,
     bias_correction,
+    coupled_decay,
     nan_maximum,
     zeros_state,
 )
@@ -38,13 +39,13 @@ def init(params: Array) -> AdamState:
 
 
 def _update(grads, state, params, hp, t, ctx=None, *, decoupled: bool):  # noqa: ANN001, ANN202
-    g = grads if decoupled else grads + hp.weight_decay * params
+    g = grads if decoupled else coupled_decay(grads, params, hp.weight_decay)
     m = hp.beta1 * state.m + (1.0 - hp.beta1) * g
     v = hp.beta2 * state.v + (1.0 - hp.beta2) * g * g
     v_max = np.where(hp.amsgrad, np.maximum(state.v_max, v), v) if hp.amsgrad.any() else v
     denom = np.sqrt(v_max) / np.sqrt(bias_correction(hp.beta2, t)) + hp.eps
     step = -(hp.lr / bias_correction(hp.beta1, t)) * m / denom
-    if decoupled:
+    if decoupled and np.any(hp.weight_decay):
         step = step - hp.lr * hp.weight_decay * params
     return step, AdamState(m, v, v_max)
 
@@ -58,14 +59,14 @@ def _update_floats(grads, state, params, hp, t, *, decoupled: bool):  # noqa: AN
     keep1, keep2 = 1.0 - beta1, 1.0 - beta2
     step = []
     for i, g in enumerate(grads):
-        if not decoupled:
+        if not decoupled and wd:  # as torch: no decay term at all when wd = 0
             g = g + wd * params[i]
         mi = m[i] = beta1 * m[i] + keep1 * g
         vi = v[i] = beta2 * v[i] + keep2 * g * g
         if amsgrad:
             vi = v_max[i] = nan_maximum(v_max[i], vi)
         si = scale * mi / (sqrt(vi) / root_bc2 + eps)
-        step.append(si - lr * wd * params[i] if decoupled else si)
+        step.append(si - lr * wd * params[i] if decoupled and wd else si)
     return step
 
 

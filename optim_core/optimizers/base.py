@@ -120,7 +120,10 @@ class StepRule:
 
 
 def coupled_decay(grads: Array, params: Array, weight_decay: Column) -> Array:
-    """torch's L2 weight decay: added to the gradient (g + wd·p)."""
+    """torch's L2 weight decay: added to the gradient (g + wd·p); two passes over (K, d)
+    saved when no run decays (the default)."""
+    if not np.any(weight_decay):
+        return grads
     return grads + weight_decay * params
 
 

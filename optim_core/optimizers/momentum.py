@@ -38,7 +38,8 @@ def _update_floats(grads, state, params, hp, t, *, nesterov: bool):  # noqa: ANN
     neg_lr, mu, wd = -hp["lr"], hp["momentum"], hp["weight_decay"]
     step = []
     for i, g in enumerate(grads):
-        g = g + wd * params[i]
+        if wd:  # as torch: no decay term at all when wd = 0
+            g = g + wd * params[i]
         vi = v[i] = mu * v[i] + g
         step.append(neg_lr * (g + mu * vi if nesterov else vi))
     return step

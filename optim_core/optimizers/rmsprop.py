@@ -54,7 +54,8 @@ def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201 - see Fl
     mu, centered = hp["momentum"], hp["centered"]
     step = []
     for i, g in enumerate(grads):
-        g = g + wd * params[i]
+        if wd:  # as torch: no decay term at all when wd = 0
+            g = g + wd * params[i]
         si = s[i] = rho * s[i] + (1.0 - rho) * g * g
         if centered:
             gi = g_avg[i] = rho * g_avg[i] + (1.0 - rho) * g

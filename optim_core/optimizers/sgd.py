@@ -25,6 +25,8 @@ def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201 - see
 
 def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201 - see FloatRule
     neg_lr, wd = -hp["lr"], hp["weight_decay"]
+    if not wd:  # as torch: no decay term at all when wd = 0
+        return [neg_lr * g for g in grads]
     return [neg_lr * (g + wd * p) for g, p in zip(grads, params, strict=True)]
 
 

@@ -266,7 +266,9 @@ class _Loop:
             hess = self.loss.hess(self.params[start:end])
             self.hess_evals[start:end] += 1
             finite = np.isfinite(hess).all(axis=(1, 2))
-            certified = certified_rows(np.where(finite[:, None, None], hess, 0.0))
+            all_finite = bool(finite.all())
+            certified = certified_rows(hess if all_finite else
+                                       np.where(finite[:, None, None], hess, 0.0))
             lam = vec = None
             if not certified.all():  # eigh for the other rows only
                 rest = hess[~certified]

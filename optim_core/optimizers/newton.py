@@ -79,22 +79,26 @@ def clearly_negative(eigenvalues: Array) -> Array:
 def certified_rows(hess: Array) -> Array:
     """(K,) True where a row provably passes the rule's curvature test (no eigh needed).
 
-    `hess` must be finite. μ = 2·CURVATURE_RTOL·‖H‖_F per row. A Cholesky of H − μI succeeds only if H − μI is
-    positive definite, i.e. λmin > μ ≥ 2·CURVATURE_RTOL·λmax (λmax ≤ ‖H‖_F): the rule's own
-    test with a margin far above Cholesky's round-off. A batched Cholesky costs about a
-    fourteenth of eigh on (64, 10, 10) (31 µs against 420 µs); runs near their minimum (most
-    rows, most steps) pass and solve H·Δ = g directly, and only the rest go through eigh.
+    `hess` must be finite. μ = 2·CURVATURE_RTOL·‖H‖_F per row. A Cholesky of H − μI succeeds
+    only if H − μI is positive definite, i.e. λmin > μ ≥ 2·CURVATURE_RTOL·λmax (λmax ≤ ‖H‖_F):
+    the rule's own test with a margin far above Cholesky's round-off. A batched Cholesky costs
+    about a fourteenth of eigh on (64, 10, 10) (31 µs against 420 µs); runs near their minimum
+    (most rows, most steps) pass and solve H·Δ = g directly, and only the rest go through eigh.
     """
     d = hess.shape[-1]
     shift = 2.0 * CURVATURE_RTOL * np.sqrt(np.einsum("kij,kij->k", hess, hess))
     shifted = hess.copy()
     shifted.reshape(hess.shape[0], d * d)[:, :: d + 1] -= shift[:, None]
     if _CHOLESKY_ROWS is not None:
-        with np.errstate(all="ignore"):
-            factor = _CHOLESKY_ROWS(shifted, signature="d->d")
-        # a failed matrix is all NaN; a factor of a finite positive definite matrix is
-        # finite (|L_ij|² ≤ H_ii), so its first entry tells
-        return np.isfinite(factor[:, 0, 0])
+        try:
+            with np.errstate(all="ignore"):
+                factor = _CHOLESKY_ROWS(shifted, signature="d->d")
+        except (np.linalg.LinAlgError, TypeError, ValueError):  # pragma: no cover - a NumPy
+            pass  # that raises instead of marking the failed matrices: all rows or none
+        else:
+            # a failed matrix is all NaN; a factor of a finite positive definite matrix is
+            # finite (|L_ij|² ≤ H_ii), so its first entry tells
+            return np.isfinite(factor[:, 0, 0])
     try:  # all rows or none
         np.linalg.cholesky(shifted)
     except np.linalg.LinAlgError:

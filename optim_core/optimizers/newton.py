@@ -93,8 +93,8 @@ def certified_rows(hess: Array) -> Array:
         try:
             with np.errstate(all="ignore"):
                 factor = _CHOLESKY_ROWS(shifted, signature="d->d")
-        except (np.linalg.LinAlgError, TypeError, ValueError):  # pragma: no cover - a NumPy
-            pass  # that raises instead of marking the failed matrices: all rows or none
+        except (np.linalg.LinAlgError, TypeError, ValueError):  # a NumPy that raises instead
+            pass  # of marking the failed matrices: all rows or none
         else:
             # a failed matrix is all NaN; a factor of a finite positive definite matrix is
             # finite (|L_ij|² ≤ H_ii), so its first entry tells

@@ -234,11 +234,15 @@ def test_newton_takes_the_same_steps_with_and_without_the_certificate(monkeypatc
 def test_certificate_without_numpys_row_wise_cholesky_is_all_or_nothing(monkeypatch):
     from optim_core.optimizers import newton
 
-    monkeypatch.setattr(newton, "_CHOLESKY_ROWS", None)
-    spd = np.array([np.eye(3), np.diag([1.0, 2.0, 3.0])])
-    assert newton.certified_rows(spd).all()
-    spd[1, 2, 2] = -1.0
-    assert not newton.certified_rows(spd).any()
+    def raising(matrices, signature):
+        raise np.linalg.LinAlgError("not positive definite")
+
+    for replacement in (None, raising):  # no row-wise gufunc, or one that raises
+        monkeypatch.setattr(newton, "_CHOLESKY_ROWS", replacement)
+        spd = np.array([np.eye(3), np.diag([1.0, 2.0, 3.0])])
+        assert newton.certified_rows(spd).all()
+        spd[1, 2, 2] = -1.0
+        assert not newton.certified_rows(spd).any()
 
 
 def test_oscillation_known_answers():

@@ -121,26 +121,23 @@ def build_groups(optimizers: Sequence[Mapping[str, Any]], n_starts: int
 
 def _unique_labels(labels: list[str], explicit: list[bool]) -> list[str]:
     """Labels name the summary rows and the runs, so they must differ: a label given twice is
-    an error; a default label that repeats gets " #2", " #3", … in order."""
+    an error; a default label already taken gets " #2", " #3", …"""
     given: dict[str, int] = {}
     for i, (label, chosen) in enumerate(zip(labels, explicit, strict=True)):
         if chosen and label in given:
             raise HyperparameterError(f"Label '{label}' is given to optimizers {given[label]} "
-                                      f"and {i}; labels must differ", loc=["optimizers", i,
-                                                                           "label"])
+                                      f"and {i}; labels must differ",
+                                      loc=["optimizers", i, "label"])
         if chosen:
             given[label] = i
-    seen: dict[str, int] = {}
+    taken = set(given)
     unique = []
     for label, chosen in zip(labels, explicit, strict=True):
-        if chosen:
-            unique.append(label)
-            continue
-        seen[label] = seen.get(label, 0) + 1
-        candidate = label if seen[label] == 1 else f"{label} #{seen[label]}"
-        while candidate in given or (candidate != label and candidate in labels):
-            seen[label] += 1
-            candidate = f"{label} #{seen[label]}"
+        candidate, n = label, 1
+        while not chosen and candidate in taken:
+            n += 1
+            candidate = f"{label} #{n}"
+        taken.add(candidate)
         unique.append(candidate)
     return unique
 

@@ -53,6 +53,8 @@ class BuiltinSpec:
     params: Mapping[str, ParamSpec] = field(default_factory=dict)
     evaluate: NdFunction | None = None  # N-d functions: (value, grad, hess?) on a batch
     floats: FloatFactory | None = None  # N-d functions: the same on one point of floats
+    hessian: Callable[[Params, Mapping[str, float]], Hess] | None = None  # N-d: the Hessian
+    # alone, where it is cheaper than `evaluate` at order 2 (Newton asks for it every step)
 
 
 def _points(*points: tuple[float, ...]) -> Callable[[int, Mapping[str, float]], Array]:
@@ -271,7 +273,7 @@ BUILTINS: dict[str, BuiltinSpec] = {
             _rosenbrock_minima, _rosenbrock_f_min, dim=None, min_dim=2,
             params={"a": ParamSpec(1.0, doc="valley target"),
                     "b": ParamSpec(100.0, gt=0, doc="valley steepness")},
-            evaluate=_rosenbrock, floats=_rosenbrock_floats,
+            evaluate=_rosenbrock, floats=_rosenbrock_floats, hessian=_rosenbrock_hess,
         ),
         BuiltinSpec(
             "beale", "(1.5 - x + x*y)^2 + (2.25 - x + x*y^2)^2 + (2.625 - x + x*y^3)^2",
@@ -432,8 +434,8 @@ class BuiltinLoss(LossBase):
     def hess(self, params: Params) -> Hess:
         if self._expression is not None:
             return self._expression.hess(params)
-        if self.spec.evaluate is _rosenbrock:
-            return _rosenbrock_hess(params, self.params)  # without the value and gradient
+        if self.spec.hessian is not None:
+            return self.spec.hessian(params, self.params)
         hess = self.spec.evaluate(params, self.params, 2)[2]  # type: ignore[misc]
         return np.array(hess, dtype=float)
 

@@ -55,13 +55,22 @@ def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
+class JobStoreUnavailableError(RuntimeError):
+    """The job store's file cannot be created or opened (the service cannot start)."""
+
+
 class JobStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._conn()  # create the schema (or migrate it) now, not at the first request
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._conn()  # create the schema (or migrate it) now, not at the first request
+        except (OSError, sqlite3.Error) as exc:  # say which setting to fix, at start-up
+            raise JobStoreUnavailableError(
+                f"Cannot open the job store at {Path(self.path).resolve()} ({exc}); set "
+                "OPTIM_JOBS_DB_PATH to a file in a directory this user can write") from exc
 
     def _conn(self) -> sqlite3.Connection:
         """One connection per thread (sqlite3 connections are not shared across threads)."""

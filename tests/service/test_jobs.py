@@ -226,3 +226,12 @@ def test_strided_trajectories_serialise():
     strided = np.arange(12.0).reshape(3, 4)[:, ::2]
     expected = b'{"a":[[0.0,2.0],[4.0,6.0],[8.0,10.0]],"b":null}'
     assert dumps({"a": strided, "b": np.float64(np.nan)}) == expected
+
+
+def test_an_unusable_job_store_path_fails_start_up_with_the_setting_to_fix(tmp_path):
+    from service.jobs.store import JobStore, JobStoreUnavailableError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(JobStoreUnavailableError, match="OPTIM_JOBS_DB_PATH"):
+        JobStore(blocker / "jobs.sqlite3")

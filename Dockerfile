@@ -13,6 +13,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY optim_core ./optim_core
 COPY service ./service
+COPY optim_client ./optim_client
 # The job store lives in /data, owned by the service's user (the app directory is root's and
 # read-only to it); mount a volume there to keep finished jobs across containers.
 RUN pip install . && useradd --create-home --uid 10001 optim \

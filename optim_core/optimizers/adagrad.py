@@ -10,7 +10,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from optim_core.optimizers.base import FloatRule, HyperParam, StepRule, coupled_decay
+from optim_core.optimizers.base import (
+    FloatRule,
+    HyperParam,
+    StepRule,
+    coupled_decay,
+    coupled_decay_floats,
+)
 from optim_core.types import Array
 
 
@@ -32,9 +38,7 @@ def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201 - see Fl
     (s,) = state
     neg_lr, eps, wd = -hp["lr"], hp["eps"], hp["weight_decay"]
     step = []
-    for i, g in enumerate(grads):
-        if wd:  # as torch: no decay term at all when wd = 0
-            g = g + wd * params[i]
+    for i, g in enumerate(coupled_decay_floats(grads, params, wd)):
         si = s[i] = s[i] + g * g
         step.append(neg_lr * g / (math.sqrt(si) + eps))
     return step

@@ -22,6 +22,7 @@ from optim_core.optimizers.base import (
     StepRule,
     bias_correction,
     coupled_decay,
+    coupled_decay_floats,
     nan_maximum,
     zeros_state,
 )
@@ -58,9 +59,7 @@ def _update_floats(grads, state, params, hp, t, *, decoupled: bool):  # noqa: AN
     root_bc2 = sqrt(1.0 - beta2 ** (t + 1))
     keep1, keep2 = 1.0 - beta1, 1.0 - beta2
     step = []
-    for i, g in enumerate(grads):
-        if not decoupled and wd:  # as torch: no decay term at all when wd = 0
-            g = g + wd * params[i]
+    for i, g in enumerate(grads if decoupled else coupled_decay_floats(grads, params, wd)):
         mi = m[i] = beta1 * m[i] + keep1 * g
         vi = v[i] = beta2 * v[i] + keep2 * g * g
         if amsgrad:

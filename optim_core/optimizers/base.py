@@ -127,6 +127,14 @@ def coupled_decay(grads: Array, params: Array, weight_decay: Column) -> Array:
     return grads + weight_decay * params
 
 
+def coupled_decay_floats(grads: list[float], params: list[float], weight_decay: float
+                         ) -> list[float]:
+    """coupled_decay on one run's floats: the gradient itself when wd = 0."""
+    if not weight_decay:
+        return grads
+    return [g + weight_decay * p for g, p in zip(grads, params, strict=True)]
+
+
 def bias_correction(beta: Column, t: int) -> Column:
     """1 − βᵗ⁺¹ for the 0-based step t (torch counts steps from 1)."""
     return 1.0 - beta ** (t + 1)

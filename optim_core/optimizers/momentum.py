@@ -14,7 +14,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from optim_core.optimizers.base import FloatRule, HyperParam, StepRule, coupled_decay
+from optim_core.optimizers.base import (
+    FloatRule,
+    HyperParam,
+    StepRule,
+    coupled_decay,
+    coupled_decay_floats,
+)
 from optim_core.types import Array
 
 
@@ -37,9 +43,7 @@ def _update_floats(grads, state, params, hp, t, *, nesterov: bool):  # noqa: ANN
     (v,) = state
     neg_lr, mu, wd = -hp["lr"], hp["momentum"], hp["weight_decay"]
     step = []
-    for i, g in enumerate(grads):
-        if wd:  # as torch: no decay term at all when wd = 0
-            g = g + wd * params[i]
+    for i, g in enumerate(coupled_decay_floats(grads, params, wd)):
         vi = v[i] = mu * v[i] + g
         step.append(neg_lr * (g + mu * vi if nesterov else vi))
     return step

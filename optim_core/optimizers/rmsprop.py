@@ -19,6 +19,7 @@ from optim_core.optimizers.base import (
     HyperParam,
     StepRule,
     coupled_decay,
+    coupled_decay_floats,
     safe_sqrt,
     zeros_state,
 )
@@ -53,9 +54,7 @@ def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201 - see Fl
     neg_lr, rho, eps, wd = -hp["lr"], hp["rho"], hp["eps"], hp["weight_decay"]
     mu, centered = hp["momentum"], hp["centered"]
     step = []
-    for i, g in enumerate(grads):
-        if wd:  # as torch: no decay term at all when wd = 0
-            g = g + wd * params[i]
+    for i, g in enumerate(coupled_decay_floats(grads, params, wd)):
         si = s[i] = rho * s[i] + (1.0 - rho) * g * g
         if centered:
             gi = g_avg[i] = rho * g_avg[i] + (1.0 - rho) * g

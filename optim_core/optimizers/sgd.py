@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from optim_core.optimizers.base import FloatRule, HyperParam, StepRule, coupled_decay
+from optim_core.optimizers.base import (
+    FloatRule,
+    HyperParam,
+    StepRule,
+    coupled_decay,
+    coupled_decay_floats,
+)
 from optim_core.types import Array
 
 
@@ -24,10 +30,8 @@ def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201 - see
 
 
 def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201 - see FloatRule
-    neg_lr, wd = -hp["lr"], hp["weight_decay"]
-    if not wd:  # as torch: no decay term at all when wd = 0
-        return [neg_lr * g for g in grads]
-    return [neg_lr * (g + wd * p) for g, p in zip(grads, params, strict=True)]
+    neg_lr = -hp["lr"]
+    return [neg_lr * g for g in coupled_decay_floats(grads, params, hp["weight_decay"])]
 
 
 HYPERPARAMS = (

@@ -39,7 +39,8 @@ def kind(lam: Array) -> list[str | None]:
     positive = (lam > tol).sum(axis=1)
     negative = (lam < -tol).sum(axis=1)
     finite = np.isfinite(magnitude).all(axis=1)
-    return [None if not ok else "minimum" if pos == d else "maximum" if neg == d
-            else "saddle" if pos and neg else "degenerate"
+    minimum, maximum, saddle, degenerate = KINDS
+    return [None if not ok else minimum if pos == d else maximum if neg == d
+            else saddle if pos and neg else degenerate
             for pos, neg, ok in zip(positive.tolist(), negative.tolist(), finite.tolist(),
                                     strict=True)]

@@ -1,5 +1,7 @@
-"""HTTP: requests/s of a 1-step optimize request and of a 1,000-step request with its
-1,001-point trajectory, against a hello-world FastAPI app under the same uvicorn settings
+"""HTTP: requests/s of what users send (a 1-step optimize, a 1,000-step optimize with its
+1,001-point trajectory, a compare of three optimizers, an analyze), each on the builtin
+Rosenbrock and on the same function typed as an expression (cached after its first request),
+against a hello-world FastAPI app under the same uvicorn settings
 (uvloop + httptools), measured on loopback with wrk (Debian's package; one client thread, so
 the server keeps the other core) when it is installed, else with a bounded asyncio httpx load.
 The httpx client needs more CPU per request than the servers it measures, so its ratios come
@@ -20,7 +22,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import table
+from bench.common import available, median_time, table
+from bench.engine import torch_adam
 
 ROOT = Path(__file__).resolve().parent.parent
 HELLO = '''
@@ -30,11 +33,22 @@ app = FastAPI()
 async def hello():
     return {"hello": "world"}
 '''
-ONE_STEP = {"loss": {"kind": "builtin", "name": "rosenbrock"}, "max_steps": 1,
-            "optimizer": {"name": "adam"}}
-THOUSAND = {"loss": {"kind": "builtin", "name": "rosenbrock"}, "max_steps": 1000,
-            "optimizer": {"name": "adam", "lr": 0.01}, "stop": {"grad_tol": 0},
-            "record": {"max_points": 1001}}
+ROSENBROCK = "(1-x)^2 + 100*(y-x^2)^2"
+LOSSES = {"builtin": {"loss": {"kind": "builtin", "name": "rosenbrock"}},
+          "expression": {"loss": {"kind": "expression", "expression": ROSENBROCK},
+                         "start": [-1.2, 1.0]}}
+REQUESTS = {  # name: (path, body without the loss, wrk clients)
+    "optimize, 1 step": ("/v1/optimize", {"max_steps": 1, "optimizer": {"name": "adam"}}, 16),
+    "optimize, 1,000 steps + 1,001-point trajectory": (
+        "/v1/optimize", {"max_steps": 1000, "optimizer": {"name": "adam", "lr": 0.01},
+                         "stop": {"grad_tol": 0}, "record": {"max_points": 1001}}, 4),
+    "compare of sgd, momentum, adam (300 steps)": (
+        "/v1/compare", {"max_steps": 300, "optimizers": [
+            {"name": "sgd", "lr": 0.001}, {"name": "momentum", "lr": 0.001},
+            {"name": "adam", "lr": 0.01}]}, 4),
+    "analyze, one point": ("/v1/analyze", {"points": [[-1.2, 1.0]]}, 16),
+}
+THOUSAND = "optimize, 1,000 steps + 1,001-point trajectory"
 
 
 def _serve(args: list[str], port: int, cwd: Path) -> subprocess.Popen:
@@ -85,8 +99,40 @@ def _wrk(url: str, body: dict | None, tmp: str, seconds: int = 5, clients: int =
     return rate * (1 - (int(failed.group(1)) / total if failed else 0.0))
 
 
+def _body(request: str, loss: str) -> dict:
+    path, body, _ = REQUESTS[request]
+    spec = dict(LOSSES[loss])
+    if path == "/v1/analyze":
+        spec.pop("start", None)
+    return spec | body
+
+
+def _in_process_ms(request: str, loss: str, repeat: int = 200) -> float:
+    """Median ms of one request through the ASGI app in this process (no sockets)."""
+    from service.main import create_app
+    from service.settings import Settings
+
+    app = create_app(Settings(jobs_db_path=":memory:", symbolic_isolation=False))
+    path, body = REQUESTS[request][0], _body(request, loss)
+
+    async def measure() -> float:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as c:
+            for _ in range(10):  # the first answers the cache miss
+                (await c.post(path, json=body)).raise_for_status()
+            times = []
+            for _ in range(repeat):
+                began = time.perf_counter()
+                (await c.post(path, json=body)).raise_for_status()
+                times.append(time.perf_counter() - began)
+        return sorted(times)[len(times) // 2] * 1000
+
+    return asyncio.run(measure())
+
+
 def main() -> str:
     use_wrk = shutil.which("wrk") is not None
+    rates: dict[tuple[str, str], float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "hello_app.py").write_text(HELLO)
         hello = _serve(["hello_app:app"], 8911, Path(tmp))
@@ -99,20 +145,38 @@ def main() -> str:
 
         try:
             hello_rate = measure("http://127.0.0.1:8911/hello", "GET", None)
-            one = measure("http://127.0.0.1:8912/v1/optimize", "POST", ONE_STEP)
-            thousand = measure("http://127.0.0.1:8912/v1/optimize", "POST", THOUSAND, clients=4)
+            for request, (path, _, clients) in REQUESTS.items():
+                for loss in LOSSES:
+                    body = _body(request, loss)
+                    httpx.post(f"http://127.0.0.1:8912{path}", json=body,
+                               timeout=30).raise_for_status()  # a cached expression
+                    rates[request, loss] = measure(f"http://127.0.0.1:8912{path}", "POST",
+                                                   body, clients=clients)
         finally:
             for proc in (hello, ours):
                 proc.terminate()
                 proc.wait(10)
-    rows = [["hello world (GET)", f"{hello_rate:,.0f}", "1.00×"],
-            ["optimize, 1 step", f"{one:,.0f}", f"{one / hello_rate:.2f}×"],
-            ["optimize, 1,000 steps + 1,001-point trajectory", f"{thousand:,.0f}",
-             f"{thousand / hello_rate:.3f}×"]]
+    rows = [["hello world (GET)", f"{hello_rate:,.0f}", "", "1.00×", ""]]
+    for request in REQUESTS:
+        builtin, expression = rates[request, "builtin"], rates[request, "expression"]
+        rows.append([request, f"{builtin:,.0f}", f"{expression:,.0f}",
+                     f"{builtin / hello_rate:.3f}×", f"{expression / builtin:.2f}×"])
     client = "wrk, 1 thread" if use_wrk else "httpx clients (wrk not installed)"
-    return table(f"HTTP on loopback, one uvicorn worker (uvloop + httptools), {client}",
-                 ["request", "requests/s", "vs hello world"], rows)
-
-
-if __name__ == "__main__":
-    print(main())
+    out = table(f"HTTP on loopback, one uvicorn worker (uvloop + httptools), {client}; "
+                f"Rosenbrock as the builtin and as the expression `{ROSENBROCK}` (cached)",
+                ["request", "builtin req/s", "expression req/s", "builtin vs hello world",
+                 "expression vs builtin"], rows)
+    in_process = [[request, f"{_in_process_ms(request, 'builtin'):.2f}",
+                   f"{_in_process_ms(request, 'expression'):.2f}"] for request in REQUESTS]
+    out += "\n" + table("The same requests in process (ASGI, no sockets), median ms",
+                         ["request", "builtin ms", "expression ms"], in_process)
+    if available("torch"):
+        torch_ms = median_time(lambda: torch_adam(1), repeat=5) * 1000
+        per_request = [1000 / rates[THOUSAND, loss] for loss in LOSSES]
+        out += "\n" + table(
+            "1,000 Adam steps at K = 1 with the trajectory: over HTTP (1 / throughput of the "
+            "request above) against a torch.optim.Adam loop in process",
+            ["loss", "HTTP ms per request", "torch.optim.Adam ms", "vs torch"],
+            [[loss, f"{ms:.2f}", f"{torch_ms:.1f}", f"{torch_ms / ms:.1f}×"]
+             for loss, ms in zip(LOSSES, per_request, strict=True)])
+    return out

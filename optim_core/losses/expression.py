@@ -1,7 +1,9 @@
 """A loss given as expression text: parsed safely, differentiated exactly, cached.
 
 The cache is keyed by the stripped text, the variable order and the limits, so a repeated
-request neither parses nor differentiates again.
+request neither parses, differentiates, prints nor compiles again: everything derived from the
+text (the tapes and the description with its text and LaTeX) is kept with the loss, and a
+request on a cached expression does no SymPy work at all.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ def _node_count(exprs: list[sympy.Expr]) -> int:
 
 
 class SymbolicParts(NamedTuple):
-    """What the symbolic stage produces; plain SymPy objects, so it pickles across processes."""
+    """What the symbolic stage produces; plain SymPy objects and strings, so it pickles across
+    processes. `description` is the printed form (text and LaTeX): SymPy's printers cost
+    milliseconds, so they run once here, inside the stage's time limit, never per request."""
 
     text: str
     expr: sympy.Expr
@@ -36,6 +40,7 @@ class SymbolicParts(NamedTuple):
     symbols: list[sympy.Symbol]
     gradient: list[sympy.Expr]
     hessian: list[list[sympy.Expr]]
+    description: dict[str, Any]
 
 
 def derive(text: str, variables: list[str] | None = None,
@@ -58,7 +63,26 @@ def derive(text: str, variables: list[str] | None = None,
             f"The derivatives of this expression have {size} operations; the limit is "
             f"{limits.max_derivative_nodes}. Simplify the expression"
         )
-    return SymbolicParts(text.strip(), expr, tuple(names), symbols, gradient, hessian)
+    return SymbolicParts(text.strip(), expr, tuple(names), symbols, gradient, hessian,
+                         _describe(text.strip(), expr, names, gradient, hessian))
+
+
+def _describe(text: str, expr: sympy.Expr, names: list[str], gradient: list[sympy.Expr],
+              hessian: list[list[sympy.Expr]]) -> dict[str, Any]:
+    """The loss echo of an expression: its derivatives printed as text and as LaTeX."""
+    gradient_text, gradient_latex = render_vector(gradient)
+    hessian_text, hessian_latex = render_matrix(hessian)
+    return {
+        "kind": ExpressionLoss.kind,
+        "dim": len(names),
+        "variables": list(names),
+        "expression": text,
+        "parsed": as_text(expr),
+        "gradient": gradient_text,
+        "hessian": hessian_text,
+        "latex": {"expression": as_latex(expr), "gradient": gradient_latex,
+                  "hessian": hessian_latex},
+    }
 
 
 class ExpressionLoss(LossBase):
@@ -81,6 +105,7 @@ class ExpressionLoss(LossBase):
         upper = [(i, j) for i in range(self.dim) for j in range(i, self.dim)]
         self._hess_index = np.array(upper, dtype=int).reshape(-1, 2).T
         self._hess_tape: Tape = compile_outputs([parts.hessian[i][j] for i, j in upper], symbols)
+        self._description = parts.description
 
     def value(self, params: Params) -> Values:
         return self._value_tape.evaluate(params)[:, 0]
@@ -104,22 +129,10 @@ class ExpressionLoss(LossBase):
         return hess
 
     def describe(self) -> dict[str, Any]:
-        gradient_text, gradient_latex = render_vector(self.gradient_exprs)
-        hessian_text, hessian_latex = render_matrix(self.hessian_exprs)
-        return {
-            "kind": self.kind,
-            "dim": self.dim,
-            "variables": list(self.names),
-            "expression": self.text,
-            "parsed": as_text(self.expr),
-            "gradient": gradient_text,
-            "hessian": hessian_text,
-            "latex": {
-                "expression": as_latex(self.expr),
-                "gradient": gradient_latex,
-                "hessian": hessian_latex,
-            },
-        }
+        """The description printed when the expression was derived (a new top-level dict;
+        the nested lists are shared by every request on this loss: read them, never change
+        them)."""
+        return dict(self._description)
 
 
 def _resolve_variables(

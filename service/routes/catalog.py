@@ -1,7 +1,12 @@
-"""GET /v1/optimizers and /v1/functions, generated from the registries."""
+"""GET /v1/optimizers and /v1/functions, generated from the registries.
+
+The registries do not change while the process runs, so each catalog is built and serialised
+once, on its first request, and every later request answers the same bytes.
+"""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from fastapi import APIRouter
@@ -9,6 +14,7 @@ from fastapi import APIRouter
 from optim_core import BUILTINS, OPTIMIZERS, SCHEDULES
 from optim_core.losses.catalog import ALIASES, catalog_entry
 from optim_core.optimizers.base import HyperParam
+from service.jsonio import JSONResponse, dumps
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 
@@ -28,10 +34,9 @@ def _hyperparameter(hp: HyperParam) -> dict[str, Any]:
     return entry
 
 
-@router.get("/optimizers")
-async def list_optimizers() -> dict[str, Any]:
-    """Every optimizer with its hyperparameters, defaults, ranges and descriptions."""
-    return {
+@cache
+def _optimizers_document() -> bytes:
+    return dumps({
         "optimizers": [{"name": rule.name, "description": rule.doc,
                         "needs_hessian": rule.needs_hessian,
                         "hyperparameters": [_hyperparameter(h) for h in rule.hyperparams]}
@@ -40,11 +45,29 @@ async def list_optimizers() -> dict[str, Any]:
                        "fields": [{"name": f.name, "default": f.default, "gt": f.gt, "ge": f.ge,
                                    "integer": f.integer, "description": f.doc}
                                   for f in s.fields]} for s in SCHEDULES.values()],
-    }
+    })
 
 
-@router.get("/functions")
-async def list_functions() -> dict[str, Any]:
+@cache
+def _functions_document() -> bytes:
+    return dumps({"functions": [catalog_entry(spec) for spec in BUILTINS.values()],
+                  "aliases": dict(ALIASES)})
+
+
+class _Prebuilt(JSONResponse):
+    """Answers bytes serialised once."""
+
+    def render(self, content: Any) -> bytes:
+        return content
+
+
+@router.get("/optimizers", response_model=dict[str, Any])
+async def list_optimizers() -> _Prebuilt:
+    """Every optimizer with its hyperparameters, defaults, ranges and descriptions."""
+    return _Prebuilt(_optimizers_document())
+
+
+@router.get("/functions", response_model=dict[str, Any])
+async def list_functions() -> _Prebuilt:
     """The builtin test functions with their minima, domains and default starts."""
-    return {"functions": [catalog_entry(spec) for spec in BUILTINS.values()],
-            "aliases": dict(ALIASES)}
+    return _Prebuilt(_functions_document())

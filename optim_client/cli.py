@@ -219,12 +219,11 @@ def _catalog(server: str | None, path: str) -> dict[str, Any]:
 
         with OptimClient(server) as client:
             return client.request_json("GET", path)
-    import asyncio
 
     from service.routes import catalog
 
-    return asyncio.run(catalog.list_functions() if path.endswith("functions")
-                       else catalog.list_optimizers())
+    return (catalog.functions_catalog() if path.endswith("functions")
+            else catalog.optimizers_catalog())
 
 
 @app.command()

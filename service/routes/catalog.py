@@ -35,8 +35,9 @@ def _hyperparameter(hp: HyperParam) -> dict[str, Any]:
 
 
 @cache
-def _optimizers_document() -> bytes:
-    return dumps({
+def optimizers_catalog() -> dict[str, Any]:
+    """The optimizers catalog (built once; shared, so read it, never change it)."""
+    return {
         "optimizers": [{"name": rule.name, "description": rule.doc,
                         "needs_hessian": rule.needs_hessian,
                         "hyperparameters": [_hyperparameter(h) for h in rule.hyperparams]}
@@ -45,13 +46,18 @@ def _optimizers_document() -> bytes:
                        "fields": [{"name": f.name, "default": f.default, "gt": f.gt, "ge": f.ge,
                                    "integer": f.integer, "description": f.doc}
                                   for f in s.fields]} for s in SCHEDULES.values()],
-    })
+    }
 
 
 @cache
-def _functions_document() -> bytes:
-    return dumps({"functions": [catalog_entry(spec) for spec in BUILTINS.values()],
-                  "aliases": dict(ALIASES)})
+def functions_catalog() -> dict[str, Any]:
+    """The builtin functions catalog (built once; shared, so read it, never change it)."""
+    return {"functions": [catalog_entry(spec) for spec in BUILTINS.values()],
+            "aliases": dict(ALIASES)}
+
+
+_optimizers_document = cache(lambda: dumps(optimizers_catalog()))
+_functions_document = cache(lambda: dumps(functions_catalog()))
 
 
 class _Prebuilt(JSONResponse):

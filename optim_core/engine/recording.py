@@ -1,9 +1,18 @@
 """Trajectory buffers whose memory is bounded by what is recorded, not by the step count.
 
 Steps t ≡ 0 (mod stride) are written into preallocated (C, K, …) buffers. When a buffer
-fills, every other row is dropped and the stride doubles, so at most C = 2·max_points rows
-are ever held. Each run's final point is kept separately, and at assembly the run's points
-are thinned evenly to max_points with the first and the last step kept.
+fills, two rows of every three are dropped and the stride triples, so at most
+C = 3·max_points rows are ever held. Each run's final point is kept separately, and at
+assembly the run's points are thinned evenly to max_points with the first and the last step
+kept.
+
+Why threes and not halves: a zig-zag (a coordinate flipping sign every step, as SGD does
+near its stability limit) is a period-2 signal. Keeping every other row, or any even
+stride, samples it at one phase only and draws a smooth curve. The stride here stays odd
+(1, 3, 9, …; a planned stride is made odd), so consecutive rows alternate between even and
+odd steps, and the final thinning picks indices of alternating parity (`thin_indices`):
+every pair of consecutive points in the answer is an odd number of steps apart, and the
+zig-zag stays visible. A user's own `record.every` is kept as given.
 """
 
 from __future__ import annotations
@@ -60,9 +69,9 @@ class Recorder:
         self.stride = max(1, self.spec.every)
         if self.planned:  # about max_points writes in all, instead of record-then-thin
             per_point = -(-self.max_steps // max(self.spec.max_points - 1, 1))
-            self.stride = max(self.stride, per_point)
-        expected = self.max_steps // self.stride + 1
-        capacity = max(2, min(expected, 2 * self.spec.max_points))
+            if per_point > self.stride:
+                self.stride = per_point | 1  # odd: see the module docstring
+        capacity = buffer_capacity(self.spec, self.max_steps, self.stride)
         self.steps = np.zeros(capacity, dtype=np.int64)
         if not self.spec.enabled:
             return
@@ -89,12 +98,12 @@ class Recorder:
         self.count += 1
 
     def _decimate(self) -> None:
-        keep = self.count // 2 + self.count % 2
-        self.steps[:keep] = self.steps[: self.count : 2]
+        keep = -(-self.count // DECIMATION)
+        self.steps[:keep] = self.steps[: self.count : DECIMATION]
         for buffer in self.buffers.values():
-            buffer[:keep] = buffer[: self.count : 2]
+            buffer[:keep] = buffer[: self.count : DECIMATION]
         self.count = keep
-        self.stride *= 2
+        self.stride *= DECIMATION
 
     def assemble(self, final_steps: Array, finals: dict[str, Array]) -> list[Trajectory]:
         """One Trajectory per run, ending at its final step, thinned to max_points."""
@@ -148,8 +157,7 @@ class Recorder:
         upto = int(np.searchsorted(recorded, final_step, side="right"))
         append_final = upto == 0 or recorded[upto - 1] != final_step
         n = upto + int(append_final)
-        chosen = np.unique(np.round(np.linspace(0, n - 1, self.spec.max_points))
-                           .astype(np.int64))
+        chosen = thin_indices(n, self.spec.max_points)
         from_buffer = chosen[chosen < upto]
         steps = recorded[from_buffer]
         if append_final:
@@ -162,6 +170,28 @@ class Recorder:
             columns[name] = part
         for j, row in enumerate(rows):
             out[row] = Trajectory(step=steps, **{k: v[j] for k, v in columns.items()})
+
+
+DECIMATION = 3  # odd, so the stride stays odd (see the module docstring)
+
+
+def buffer_capacity(spec: RecordSpec, max_steps: int, stride: int) -> int:
+    """Rows a buffer holds: every point up to DECIMATION·max_points, so after a decimation
+    at least max_points remain."""
+    expected = max_steps // stride + 1
+    return max(2, min(expected, DECIMATION * spec.max_points))
+
+
+def thin_indices(n: int, max_points: int) -> Array:
+    """At most `max_points` of the indices 0 … n − 1, evenly spread, first and last kept,
+    consecutive ones of alternating parity (odd gaps) except possibly at the last."""
+    if n <= max_points:
+        return np.arange(n, dtype=np.int64)
+    targets = np.linspace(0, n - 1, max_points)[:-1]
+    parity = np.arange(max_points - 1) % 2
+    nearest = parity + 2 * np.floor((targets - parity) / 2 + 0.5)  # nearest of that parity
+    chosen = np.clip(nearest, 0, n - 2).astype(np.int64)
+    return np.unique(np.append(chosen, n - 1))
 
 
 @dataclass(slots=True)
@@ -179,16 +209,15 @@ class PointLog:
 
     def __post_init__(self) -> None:
         self.stride = max(1, self.spec.every)
-        expected = self.max_steps // self.stride + 1
-        self.capacity = max(2, min(expected, 2 * self.spec.max_points))
+        self.capacity = buffer_capacity(self.spec, self.max_steps, self.stride)
 
     def write(self, t: int, params: list[float], loss: float, grad_norm: float,
               lr: float) -> None:
         """Record step t (call only when t % stride == 0)."""
         if len(self.steps) == self.capacity:
-            del self.steps[1::2]
-            del self.rows[1::2]
-            self.stride *= 2
+            self.steps[:] = self.steps[::DECIMATION]  # in place: the float loop holds them
+            self.rows[:] = self.rows[::DECIMATION]
+            self.stride *= DECIMATION
             if t % self.stride:
                 return
         self.steps.append(t)

@@ -24,20 +24,24 @@ def analyze(loss: Loss, points: Array) -> list[dict[str, Any]]:
         values, grads = loss.value_grad(batch)
         hess = loss.hess(batch)
         lam = curvature.eigenvalues(hess)
-        kinds = curvature.kind(lam)
+        grad_norms = np.linalg.norm(grads, axis=1)
+        kinds = curvature.kind(lam, grad_norms)
         conditions = curvature.condition_number(lam)
     out = []
     for k in range(batch.shape[0]):
         finite = bool(np.all(np.isfinite(lam[k])))
         theory = quadratic_theory(lam[k]) if finite else None
+        condition = _num(conditions[k]) if finite else None
+        if theory is not None:
+            theory["condition_number"] = condition  # one definition: max|λ|/min|λ|
         out.append({
             "point": batch[k].tolist(),
             "value": _num(values[k]),
             "gradient": [_num(g) for g in grads[k]],
-            "grad_norm": _num(float(np.linalg.norm(grads[k]))),
+            "grad_norm": _num(float(grad_norms[k])),
             "hessian": [[_num(h) for h in row] for row in hess[k]],
             "eigenvalues": [_num(v) for v in lam[k]] if finite else None,
-            "condition_number": _num(conditions[k]) if finite else None,
+            "condition_number": condition,
             "kind": kinds[k],
             "theory": theory,
         })

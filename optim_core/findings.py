@@ -153,14 +153,17 @@ def run_findings(run: dict[str, Any], context: dict[str, Any]) -> list[dict[str,
                         "there instead of gradient steps of fallback_lr")
         add("newton_fallback", message + ".", **data)
     kind = diag.get("final_curvature", {}) or {}
-    if kind.get("kind") == "saddle" and status != "diverged":
+    if kind.get("kind") in ("saddle", "indefinite") and status != "diverged":
         lam = kind.get("eigenvalues")
+        where = ("a saddle point, not a minimum" if kind["kind"] == "saddle" else
+                 f"the gradient is still {_fmt(final.get('grad_norm') or math.nan)} there, so "
+                 "not at a saddle point yet, but no minimum either")
         add("saddle", f"Ended where the Hessian is indefinite (eigenvalues {_fmt(min(lam))} to "
-            f"{_fmt(max(lam))}): a saddle point, not a minimum.", eigenvalues=lam)
+            f"{_fmt(max(lam))}): {where}.", eigenvalues=lam)
     measured = diag.get("convergence_rate")
     if (lam_end is not None and lr0 is not None and measured is not None
             and math.isfinite(measured) and status in ("converged", "max_steps")
-            and kind.get("kind") == "minimum" and not context.get("scheduled")):
+            and kind.get("kind") in ("minimum", "convex") and not context.get("scheduled")):
         predicted = predicted_loss_rate(rule, lr0, mom0, np.asarray(lam_end))
         if predicted is not None and 0 < predicted < 1:
             agrees = abs(measured - predicted) <= RATE_AGREEMENT * predicted

@@ -189,7 +189,9 @@ async def test_analyze_points_and_theory(client):
     p = body["points"][0]
     assert p["value"] == pytest.approx(50.5) and p["gradient"] == [1.0, 100.0]
     assert p["eigenvalues"] == [1.0, 100.0] and p["condition_number"] == 100.0
-    assert p["kind"] == "minimum"
+    assert p["kind"] == "convex"  # the gradient does not vanish at (1, 1)
+    assert body["points"][1]["kind"] == "minimum"
+    assert p["theory"]["condition_number"] == p["condition_number"]
     assert p["theory"]["stability_limit"] == pytest.approx(0.02)
     assert p["theory"]["gd"]["lr"] == pytest.approx(2 / 101)
     assert p["theory"]["gd"]["rate"] == pytest.approx(99 / 101)
@@ -198,6 +200,31 @@ async def test_analyze_points_and_theory(client):
                                                              "name": "saddle"},
                                                     "points": [0, 0]})
     assert saddle.json()["points"][0]["kind"] == "saddle"
+
+
+@pytest.mark.parametrize(("point", "kind"), [
+    ([0, 0], "saddle"), ([0, 1.5], "convex"),
+    ([0, 2 ** 0.5], "minimum"), ([0, 0.5], "indefinite"), ([0, -2 ** 0.5], "minimum"),
+    ([3, 2 ** 0.5], "convex"), ([0, (2 / 3) ** 0.5], "degenerate"),
+])
+async def test_analyze_names_critical_points_only_where_the_gradient_vanishes(
+        client, point, kind):
+    r = await client.post("/v1/analyze", json={
+        "loss": {"kind": "expression", "expression": "x^2 - y^2 + y^4/4"}, "points": [point]})
+    p = r.json()["points"][0]
+    assert p["kind"] == kind, p
+    assert p["condition_number"] == (p["theory"] or {}).get("condition_number",
+                                                            p["condition_number"])
+
+
+async def test_analyze_concave_and_maximum(client):
+    r = await client.post("/v1/analyze", json={
+        "loss": {"kind": "expression", "expression": "-(x^2 + 3*y^2)"},
+        "points": [[0, 0], [1, 1]]})
+    assert [p["kind"] for p in r.json()["points"]] == ["maximum", "concave"]
+    saddle = (await client.post("/v1/analyze", json={
+        "loss": {"kind": "builtin", "name": "saddle"}, "points": [[0, 0]]})).json()["points"][0]
+    assert saddle["condition_number"] == 1.0 == saddle["theory"]["condition_number"]
 
 
 async def test_catalogs(client):

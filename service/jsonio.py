@@ -3,6 +3,7 @@ fast answers that write NumPy arrays directly, non-finite numbers as null."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 import orjson
 from fastapi import Request
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -25,7 +27,29 @@ def _default(value: Any) -> Any:
 
 
 def dumps(content: Any) -> bytes:
-    return orjson.dumps(content, default=_default, option=_OPTIONS)
+    try:
+        return orjson.dumps(content, default=_default, option=_OPTIONS)
+    except orjson.JSONEncodeError:
+        # orjson writes integers only within 64 bits; a count computed from absurd input
+        # (a limit's 413 for 1e20 grid points) may be larger: such integers become floats
+        return orjson.dumps(_wide_ints_as_floats(content), default=_default, option=_OPTIONS)
+
+
+_INT64 = (-(2**63), 2**64 - 1)
+
+
+def _wide_ints_as_floats(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and \
+            not _INT64[0] <= value <= _INT64[1]:
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf  # written as null
+    if isinstance(value, dict):
+        return {k: _wide_ints_as_floats(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_wide_ints_as_floats(v) for v in value]
+    return value
 
 
 class JSONResponse(Response):
@@ -47,11 +71,27 @@ class StrictJSONRequest(Request):
         return self._json
 
 
+def is_json_media_type(content_type: str | None) -> bool:
+    """application/json or any application/*+json, parameters (charset) ignored."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                           and media.endswith("+json"))
+
+
 class StrictJSONRoute(APIRoute):
+    """Bodies must say they are JSON: without a JSON `content-type` FastAPI would read the
+    bytes as something else and answer a confusing "valid dictionary" error."""
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        takes_body = self.body_field is not None
 
         async def strict_handler(request: Request) -> Response:
+            content_type = request.headers.get("content-type")
+            if takes_body and not is_json_media_type(content_type):
+                got = f"'{content_type}'" if content_type else "no content-type header"
+                raise HTTPException(415, f"The body must be JSON: send the header "
+                                         f"'content-type: application/json' (got {got})")
             return await handler(StrictJSONRequest(request.scope, request.receive))
 
         return strict_handler

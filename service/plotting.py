@@ -46,12 +46,19 @@ def _levels(z: np.ndarray) -> tuple[np.ndarray, bool]:
     return np.linspace(zmin, zmax, 25), False
 
 
+def _plain(text: str) -> str:
+    """User text shown as typed: matplotlib parses `$…$` as mathtext (a parser user input
+    must not reach), and an escaped dollar is drawn as a dollar sign."""
+    return text.replace("$", r"\$")
+
+
 def _label(run: dict[str, Any], optimizers: list[dict[str, Any]], index: int) -> str:
     settings = optimizers[index]
     shown = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v.get('name', '…')}"
              for k, v in settings.items()
              if k in ("lr", "momentum", "beta1", "rho") and v is not None]
-    return f"{run['label']} ({', '.join(shown)})" if shown else run["label"]
+    label = _plain(run["label"])
+    return f"{label} ({', '.join(shown)})" if shown else label
 
 
 def render(loss: Loss, answer: dict[str, Any], *, panels: list[str], fmt: str,
@@ -148,7 +155,7 @@ def _loss_panel(ax: Any, loss: Loss, runs: list[dict[str, Any]], colour: dict[st
         if f_min is not None:
             values = np.where(values - f_min > 0, values - f_min, np.nan)
         signed = signed or bool(np.any(values <= 0))
-        label = run["label"] if run["label"] not in shown else None
+        label = _plain(run["label"]) if run["label"] not in shown else None
         shown.add(run["label"])
         ax.plot(traj["step"], values, color=colour[run["label"]], lw=1.3, label=label)
     ax.set_yscale("symlog" if signed else "log")

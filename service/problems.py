@@ -168,13 +168,15 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        titles = {404: "Not found", 405: "Method not allowed", 409: "Conflict"}
+        titles = {404: "Not found", 405: "Method not allowed", 409: "Conflict",
+                  415: "Unsupported media type"}
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No resource at {request.url.path}; see /docs for the API"
         if exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
-        return problem_response(exc.status_code, {404: "not-found", 405: "method-not-allowed"}
+        return problem_response(exc.status_code, {404: "not-found", 405: "method-not-allowed",
+                                                  415: "unsupported-media-type"}
                                 .get(exc.status_code, "http-error"),
                                 titles.get(exc.status_code, "HTTP error"), detail,
                                 headers=getattr(exc, "headers", None))
@@ -198,6 +200,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": text}
     for code, text in ((400, "The loss or the points cannot be used"),
                        (413, "The body or the work is over the limits"),
+                       (415, "The body is not sent as JSON (content-type)"),
                        (422, "The request does not match the schema"),
                        (429, "Too many requests in flight"),
                        (504, "The symbolic stage took too long"))

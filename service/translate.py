@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from optim_core import (
     ExpressionLimits,
@@ -222,10 +223,10 @@ def run_sweep(body: SweepRequest, settings: Settings, dry_run: bool = False, **e
     _check_work(points * starts.shape[0], body, loss, [body.optimizer.name], settings,
                 recorded=body.include_runs)
     if dry_run:
-        validate_grid(optimizer_settings(body.optimizer), body.grid)
+        validate_grid(optimizer_settings(body.optimizer), _grid(body))
         return None
     engine.setdefault("deadline", _deadline(body, settings))
-    result = sweep(loss, optimizer_settings(body.optimizer), body.grid, starts,
+    result = sweep(loss, optimizer_settings(body.optimizer), _grid(body), starts,
                    max_steps=body.max_steps, stop=_stop(body), record=_record(body),
                    include_runs=body.include_runs, seed=body.seed,
                    eval_every=settings.eval_every, **engine)
@@ -234,6 +235,13 @@ def run_sweep(body: SweepRequest, settings: Settings, dry_run: bool = False, **e
     if result.runs is not None:
         answer["runs"] = result.runs
     return answer
+
+
+def _grid(body: SweepRequest) -> dict[str, list[Any]]:
+    """The grid as plain values (schedule objects as the dicts the user sent)."""
+    return {key: [v.model_dump(exclude_unset=True, exclude_none=True)
+                  if isinstance(v, BaseModel) else v for v in values]
+            for key, values in body.grid.items()}
 
 
 def run_landscape(body: LandscapeRequest, settings: Settings) -> dict[str, Any]:
@@ -285,9 +293,19 @@ def run_plot(body: PlotRequest, settings: Settings) -> bytes:
     assert answer is not None
     axes = resolve_axes(loss, body.axes)
     bounds = None if body.bounds is None else _box(body.bounds)
-    if bounds is not None and (np.any(bounds[:, 1] <= bounds[:, 0])
-                               or not np.all(np.isfinite(bounds))):
-        raise DimensionError("bounds must be [[lo, hi], [lo, hi]] with lo < hi",
-                             loc=["bounds"])
+    if bounds is not None and not _drawable(bounds):
+        raise DimensionError(
+            "bounds must be [[lo, hi], [lo, hi]] with lo < hi, hi − lo finite and above the "
+            "resolution of the numbers (1e-9 of their size)", loc=["bounds"])
     return render(loss, answer, panels=list(dict.fromkeys(body.panels)), fmt=body.format,
                   size=(body.size[0], body.size[1]), bounds=bounds, axes=axes)
+
+
+def _drawable(bounds: np.ndarray) -> bool:
+    """Whether matplotlib can lay out ticks on these bounds: a finite span that float64 can
+    still divide into ticks."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        span = bounds[:, 1] - bounds[:, 0]
+        size = np.abs(bounds).max(axis=1)
+        return bool(np.all(np.isfinite(span)) and np.all(span > 1e-9 * size)
+                    and np.all(span > 0))

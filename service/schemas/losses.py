@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from service.schemas.base import Strict
+from service.schemas.base import Seed, Strict
 
 
 class ExpressionLossSpec(Strict):
@@ -39,9 +39,10 @@ class SyntheticData(Strict):
     n_samples: int = Field(200, ge=1)
     n_features: int = Field(2, ge=1)
     noise: float = Field(0.1, ge=0)
-    seed: int = 0
+    seed: Seed = 0
     n_classes: int = Field(3, ge=2, description="softmax only")
-    condition: float = Field(1.0, ge=1, description="feature scale ratio: a ravine for > 1")
+    condition: float = Field(1.0, ge=1, le=1e12,
+                             description="feature scale ratio: a ravine for > 1")
 
 
 class DatasetLossSpec(Strict):

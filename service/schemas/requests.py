@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from service.schemas.base import Strict
+from service.schemas.base import Seed, Strict
 from service.schemas.losses import LossSpec
-from service.schemas.optimizers import OPTIMIZER_MODELS, AnyOptimizer
+from service.schemas.optimizers import (
+    OPTIMIZER_MODELS,
+    AnyOptimizer,
+    AnySchedule,
+    MomentumSchedule,
+)
 
 RecordField = Literal["params", "loss", "grad_norm", "lr"]
 
@@ -17,7 +22,7 @@ class RandomStartSpec(Strict):
     n: int = Field(1, ge=1)
     low: float | list[float] = -1.0
     high: float | list[float] = 1.0
-    seed: int | None = None
+    seed: Seed | None = None
 
 
 class RandomStart(Strict):
@@ -48,7 +53,7 @@ class RunOptions(Strict):
     max_steps: int = Field(1000, ge=0)
     stop: Stop = Field(default_factory=Stop)
     record: Record = Field(default_factory=Record)
-    seed: int = Field(0, description="seeds random starts and minibatches")
+    seed: Seed = Field(0, description="seeds random starts and minibatches")
     time_budget_s: float | None = Field(None, gt=0, description="at most the server's budget")
 
 
@@ -61,33 +66,26 @@ class CompareRequest(RunOptions):
     optimizers: list[AnyOptimizer] = Field(..., min_length=1)
 
 
+# a grid value is what a hyperparameter takes: a number, a flag, a choice or a schedule
+GridValue = float | bool | str | AnySchedule | MomentumSchedule
+GridValues = Annotated[list[GridValue], Field(min_length=1)]
+
+
 class SweepRequest(RunOptions):
     optimizer: AnyOptimizer
-    grid: dict[str, list[Any]] = Field(..., min_length=1,
-                                       description="hyperparameter: [values], in product order")
+    grid: dict[str, GridValues] = Field(..., min_length=1,
+                                        description="hyperparameter: [values], in product order")
     include_runs: bool = False
-
-    @model_validator(mode="after")
-    def _grid_values(self) -> SweepRequest:
-        for key, values in self.grid.items():
-            if not values:
-                raise ValueError(f"grid.{key} needs at least one value")
-        return self
 
 
 class LandscapeRequest(Strict):
     loss: LossSpec
     bounds: list[list[float]] | None = None
-    resolution: list[int] = Field(default_factory=lambda: [100, 100], min_length=2,
-                                  max_length=2)
+    resolution: list[Annotated[int, Field(ge=2)]] = Field(
+        default_factory=lambda: [100, 100], min_length=2, max_length=2,
+        description="[nx, ny], at least 2 points per axis")
     fixed: list[float] | None = None
     axes: list[int | str] | None = None
-
-    @model_validator(mode="after")
-    def _resolution(self) -> LandscapeRequest:
-        if min(self.resolution) < 2:
-            raise ValueError("resolution needs at least 2 points per axis")
-        return self
 
 
 class AnalyzeRequest(Strict):
@@ -102,12 +100,7 @@ class PlotRequest(Strict):
         default_factory=lambda: ["contour", "loss"], min_length=1)
     format: Literal["svg", "png"] = "svg"
     bounds: list[list[float]] | None = Field(None, description="default: around paths, minima")
-    size: list[int] = Field(default_factory=lambda: [1100, 480], min_length=2, max_length=2,
-                            description="[width, height] in pixels")
+    size: list[Annotated[int, Field(ge=200, le=4000)]] = Field(
+        default_factory=lambda: [1100, 480], min_length=2, max_length=2,
+        description="[width, height] in pixels, each 200 to 4000")
     axes: list[int | str] | None = Field(None, description="the two coordinates shown")
-
-    @model_validator(mode="after")
-    def _size(self) -> PlotRequest:
-        if not all(200 <= s <= 4000 for s in self.size):
-            raise ValueError("size must be [width, height] between 200 and 4000 pixels")
-        return self

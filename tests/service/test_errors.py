@@ -261,3 +261,23 @@ def test_step_cost_grows_with_newton_and_rows():
     minibatch = dataset_loss({"model": "linear", "batch_size": 10, "synthetic": {
         "n_samples": 1000, "n_features": 3, "noise": 0.1, "seed": 0}})
     assert step_cost(minibatch, "sgd") == 4 * 10
+
+
+@pytest.mark.parametrize("headers", [{}, {"content-type": "text/plain"},
+                                     {"content-type": "application/x-www-form-urlencoded"}])
+async def test_a_body_not_sent_as_json_is_a_415_naming_the_header(client, headers):
+    body = b'{"loss": {"kind": "builtin", "name": "booth"}}'
+    r = await client.post("/v1/optimize", content=body, headers=headers)
+    assert r.status_code == 415
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["type"] == "/problems/unsupported-media-type"
+    assert "content-type: application/json" in problem["detail"]
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8",
+                                          "Application/JSON", "application/problem+json"])
+async def test_json_media_types_with_parameters_are_accepted(client, content_type):
+    body = b'{"loss": {"kind": "builtin", "name": "booth"}, "max_steps": 2}'
+    r = await client.post("/v1/optimize", content=body, headers={"content-type": content_type})
+    assert r.status_code == 200, r.text

@@ -81,6 +81,58 @@ ENDPOINT_BODIES = [
     ("/v1/plot", {"request": {"loss": {"kind": "builtin", "name": "sphere"}},
                   "size": [10**5, 10**5]}),
     ("/v1/jobs", {"kind": "rm -rf", "request": {}}),
+] + [
+    # counts past 2^64 in a limit's answer, negative seeds, extreme data parameters
+    *[(path, {"loss": {"kind": "dataset", "model": "linear",
+                       "synthetic": {"n_samples": 10**4, "n_features": 10**16}}})
+      for path in ("/v1/optimize", "/v1/analyze", "/v1/landscape")],
+    ("/v1/jobs", {"kind": "optimize", "request": {"loss": {
+        "kind": "dataset", "model": "linear",
+        "synthetic": {"n_samples": 10**4, "n_features": 10**16}}}}),
+    ("/v1/sweep", {"loss": {"kind": "builtin", "name": "sphere"}, "optimizer": {"name": "sgd"},
+                   "grid": {k: [0.001 * (i + 1) for i in range(10_000)] for k in
+                            ("lr", "weight_decay")} | {
+                       f"x{j}": [0.0] * 10_000 for j in range(3)}}),
+    ("/v1/sweep", {"loss": {"kind": "builtin", "name": "sphere"}, "optimizer": {"name": "adam"},
+                   "grid": {"lr": [0.001] * 10_000, "beta1": [0.9] * 10_000,
+                            "beta2": [0.99] * 10_000, "eps": [1e-8] * 10_000,
+                            "weight_decay": [0.0] * 10_000}}),
+    ("/v1/optimize", {"loss": {"kind": "dataset", "model": "linear",
+                               "synthetic": {"seed": -1}}}),
+    ("/v1/optimize", {"loss": {"kind": "builtin", "name": "sphere"},
+                      "start": {"random": {"n": 2, "seed": -5}}}),
+    ("/v1/optimize", {"loss": {"kind": "builtin", "name": "sphere"}, "seed": -5}),
+    ("/v1/optimize", {"loss": {"kind": "builtin", "name": "sphere"}, "seed": 2**70}),
+    ("/v1/optimize", {"loss": {"kind": "dataset", "model": "linear",
+                               "synthetic": {"condition": 1e308}}}),
+    ("/v1/optimize", {"loss": {"kind": "dataset", "model": "softmax", "X": [[1.0], [2.0]],
+                               "y": [1e300, 0]}}),
+    ("/v1/optimize", {"loss": {"kind": "dataset", "model": "softmax",
+                               "synthetic": {"n_classes": 2**62}}}),
+    ("/v1/optimize", {"loss": {"kind": "dataset", "model": "linear",
+                               "synthetic": {"n_samples": 2**63 - 1}}}),
+    ("/v1/optimize", {"loss": {"kind": "dataset", "model": "linear",
+                               "synthetic": {"n_samples": 2**64 + 1}}}),
+    ("/v1/landscape", {"loss": {"kind": "builtin", "name": "sphere"},
+                       "resolution": [2**62, 2**62]}),
+    ("/v1/landscape", {"loss": {"kind": "builtin", "name": "sphere"},
+                       "resolution": [2**62, 2]}),
+    ("/v1/sweep", {"loss": {"kind": "builtin", "name": "sphere"}, "optimizer": {"name": "sgd"},
+                   "grid": {"lr": [{"name": "cosine", "lr": 0.1, "steps": 10,
+                                    "junk": [1, {"a": None}], "more": "x"}]}}),
+    ("/v1/sweep", {"loss": {"kind": "builtin", "name": "sphere"}, "optimizer": {"name": "sgd"},
+                   "grid": {"lr": [{"junk": 1}, None, [1, 2], {"name": {"a": 1}}]}}),
+    ("/v1/sweep", {"loss": {"kind": "builtin", "name": "sphere"}, "optimizer": {"name": "sgd"},
+                   "grid": {"lr": []}}),
+    ("/v1/plot", {"request": {"loss": {"kind": "builtin", "name": "sphere"}, "max_steps": 5},
+                  "bounds": [[-1e308, 1e308], [-1e308, 1e308]]}),
+    ("/v1/plot", {"request": {"loss": {"kind": "builtin", "name": "sphere"}, "max_steps": 5},
+                  "bounds": [[-1e308, 1e308]]}),
+    ("/v1/optimize", {"loss": {"kind": "builtin", "name": "sphere"}, "optimizer": {
+        "name": "sgd", "lr": True}}),
+    ("/v1/optimize", {"loss": {"kind": "builtin", "name": "sphere"}, "optimizer": {
+        "name": "sgd", "lr": "0.1"}}),
+    ("/v1/optimize", {"loss": {"kind": "builtin", "name": "sphere"}, "max_steps": "3"}),
 ]
 RAW_BODIES = [
     ("/v1/optimize", b'{"loss": {"kind": "builtin", "name": "sphere"}, "start": [NaN, 1]}'),
@@ -93,6 +145,10 @@ RAW_BODIES = [
     ("/v1/optimize", b""),
     ("/v1/optimize", b" " * 3_000_000),
     ("/v1/compare", b'{"optimizers": [' + b'{"name": "sgd"},' * 200_000 + b"]}"),
+    ("/v1/sweep", b'{"loss": {"kind": "builtin", "name": "sphere"}, "optimizer": {"name": "sgd"}, '
+                  b'"grid": {"lr": [' + b"[" * 1000 + b"]" * 1000 + b"]}}"),
+    ("/v1/sweep", b'{"loss": {"kind": "builtin", "name": "sphere"}, "optimizer": {"name": "sgd"}, '
+                  b'"grid": {"lr": [' + b'{"a": ' * 1000 + b"1" + b"}" * 1000 + b"]}}"),
 ]
 
 

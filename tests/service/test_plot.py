@@ -68,3 +68,31 @@ def test_readme_picture_is_the_committed_svg():
     root = ET.fromstring(svg)
     assert {"run-0", "run-1", "run-2"} <= {g.get("id") for g in root.iter(f"{SVG}g")}
     assert "docs/rosenbrock.svg" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("label", ["$x^{$", r"$\frac$", "$$", "cost $5 $6", "a$b"])
+async def test_labels_are_plain_text_never_mathtext(client, label):
+    body = {"loss": {"kind": "builtin", "name": "booth"}, "max_steps": 5,
+            "optimizers": [{"name": "sgd", "label": label}, {"name": "adam"}]}
+    for fmt in ("svg", "png"):
+        r = await client.post("/v1/plot", json={"request": body, "format": fmt})
+        assert r.status_code == 200, r.text
+    root = ET.fromstring(r.content if fmt == "svg" else (await client.post(
+        "/v1/plot", json={"request": body})).content)
+    text = " ".join("".join(t.itertext()) for t in root.iter(f"{SVG}text"))
+    assert label in text
+
+
+@pytest.mark.parametrize("bounds", [[[-1e308, 1e308], [-1, 1]], [[1, 1], [0, 1]],
+                                    [[1e300, 1e300 * (1 + 1e-12)], [0, 1]]])
+async def test_bounds_that_cannot_be_drawn_are_a_400(client, bounds):
+    r = await client.post("/v1/plot", json={"request": COMPARE | {"max_steps": 3},
+                                            "bounds": bounds})
+    assert r.status_code == 400 and r.json()["errors"][0]["loc"] == ["body", "bounds"]
+
+
+async def test_wide_but_drawable_bounds_are_drawn(client):
+    r = await client.post("/v1/plot", json={"request": COMPARE | {"max_steps": 3},
+                                            "bounds": [[-1e300, 1e300], [-1e-6, 1e-6]],
+                                            "format": "png"})
+    assert r.status_code == 200 and r.content[:4] == b"\x89PNG"

@@ -1,5 +1,11 @@
-"""The compute gate: at most N requests computing at once, a short bounded queue, and an
-immediate 429 beyond it, so the event loop (and /healthz) stays free."""
+"""The compute gate: at most N computations at once (requests and jobs alike), a short
+bounded queue, and an immediate 429 beyond it, so the event loop (and /healthz) stays free.
+
+Jobs take slots from the same limiter as synchronous requests, but at most N − 1 of them
+(one on a single-slot service), so a small request always finds a slot while jobs run. A
+synchronous request never waits for a slot longer than its time budget: then it gets a 503
+with Retry-After instead of a late answer.
+"""
 
 from __future__ import annotations
 
@@ -20,32 +26,55 @@ class ComputeGate:
         self.max_queue = max_queue
         self.retry_after_s = retry_after_s
         self.limiter = anyio.CapacityLimiter(max_concurrency)
-        self.admitted = 0
+        self.job_slots = max(1, max_concurrency - 1)
+        self.admitted = 0  # synchronous requests computing or waiting
+        self.jobs_running = 0
 
     @property
     def busy(self) -> int:
-        return min(self.admitted, self.max_concurrency)
+        """Slots computing now: synchronous requests and jobs."""
+        return int(self.limiter.borrowed_tokens)
 
     @property
     def waiting(self) -> int:
-        return max(0, self.admitted - self.max_concurrency)
+        return max(0, self.admitted - (self.max_concurrency - self.jobs_running))
+
+    @property
+    def job_slot_free(self) -> bool:
+        return self.jobs_running < self.job_slots
 
     async def run(self, fn: Callable[..., T], *args: Any, inline: bool = False,
-                  **kwargs: Any) -> T:
+                  wait_s: float | None = None, **kwargs: Any) -> T:
         """Run `fn` on a worker thread, or raise OverloadedError at once when full.
 
         `inline` work (a few milliseconds at most, decided by the caller) runs right here on
         the event loop while a compute slot is free: the thread hop and the GIL hand-over cost
         more than such work itself. When every slot is taken the service is saturated, and
-        such a request queues or gets its 429 like any other.
+        such a request queues or gets its 429 like any other. A request that waits longer
+        than `wait_s` for a slot gets a 503 (OverloadedError with `waited`).
         """
-        if inline and self.admitted < self.max_concurrency:
+        if inline and self.busy < self.max_concurrency:
             return fn(*args, **kwargs)
-        if self.admitted >= self.max_concurrency + self.max_queue:
+        if self.admitted >= self.max_concurrency - self.jobs_running + self.max_queue:
             raise OverloadedError(self.retry_after_s)
         self.admitted += 1
         try:
-            return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs),
-                                                  limiter=self.limiter)
+            with anyio.move_on_after(wait_s) as waited:
+                await self.limiter.acquire()
+            if waited.cancelled_caught:
+                raise OverloadedError(self.retry_after_s, waited_s=wait_s)
+            try:
+                return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+            finally:
+                self.limiter.release()
         finally:
             self.admitted -= 1
+
+    async def run_job(self, fn: Callable[[], T]) -> T:
+        """Run a job's work on a worker thread holding one compute slot (the caller checked
+        `job_slot_free`)."""
+        self.jobs_running += 1
+        try:
+            return await anyio.to_thread.run_sync(fn, limiter=self.limiter)
+        finally:
+            self.jobs_running -= 1

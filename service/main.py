@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.symbolic_isolation:  # start the symbolic worker now, not on a request
             await anyio.to_thread.run_sync(warm_up, settings.symbolic_timeout_s * 4,
                                            settings.symbolic_workers)
+        app.state.jobs.start()  # queued jobs (this process's or another's) run from now on
         sweeper = asyncio.get_running_loop().create_task(app.state.jobs.sweep_expired())
         try:
             yield
@@ -69,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gate = ComputeGate(settings.max_concurrency, settings.max_queue,
                                  settings.retry_after_s)
     app.state.jobs = JobManager(JobStore(settings.jobs_db_path), app.state.gate, settings)
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(app.state.gate)
     for module in ROUTE_MODULES:
         app.include_router(module.router)
     install_problem_handlers(app)

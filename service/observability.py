@@ -73,8 +73,28 @@ class _CacheCollector:
         return [hits, misses]
 
 
+class _GateCollector:
+    """Compute slots in use (requests and jobs), requests waiting, jobs running."""
+
+    def __init__(self, gate: Any) -> None:
+        self.gate = gate
+
+    def collect(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        for name, doc, value in (
+                ("optim_compute_busy", "compute slots in use (requests and jobs)",
+                 self.gate.busy),
+                ("optim_compute_waiting", "requests waiting for a compute slot",
+                 self.gate.waiting),
+                ("optim_jobs_running", "jobs computing in this process", self.gate.jobs_running)):
+            gauge = GaugeMetricFamily(name, doc)
+            gauge.add_metric([], value)
+            yield gauge
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, gate: Any = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("optim_requests", "HTTP requests by route and status",
                                 ["method", "route", "status"], registry=self.registry)
@@ -88,6 +108,8 @@ class Metrics:
         self.steps = Counter("optim_steps", "optimizer steps computed (summed over runs)",
                              registry=self.registry)
         self.registry.register(_CacheCollector())
+        if gate is not None:
+            self.registry.register(_GateCollector(gate))
 
     def record_work(self, answer: dict[str, Any] | None) -> None:
         if answer and "meta" in answer:
@@ -96,8 +118,18 @@ class Metrics:
 
 
 def _route_of(scope: Scope) -> str:
+    """The route template; routes FastAPI adds itself (/docs, /redoc, /openapi.json) do not
+    put themselves in the scope, so they are matched here."""
     route = scope.get("route")
-    return getattr(route, "path", None) or "unmatched"
+    path = getattr(route, "path", None)
+    if path:
+        return path
+    from starlette.routing import Match
+
+    for candidate in getattr(scope.get("app"), "routes", ()):
+        if candidate.matches(scope)[0] == Match.FULL:
+            return getattr(candidate, "path", "unmatched")
+    return "unmatched"
 
 
 _ID_PREFIX = os.urandom(8).hex()  # this process, chosen at random
@@ -124,6 +156,7 @@ class ObservabilityMiddleware:
         given = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
         rid = given if _SANE_ID.match(given) else _next_id()
         token = request_id.set(rid)
+        scope.setdefault("state", {})["request_id"] = rid  # for the outermost error handler
         began = time.perf_counter()
         status = 500
         problem = bytearray()

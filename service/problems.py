@@ -43,11 +43,13 @@ class Problem(BaseModel):
 
 
 class OverloadedError(Exception):
-    """Every compute slot and queue place is taken."""
+    """Every compute slot and queue place is taken (429), or a request waited its whole time
+    budget for a slot (503, `waited_s`)."""
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, waited_s: float | None = None) -> None:
         super().__init__("overloaded")
         self.retry_after = retry_after
+        self.waited_s = waited_s
 
 
 class SymbolicTimeoutError(Exception):
@@ -111,6 +113,12 @@ def problem_for(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
         headers["Retry-After"] = str(exc.retry_after)
         body["detail"] = ("Every compute slot and queue place is taken; retry after "
                           f"{exc.retry_after} s")
+        if exc.waited_s is not None:
+            status = body["status"] = 503
+            body |= {"type": problem_type("busy"), "title": "No compute slot in time",
+                     "detail": f"No compute slot became free within the request's time budget "
+                               f"({exc.waited_s:g} s); retry after {exc.retry_after} s, or "
+                               "submit long work with POST /v1/jobs"}
     return status, body, headers
 
 
@@ -191,9 +199,15 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        # this handler runs outside the middleware that set the request id: set it again
+        from service.observability import request_id
+
+        rid = request.scope.get("state", {}).get("request_id", "-")
+        request_id.set(rid)
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         status, body, _ = problem_for(exc)
-        return Response(dumps(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE)
+        return Response(dumps(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE,
+                        headers={"X-Request-ID": rid} if rid != "-" else None)
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -203,5 +217,6 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
                        (415, "The body is not sent as JSON (content-type)"),
                        (422, "The request does not match the schema"),
                        (429, "Too many requests in flight"),
+                       (503, "No compute slot became free within the time budget"),
                        (504, "The symbolic stage took too long"))
 }

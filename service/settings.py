@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     job_max_work: int = Field(20_000_000_000, gt=0)
     job_max_recorded_values: int = Field(50_000_000, gt=0)
     job_timeout_s: float = Field(3600, gt=0, description="time budget of one job")
+    job_lease_s: float = Field(30, gt=0, description="a runner's hold on a job, renewed every "
+                               "third of it; a job whose lease ran out is run again")
+    job_max_attempts: int = Field(3, gt=0, description="runs of a job whose runner died before "
+                                  "it is failed with reason interrupted")
+    job_poll_interval_s: float = Field(0.5, gt=0, description="how often a runner looks for "
+                                       "queued jobs and expired leases")
+    job_shutdown_grace_s: float = Field(5, ge=0, description="how long a stopping runner waits "
+                                        "for its jobs to reach a step boundary")
 
     def for_jobs(self) -> Settings:
         """The same settings with the larger job limits in place of the synchronous ones."""

@@ -158,11 +158,15 @@ def _record(body: RunOptions) -> RecordSpec:
     return RecordSpec(every=r.every, max_points=r.max_points, fields=tuple(r.fields))
 
 
+def time_budget(body: Any, settings: Settings) -> float:
+    """Seconds a synchronous request may take: the setting, or less when the body asks."""
+    asked = getattr(body, "time_budget_s", None)
+    return settings.request_timeout_s if asked is None else min(settings.request_timeout_s,
+                                                                asked)
+
+
 def _deadline(body: RunOptions, settings: Settings) -> float:
-    budget = settings.request_timeout_s
-    if body.time_budget_s is not None:
-        budget = min(budget, body.time_budget_s)
-    return time.monotonic() + budget
+    return time.monotonic() + time_budget(body, settings)
 
 
 def _meta(report_batch: Any, body: RunOptions, began: float) -> dict[str, Any]:

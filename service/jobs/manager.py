@@ -1,5 +1,9 @@
-"""The job manager: validates like the synchronous endpoints, runs jobs on the shared compute
-limiter, keeps progress current in the store, honours cancel requests between steps."""
+"""The job manager: validates like the synchronous endpoints, queues jobs in the store, and
+runs a runner that claims queued jobs under leases (any process on the same store may run
+any job), keeps progress current, honours cancel requests between steps, and on shutdown
+hands its running jobs back to the queue instead of storing a result that looks like a
+cancel.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import anyio.to_thread
@@ -16,7 +22,7 @@ import anyio.to_thread
 from optim_core.errors import OptimCoreError
 from service import translate
 from service.compute import ComputeGate
-from service.jobs.schemas import JOB_KINDS
+from service.jobs.schemas import JOB_KINDS, JOB_REQUESTS
 from service.jobs.store import JobStore
 from service.jsonio import dumps
 from service.problems import OverloadedError, problem_for
@@ -26,7 +32,8 @@ logger = logging.getLogger("service.jobs")
 PROGRESS_INTERVAL_S = 0.25  # store writes per job are throttled to this rate
 INTERRUPTED = {
     "type": "/problems/interrupted", "title": "Job interrupted", "status": 500,
-    "detail": "The service stopped while this job was queued or running; submit it again.",
+    "detail": "The job's runner stopped (the process died or was killed) on every attempt; "
+              "submit it again.",
 }
 
 RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -37,22 +44,8 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
 
 
 def owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _alive_owners(store: JobStore) -> set[str]:
-    """Owners on this host whose process still runs (other workers of this service)."""
-    host = socket.gethostname()
-    alive = set()
-    for owner in store.running_owners():
-        name, _, pid = owner.rpartition(":")
-        if name == host and pid.isdigit() and int(pid) != os.getpid():
-            try:
-                os.kill(int(pid), 0)
-                alive.add(owner)
-            except OSError:
-                pass
-    return alive
+    """A runner's name in the store: host, process and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class JobManager:
@@ -62,12 +55,13 @@ class JobManager:
         self.settings = settings
         self.job_settings = settings.for_jobs()
         self.owner = owner_id()
-        self.tasks: dict[str, asyncio.Task[None]] = {}
-        interrupted = store.interrupt_orphans(_alive_owners(store), settings.job_ttl_s,
-                                              INTERRUPTED)
-        if interrupted:
-            logger.warning("marked %d job(s) of a previous process as interrupted", interrupted)
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.stopping = False
+        self._runner: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
 
+    # -- submitting --------------------------------------------------------------------------
     async def submit(self, kind: str, request: Any) -> str:
         """Validate (400/413 as the endpoint would), then queue; 429 when too many are active."""
         if self.store.count_active() >= self.settings.job_max_active:
@@ -80,24 +74,66 @@ class JobManager:
                 exc.loc = ["request", *exc.loc]
             raise
         job_id = self.store.create(kind, request.model_dump(mode="json", exclude_unset=True))
-        self.tasks[job_id] = asyncio.get_running_loop().create_task(
-            self._run(job_id, kind, request))
+        self.start()
+        assert self._wake is not None
+        self._wake.set()
         return job_id
 
-    async def _run(self, job_id: str, kind: str, request: Any) -> None:
+    # -- the runner --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the runner and the lease heartbeat on this event loop (idempotent)."""
+        if self._runner is None and not self.stopping:
+            self._wake = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            self._runner = loop.create_task(self._run_queue())
+            self._heartbeat = loop.create_task(self._renew_leases())
+
+    async def _run_queue(self) -> None:
+        """Claim queued jobs while a job slot is free; requeue jobs whose runner died."""
+        assert self._wake is not None
+        while not self.stopping:
+            try:
+                await anyio.to_thread.run_sync(
+                    self.store.requeue_expired, self.settings.job_max_attempts,
+                    self.settings.job_ttl_s, INTERRUPTED)
+                while self.gate.job_slot_free and not self.stopping:
+                    job = await anyio.to_thread.run_sync(self.store.claim, self.owner,
+                                                         self.settings.job_lease_s)
+                    if job is None:
+                        break
+                    self.running[job["id"]] = asyncio.get_running_loop().create_task(
+                        self._run(job))
+            except Exception:  # the store is briefly unavailable: try again next round
+                logger.exception("job runner round failed")
+            self._wake.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.job_poll_interval_s)
+
+    async def _renew_leases(self) -> None:
+        """Heartbeat: renew the leases of this runner's jobs well before they run out."""
+        while not self.stopping:
+            await asyncio.sleep(self.settings.job_lease_s / 3)
+            if self.running:
+                with suppress(Exception):
+                    await anyio.to_thread.run_sync(self.store.renew, list(self.running),
+                                                   self.owner, self.settings.job_lease_s)
+
+    async def _run(self, job: dict[str, Any]) -> None:
+        job_id = job["id"]
         try:
-            await anyio.to_thread.run_sync(lambda: self._execute(job_id, kind, request),
-                                           limiter=self.gate.limiter)
-        except Exception as exc:  # a last guard: a job is never left queued or running
+            request = JOB_REQUESTS[job["kind"]].model_validate(job["request"])
+            await self.gate.run_job(lambda: self._execute(job_id, job["kind"], request))
+        except Exception as exc:  # a last guard: a job is never left running
             logger.exception("job %s crashed", job_id)
             _, problem, _ = problem_for(exc)
-            self.store.finish(job_id, "failed", error=problem, ttl_s=self.settings.job_ttl_s)
+            self.store.finish(job_id, "failed", error=problem, ttl_s=self.settings.job_ttl_s,
+                              owner=self.owner)
         finally:
-            self.tasks.pop(job_id, None)
+            self.running.pop(job_id, None)
+            if self._wake is not None:
+                self._wake.set()  # a job slot is free again
 
     def _execute(self, job_id: str, kind: str, request: Any) -> None:
-        if not self.store.mark_running(job_id, self.owner):
-            return  # cancelled while queued
         began = time.monotonic()
         last_write = 0.0
         cancelled = False
@@ -113,13 +149,14 @@ class JobManager:
             eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
             self.store.set_progress(job_id, {
                 "steps_done": done, "steps_total": total, "runs_active": active,
-                "fraction": fraction, "eta_s": eta})
+                "fraction": fraction, "eta_s": eta}, self.owner)
 
         def cancel() -> bool:
             nonlocal cancelled
             cancelled = cancelled or self.store.cancel_requested(job_id)
-            return cancelled
+            return cancelled or self.stopping
 
+        ttl = self.settings.job_ttl_s
         try:
             answer = RUNNERS[kind](request, self.job_settings, progress=progress, cancel=cancel)
             result = dumps(answer)
@@ -127,13 +164,18 @@ class JobManager:
             status, problem, _ = problem_for(exc)
             if status >= 500:
                 logger.exception("job %s failed", job_id)
-            self.store.finish(job_id, "failed", error=problem, ttl_s=self.settings.job_ttl_s)
+            self.store.finish(job_id, "failed", error=problem, ttl_s=ttl, owner=self.owner)
+            return
+        if self.stopping and not cancelled:  # a shutdown, not the user's cancel: run again
+            self.store.release(job_id, self.owner)
             return
         self.store.finish(job_id, "cancelled" if cancelled else "succeeded", result=result,
-                          ttl_s=self.settings.job_ttl_s)
+                          ttl_s=ttl, owner=self.owner)
 
+    # -- cancel, expiry, shutdown ------------------------------------------------------------
     def cancel(self, job_id: str) -> None:
-        """Queued: cancelled at once. Running: the engine stops at its next check."""
+        """Queued: cancelled at once. Running (here or in another process): the engine stops
+        at its next check, and its runner stores what it computed."""
         job = self.store.get(job_id)
         if job is None or job["status"] not in ("queued", "running"):
             return
@@ -150,10 +192,19 @@ class JobManager:
                 logger.info("deleted %d expired job(s)", deleted)
 
     async def shutdown(self) -> None:
-        for job_id in list(self.tasks):
-            self.store.request_cancel(job_id)
-        if self.tasks:
-            await asyncio.wait(list(self.tasks.values()), timeout=5)
+        """Stop claiming; running jobs stop between steps and go back to the queue, where
+        this or another process runs them again (jobs are deterministic: same answer)."""
+        self.stopping = True
+        for task in (self._runner, self._heartbeat):
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+        if self.running:
+            await asyncio.wait(list(self.running.values()),
+                               timeout=self.settings.job_shutdown_grace_s)
+        for job_id in list(self.running):  # still computing past the grace period
+            self.store.release(job_id, self.owner)
 
 
 def job_document(job: dict[str, Any]) -> dict[str, Any]:
@@ -161,10 +212,9 @@ def job_document(job: dict[str, Any]) -> dict[str, Any]:
     base = f"/v1/jobs/{job['id']}"
     progress = job["progress"] or {"steps_done": 0, "steps_total": None, "runs_active": None,
                                    "fraction": 0.0, "eta_s": None}
-    if job["status"] == "succeeded":
-        progress = progress | {"fraction": 1.0, "eta_s": 0.0, "runs_active": 0}
     document = {
         "id": job["id"], "kind": job["kind"], "status": job["status"], "progress": progress,
+        "attempts": job["attempts"],
         "created_at": _iso(job["created_at"]), "started_at": _iso(job["started_at"]),
         "finished_at": _iso(job["finished_at"]), "error": job["error"],
         "links": {"self": base, "result": f"{base}/result", "events": f"{base}/events"},

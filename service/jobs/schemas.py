@@ -27,3 +27,4 @@ class SweepJob(Strict):
 
 JobRequest = Annotated[OptimizeJob | CompareJob | SweepJob, Field(discriminator="kind")]
 JOB_KINDS = ("optimize", "compare", "sweep")
+JOB_REQUESTS = {"optimize": OptimizeRequest, "compare": CompareRequest, "sweep": SweepRequest}

@@ -1,8 +1,13 @@
 """The job store: one embedded SQLite file (WAL), versioned schema, compressed results.
 
-Every state change is written here, so any worker process of the service sees a job's status,
-progress and cancel request, and finished results survive a restart. A job whose owning
-process is gone when the service starts again is marked failed with reason `interrupted`.
+Every state change is written here, so any process of the service sees a job's status,
+progress and cancel request, and finished results survive a restart.
+
+Jobs are claimed, not owned by the process that accepted them: a runner takes the oldest
+queued job in one `BEGIN IMMEDIATE` transaction (so two processes never take the same job),
+holds it under a lease it renews by heartbeat, and only the holder of the lease may finish it.
+A job whose lease ran out (its runner died) is queued again, up to the attempt limit, then
+failed with reason `interrupted`; a runner that shuts down hands its jobs back to the queue.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import orjson
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MIGRATIONS = {
     1: """
         CREATE TABLE jobs (
@@ -38,9 +43,15 @@ _MIGRATIONS = {
         );
         CREATE INDEX jobs_expiry ON jobs (expires_at);
     """,
+    2: """
+        ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN lease_expires_at REAL;
+        CREATE INDEX jobs_queue ON jobs (status, created_at);
+    """,
 }
 _COLUMNS = ("id, kind, status, created_at, started_at, finished_at, progress, error, reason, "
-            "owner, cancel_requested")
+            "owner, cancel_requested, attempts")
+ACTIVE = ("queued", "running")
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -92,40 +103,105 @@ class JobStore:
             (job_id, kind, "queued", orjson.dumps(request), time.time()))
         return job_id
 
-    def mark_running(self, job_id: str, owner: str) -> bool:
-        """Queued → running; False when the job was cancelled meanwhile."""
+    def claim(self, owner: str, lease_s: float) -> dict[str, Any] | None:
+        """Take the oldest queued job (with its request) under a lease, or None."""
+        conn = self._conn()
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                "SELECT id, kind, request FROM jobs WHERE status = 'queued' "
+                "ORDER BY created_at LIMIT 1").fetchone()
+            if row is not None:
+                conn.execute(
+                    "UPDATE jobs SET status = 'running', owner = ?, attempts = attempts + 1, "
+                    "lease_expires_at = ?, started_at = COALESCE(started_at, ?), "
+                    "progress = NULL WHERE id = ?", (owner, now + lease_s, now, row["id"]))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if row is None:
+            return None
+        return {"id": row["id"], "kind": row["kind"], "request": orjson.loads(row["request"])}
+
+    def renew(self, job_ids: list[str], owner: str, lease_s: float) -> set[str]:
+        """Extend the leases this owner holds; answers the ids it still holds."""
+        if not job_ids:
+            return set()
+        conn = self._conn()
+        marks = ",".join("?" * len(job_ids))
+        conn.execute(f"UPDATE jobs SET lease_expires_at = ? WHERE owner = ? AND "
+                     f"status = 'running' AND id IN ({marks})",
+                     (time.time() + lease_s, owner, *job_ids))
+        rows = conn.execute(f"SELECT id FROM jobs WHERE owner = ? AND status = 'running' AND "
+                            f"id IN ({marks})", (owner, *job_ids)).fetchall()
+        return {row[0] for row in rows}
+
+    def release(self, job_id: str, owner: str) -> bool:
+        """Hand a running job back to the queue (a shutdown, not a failure: the attempt is
+        not counted)."""
         cur = self._conn().execute(
-            "UPDATE jobs SET status = 'running', started_at = ?, owner = ? "
-            "WHERE id = ? AND status = 'queued'", (time.time(), owner, job_id))
+            "UPDATE jobs SET status = 'queued', owner = NULL, lease_expires_at = NULL, "
+            "attempts = MAX(attempts - 1, 0), progress = NULL "
+            "WHERE id = ? AND owner = ? AND status = 'running'", (job_id, owner))
         return cur.rowcount == 1
 
-    def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
-        self._conn().execute("UPDATE jobs SET progress = ? WHERE id = ?",
-                             (orjson.dumps(progress), job_id))
+    def requeue_expired(self, max_attempts: int, ttl_s: float, error: dict[str, Any]) -> int:
+        """Running jobs whose lease ran out: queued again, or failed (`interrupted`) after
+        `max_attempts`. Answers how many were requeued or failed."""
+        conn = self._conn()
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            expired = conn.execute(
+                "SELECT id, attempts, progress FROM jobs WHERE status = 'running' AND "
+                "(lease_expires_at IS NULL OR lease_expires_at < ?)", (now,)).fetchall()
+            for row in expired:
+                if row["attempts"] < max_attempts:
+                    conn.execute("UPDATE jobs SET status = 'queued', owner = NULL, "
+                                 "lease_expires_at = NULL, progress = NULL WHERE id = ?",
+                                 (row["id"],))
+                else:
+                    conn.execute(
+                        "UPDATE jobs SET status = 'failed', finished_at = ?, expires_at = ?, "
+                        "error = ?, reason = 'interrupted', owner = NULL, "
+                        "lease_expires_at = NULL, progress = ? WHERE id = ?",
+                        (now, now + ttl_s, orjson.dumps(error),
+                         _final_progress(row["progress"]), row["id"]))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(expired)
+
+    def set_progress(self, job_id: str, progress: dict[str, Any], owner: str) -> None:
+        self._conn().execute("UPDATE jobs SET progress = ? WHERE id = ? AND owner = ? AND "
+                             "status = 'running'", (orjson.dumps(progress), job_id, owner))
 
     def finish(self, job_id: str, status: str, *, result: bytes | None = None,
                error: dict[str, Any] | None = None, reason: str | None = None,
-               ttl_s: float) -> None:
+               ttl_s: float, owner: str | None = None) -> bool:
+        """A terminal state, written only by the lease holder (`owner`) of a running job, or
+        for a queued one (`owner` None: a cancel before it started). The progress is made
+        final: no runs active, no time left."""
         now = time.time()
-        self._conn().execute(
+        if owner is None:
+            guard, args = "status = 'queued'", ()
+        else:
+            guard, args = "status = 'running' AND owner = ?", (owner,)
+        conn = self._conn()
+        row = conn.execute("SELECT progress FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        progress = _final_progress(row[0] if row else None, succeeded=status == "succeeded")
+        cur = conn.execute(
             "UPDATE jobs SET status = ?, finished_at = ?, expires_at = ?, result = ?, error = ?, "
-            "reason = ? WHERE id = ?",
+            "reason = ?, lease_expires_at = NULL, progress = ? WHERE id = ? AND " + guard,
             (status, now, now + ttl_s, None if result is None else zlib.compress(result, 6),
-             None if error is None else orjson.dumps(error), reason, job_id))
+             None if error is None else orjson.dumps(error), reason, progress, job_id, *args))
+        return cur.rowcount == 1
 
     def request_cancel(self, job_id: str) -> None:
         self._conn().execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
-
-    def interrupt_orphans(self, alive: set[str], ttl_s: float, error: dict[str, Any]) -> int:
-        """Mark active jobs whose owner is not in `alive` (or that never started) failed."""
-        rows = self._conn().execute(
-            "SELECT id, owner FROM jobs WHERE status IN ('queued', 'running')").fetchall()
-        count = 0
-        for row in rows:
-            if row["owner"] is None or row["owner"] not in alive:
-                self.finish(row["id"], "failed", error=error, reason="interrupted", ttl_s=ttl_s)
-                count += 1
-        return count
 
     def delete_expired(self, now: float | None = None) -> int:
         cur = self._conn().execute("DELETE FROM jobs WHERE expires_at IS NOT NULL AND "
@@ -152,11 +228,14 @@ class JobStore:
                                    (job_id,)).fetchone()
         return bool(row and row[0])
 
-    def running_owners(self) -> set[str]:
-        rows = self._conn().execute("SELECT DISTINCT owner FROM jobs WHERE status = 'running' "
-                                    "AND owner IS NOT NULL").fetchall()
-        return {row[0] for row in rows}
-
     def count_active(self) -> int:
         return self._conn().execute(
             "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()[0]
+
+
+def _final_progress(progress: bytes | None, *, succeeded: bool = False) -> bytes:
+    """Terminal progress: nothing runs and nothing is left to wait for."""
+    current = orjson.loads(progress) if progress else {
+        "steps_done": 0, "steps_total": None, "fraction": 0.0}
+    final = current | {"runs_active": 0, "eta_s": 0.0}
+    return orjson.dumps(final | {"fraction": 1.0} if succeeded else final)

@@ -19,7 +19,9 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(gate: GateDep) -> dict[str, Any]:
-    """Readiness, with the compute load."""
+    """Readiness, with the compute load (synchronous requests and jobs share the slots)."""
     return {"status": "ready", "compute": {"busy": gate.busy, "waiting": gate.waiting,
                                            "capacity": gate.max_concurrency,
-                                           "queue": gate.max_queue}}
+                                           "queue": gate.max_queue,
+                                           "jobs_running": gate.jobs_running,
+                                           "job_slots": gate.job_slots}}

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, HTTPException, Request
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
@@ -72,10 +72,18 @@ async def job_events(job_id: str, request: Request) -> EventSourceResponse:
     """Server-Sent Events: the current state at once, `progress` events, one final `end`."""
     _job(request, job_id)
     store = _manager(request).store
+    shutdown = anyio.Event()  # set by sse-starlette when the server begins to shut down
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         last: bytes | None = None
         while True:
+            if shutdown.is_set():  # the job goes on (here after a restart, or elsewhere)
+                job = store.get(job_id)
+                yield ServerSentEvent(dumps({
+                    "id": job_id, "status": job["status"] if job else "expired",
+                    "reason": "shutdown", "detail": "The service is shutting down; the job "
+                    "is kept and runs on: reconnect to follow it"}).decode(), event="end")
+                return
             job = store.get(job_id)
             if job is None:
                 yield ServerSentEvent(dumps({"id": job_id, "status": "expired"}).decode(),
@@ -92,9 +100,11 @@ async def job_events(job_id: str, request: Request) -> EventSourceResponse:
                 return
             if await request.is_disconnected():
                 return
-            await asyncio.sleep(EVENT_POLL_S)
+            with anyio.move_on_after(EVENT_POLL_S):
+                await shutdown.wait()
 
-    return EventSourceResponse(events(), ping=KEEPALIVE_S)
+    return EventSourceResponse(events(), ping=KEEPALIVE_S, shutdown_event=shutdown,
+                               shutdown_grace_period=2 * EVENT_POLL_S + 0.5)
 
 
 @router.delete("/{job_id}")

@@ -19,10 +19,12 @@ router = APIRouter(prefix="/v1", tags=["landscape"], route_class=StrictJSONRoute
 async def landscape(body: LandscapeRequest, settings: SettingsDep, gate: GateDep
                     ) -> JSONResponse:
     """Evaluate the loss on a grid over two coordinates, for contour plots."""
-    return JSONResponse(await gate.run(translate.run_landscape, body, settings))
+    return JSONResponse(await gate.run(translate.run_landscape, body, settings,
+                                         wait_s=settings.request_timeout_s))
 
 
 @router.post("/analyze", response_model=AnalyzeResponse)
 async def analyze(body: AnalyzeRequest, settings: SettingsDep, gate: GateDep) -> JSONResponse:
     """Value, gradient, curvature and quadratic-model theory at each point."""
-    return JSONResponse(await gate.run(translate.run_analyze, body, settings))
+    return JSONResponse(await gate.run(translate.run_analyze, body, settings,
+                                         wait_s=settings.request_timeout_s))

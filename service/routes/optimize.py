@@ -20,7 +20,8 @@ router = APIRouter(prefix="/v1", tags=["optimize"], route_class=StrictJSONRoute,
 async def _answer(body: OptimizeRequest | CompareRequest, settings: Settings,
                   gate: ComputeGate, request: Request) -> JSONResponse:
     answer = await gate.run(translate.run_optimize, body, settings,
-                            inline=translate.is_small(body, settings))
+                            inline=translate.is_small(body, settings),
+                            wait_s=translate.time_budget(body, settings))
     request.app.state.metrics.record_work(answer)
     return JSONResponse(answer)
 

@@ -21,5 +21,6 @@ MEDIA_TYPES = {"svg": "image/svg+xml", "png": "image/png"}
     "description": "the picture"}})
 async def plot(body: PlotRequest, settings: SettingsDep, gate: GateDep) -> Response:
     """Draw an optimize or compare request: loss contours with paths, and loss curves."""
-    image = await gate.run(translate.run_plot, body, settings)
+    image = await gate.run(translate.run_plot, body, settings,
+                           wait_s=translate.time_budget(body.request, settings))
     return Response(image, media_type=MEDIA_TYPES[body.format])

@@ -19,6 +19,7 @@ router = APIRouter(prefix="/v1", tags=["sweep"], route_class=StrictJSONRoute,
 async def sweep(body: SweepRequest, settings: SettingsDep, gate: GateDep, request: Request
                 ) -> JSONResponse:
     """Run a hyperparameter grid × starts as one batch; one aggregated row per grid point."""
-    answer = await gate.run(translate.run_sweep, body, settings)
+    answer = await gate.run(translate.run_sweep, body, settings,
+                            wait_s=translate.time_budget(body, settings))
     request.app.state.metrics.record_work(answer)
     return JSONResponse(answer)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
 import pytest
 
 from optim_core.losses.expression import expression_loss
@@ -84,9 +87,50 @@ async def test_small_requests_queue_and_get_429_when_the_service_is_saturated():
 
     gate = ComputeGate(max_concurrency=1, max_queue=0, retry_after_s=1)
     assert await gate.run(lambda: "inline", inline=True) == "inline"  # a free slot: inline
-    gate.admitted = 1  # a long request holds the only slot
+    await gate.limiter.acquire_on_behalf_of("long request")  # holds the only slot
+    gate.admitted = 1
     with pytest.raises(OverloadedError):
         await gate.run(lambda: "inline", inline=True)
+
+
+async def test_jobs_count_in_the_gate_and_never_take_the_last_slot():
+    import threading
+
+    from service.problems import OverloadedError
+
+    gate = ComputeGate(max_concurrency=2, max_queue=4, retry_after_s=3)
+    assert gate.job_slots == 1
+    release = threading.Event()
+    job = asyncio.get_running_loop().create_task(gate.run_job(release.wait))
+    while gate.busy < 1:
+        await asyncio.sleep(0.01)
+    assert gate.jobs_running == 1 and not gate.job_slot_free
+    assert await gate.run(lambda: "answered", wait_s=1) == "answered"  # the slot jobs leave
+    await gate.limiter.acquire_on_behalf_of("long request")  # takes the last slot
+    began = asyncio.get_running_loop().time()
+    with pytest.raises(OverloadedError) as caught:
+        await gate.run(lambda: "late", wait_s=0.2)
+    assert caught.value.waited_s == 0.2 and caught.value.retry_after == 3
+    assert asyncio.get_running_loop().time() - began < 2
+    gate.limiter.release_on_behalf_of("long request")
+    release.set()
+    assert await job is True
+    assert gate.busy == 0 and gate.jobs_running == 0
+
+
+async def test_a_request_that_cannot_get_a_slot_in_its_budget_is_a_503(settings):
+    from service.main import create_app
+
+    app = create_app(settings.model_copy(update={"max_concurrency": 1}))
+    await app.state.gate.limiter.acquire_on_behalf_of("long request")  # holds the only slot
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        r = await c.post("/v1/optimize", json={"loss": {"kind": "builtin", "name": "booth"},
+                                               "time_budget_s": 0.3, "max_steps": 5000})
+        ready = (await c.get("/readyz")).json()["compute"]
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert r.json()["type"] == "/problems/busy" and "0.3 s" in r.json()["detail"]
+    assert ready["busy"] == 1 and ready["job_slots"] == 1
 
 
 def test_every_route_dependency_is_async():

@@ -18,6 +18,9 @@ from tests.conftest import free_port, start_server
 RAVINE = {"kind": "expression", "expression": "0.5*(x^2 + 100*y^2)"}
 QUICK = {"loss": RAVINE, "start": [[1, 1], [-2, 0.5]], "max_steps": 300,
          "optimizers": [{"name": "sgd", "lr": 0.015}, {"name": "adam", "lr": 0.05}]}
+MEDIUM = {"loss": RAVINE, "start": {"random": {"n": 64, "seed": 5}}, "max_steps": 60_000,
+          "optimizer": {"name": "sgd", "lr": 1e-9}, "record": {"max_points": 10},
+          "stop": {"grad_tol": 0}}  # ~2 s of work, within the synchronous limits
 SLOW = {"loss": RAVINE, "start": {"random": {"n": 64, "seed": 3}}, "max_steps": 400_000,
         "optimizer": {"name": "sgd", "lr": 1e-9}, "record": {"max_points": 10},
         "stop": {"grad_tol": 0}}
@@ -165,30 +168,139 @@ def test_events_stream_progress_then_end(live_server):
     assert lines == ["event: progress", "event: end"]
 
 
-def test_results_survive_a_restart_and_killed_jobs_are_interrupted(tmp_path):
-    env = {"OPTIM_JOBS_DB_PATH": str(tmp_path / "restart.sqlite3")}
+def _wait_status(url, job_id, statuses, limit=60.0):
+    deadline = time.monotonic() + limit
+    while True:
+        job = httpx.get(f"{url}/v1/jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+
+
+def _without_elapsed(answer):
+    answer["meta"].pop("elapsed_ms")
+    return answer
+
+
+def test_results_survive_a_restart_and_a_killed_runners_job_runs_again(tmp_path):
+    """kill -9 mid-job: the lease runs out, the next process runs the job again from the
+    start, and its answer is the one the endpoint gives (jobs are deterministic)."""
+    env = {"OPTIM_JOBS_DB_PATH": str(tmp_path / "restart.sqlite3"), "OPTIM_JOB_LEASE_S": "1"}
     port = free_port()
     proc, url = start_server(env, port)
     try:
         done = httpx.post(f"{url}/v1/jobs", json={"kind": "compare", "request": QUICK}).json()
-        deadline = time.monotonic() + 30
-        while httpx.get(f"{url}/v1/jobs/{done['id']}").json()["status"] != "succeeded":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        _wait_status(url, done["id"], ("succeeded",))
         before = httpx.get(f"{url}/v1/jobs/{done['id']}/result").json()
-        running = httpx.post(f"{url}/v1/jobs", json={"kind": "optimize",
-                                                     "request": SLOW}).json()
-        while httpx.get(f"{url}/v1/jobs/{running['id']}").json()["status"] != "running":
-            time.sleep(0.05)
+        killed = httpx.post(f"{url}/v1/jobs", json={"kind": "optimize", "request": MEDIUM}).json()
+        _wait_status(url, killed["id"], ("running",))
     finally:
-        os.kill(proc.pid, signal.SIGKILL)  # no graceful shutdown: the job is left "running"
+        os.kill(proc.pid, signal.SIGKILL)  # no goodbye: the job is left "running"
         proc.wait(10)
     proc, url = start_server(env, port)
     try:
         assert httpx.get(f"{url}/v1/jobs/{done['id']}/result").json() == before
-        job = httpx.get(f"{url}/v1/jobs/{running['id']}").json()
-        assert job["status"] == "failed" and job["reason"] == "interrupted"
-        assert job["error"]["type"] == "/problems/interrupted"
+        job = _wait_status(url, killed["id"], ("succeeded", "failed"))
+        assert job["status"] == "succeeded" and job["attempts"] == 2
+        rerun = httpx.get(f"{url}/v1/jobs/{killed['id']}/result").json()
+        direct = httpx.post(f"{url}/v1/optimize", json=MEDIUM, timeout=60).json()
+        assert _without_elapsed(rerun) == _without_elapsed(direct)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_job_fails_as_interrupted_after_its_last_attempt(tmp_path):
+    env = {"OPTIM_JOBS_DB_PATH": str(tmp_path / "attempts.sqlite3"), "OPTIM_JOB_LEASE_S": "1",
+           "OPTIM_JOB_MAX_ATTEMPTS": "1"}
+    proc, url = start_server(env)
+    try:
+        job = httpx.post(f"{url}/v1/jobs", json={"kind": "optimize", "request": SLOW}).json()
+        _wait_status(url, job["id"], ("running",))
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    proc, url = start_server(env)
+    try:
+        failed = _wait_status(url, job["id"], ("failed",), limit=20)
+        assert failed["reason"] == "interrupted" and failed["attempts"] == 1
+        assert failed["error"]["type"] == "/problems/interrupted"
+        assert failed["progress"]["runs_active"] == 0 and failed["progress"]["eta_s"] == 0
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_two_processes_on_one_store_never_take_each_others_jobs(tmp_path):
+    """B starting up leaves A's running and queued jobs alone; when A dies, B runs them."""
+    env = {"OPTIM_JOBS_DB_PATH": str(tmp_path / "shared.sqlite3"), "OPTIM_JOB_LEASE_S": "1.5",
+           "OPTIM_MAX_CONCURRENCY": "2"}
+    a, url_a = start_server(env)
+    b = None
+    try:
+        first = httpx.post(f"{url_a}/v1/jobs", json={"kind": "optimize",
+                                                       "request": MEDIUM}).json()
+        _wait_status(url_a, first["id"], ("running",))
+        b, url_b = start_server(env)
+        time.sleep(2.5)  # longer than a lease: A's heartbeat keeps its job
+        seen = httpx.get(f"{url_b}/v1/jobs/{first['id']}").json()
+        assert seen["status"] in ("running", "succeeded") and seen["attempts"] == 1
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(10)
+        second = httpx.post(f"{url_b}/v1/jobs", json={"kind": "compare",
+                                                        "request": QUICK}).json()
+        assert _wait_status(url_b, second["id"], ("succeeded",))["attempts"] == 1
+        finished = _wait_status(url_b, first["id"], ("succeeded", "failed"))
+        assert finished["status"] == "succeeded" and finished["attempts"] in (1, 2)
+        result = httpx.get(f"{url_b}/v1/jobs/{first['id']}/result").json()
+        direct = httpx.post(f"{url_b}/v1/optimize", json=MEDIUM, timeout=60).json()
+        assert _without_elapsed(result) == _without_elapsed(direct)
+    finally:
+        for proc in (a, b):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+
+
+def test_sigterm_hands_jobs_back_and_never_stores_a_cancel(tmp_path):
+    """A shutdown is no cancel: the running job goes back to the queue without a result, the
+    queued one is not started, open event streams get their end event, and the next start
+    runs both to the end."""
+    from service.jobs.store import JobStore
+
+    path = tmp_path / "term.sqlite3"
+    env = {"OPTIM_JOBS_DB_PATH": str(path), "OPTIM_MAX_CONCURRENCY": "2"}  # one job slot
+    proc, url = start_server(env)
+    running = httpx.post(f"{url}/v1/jobs", json={"kind": "optimize", "request": MEDIUM}).json()
+    queued = httpx.post(f"{url}/v1/jobs", json={"kind": "compare", "request": QUICK}).json()
+    _wait_status(url, running["id"], ("running",))
+    ends = []
+    with httpx.stream("GET", f"{url}/v1/jobs/{running['id']}/events", timeout=30) as stream:
+        lines = stream.iter_lines()
+        assert next(lines).startswith("event: progress")
+        proc.send_signal(signal.SIGTERM)
+        name = None
+        for line in lines:
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and name == "end":
+                ends.append(orjson.loads(line.split(":", 1)[1]))
+    assert proc.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
+    assert len(ends) == 1 and ends[0]["reason"] == "shutdown"
+    store = JobStore(path)
+    for job_id in (running["id"], queued["id"]):
+        job = store.get(job_id)
+        assert job["status"] == "queued" and job["attempts"] == 0, job
+        assert store.result(job_id) is None and job["finished_at"] is None
+    assert store.get(queued["id"])["started_at"] is None
+    proc, url = start_server(env)
+    try:
+        for job_id in (running["id"], queued["id"]):
+            assert _wait_status(url, job_id, ("succeeded",))["attempts"] == 1
+        result = httpx.get(f"{url}/v1/jobs/{running['id']}/result").json()
+        direct = httpx.post(f"{url}/v1/optimize", json=MEDIUM, timeout=60).json()
+        assert _without_elapsed(result) == _without_elapsed(direct)
     finally:
         proc.terminate()
         proc.wait(10)

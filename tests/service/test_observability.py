@@ -99,3 +99,37 @@ async def test_symbolic_stage_overrun_is_504_and_the_pool_recovers(settings, mon
                                                         "expression": "x^3 + sin(y)*cosh(x)"},
                                               "points": [0.1, 0.2]})
         assert r.status_code == 200
+
+
+async def test_unhandled_errors_are_logged_with_their_request_id(client, monkeypatch, caplog):
+    from service import translate
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(translate, "run_landscape", broken)
+    with caplog.at_level(logging.ERROR, logger="service"):
+        r = await client.post("/v1/landscape", json={"loss": {"kind": "builtin",
+                                                              "name": "booth"}},
+                              headers={"x-request-id": "trace-500"})
+    assert r.status_code == 500 and r.headers["x-request-id"] == "trace-500"
+    errors = [json.loads(JsonFormatter().format(rec)) for rec in caplog.records
+              if rec.levelno >= logging.ERROR]
+    assert errors and all(e["request_id"] == "trace-500" for e in errors)
+
+
+async def test_docs_routes_are_counted_under_their_own_names(client):
+    for path in ("/docs", "/redoc", "/openapi.json", "/nowhere"):
+        await client.get(path)
+    text = (await client.get("/metrics")).text
+    for route in ("/docs", "/redoc", "/openapi.json"):
+        assert f'route="{route}"' in text
+    assert 'route="unmatched",status="404"' in text
+
+
+async def test_readyz_and_metrics_show_the_compute_slots(client):
+    ready = (await client.get("/readyz")).json()["compute"]
+    assert ready == {"busy": 0, "waiting": 0, "capacity": 2, "queue": 4, "jobs_running": 0,
+                     "job_slots": 1}
+    text = (await client.get("/metrics")).text
+    assert "optim_compute_busy 0.0" in text and "optim_jobs_running 0.0" in text

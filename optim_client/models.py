@@ -148,16 +148,25 @@ class Progress(_Model):
     eta_s: float | None = None
 
 
+class JobLinks(_Model):
+    self: str
+    result: str
+    events: str
+
+
 class Job(_Model):
     id: str
-    kind: str
-    status: str
+    kind: str  # optimize | compare | sweep
+    status: str  # queued | running | succeeded | failed | cancelled
     progress: Progress
+    attempts: int = 0
     created_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
     error: dict[str, Any] | None = None
-    links: dict[str, str]
+    reason: str | None = None
+    cancel_requested: bool | None = None
+    links: JobLinks
 
     @property
     def finished(self) -> bool:

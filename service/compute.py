@@ -59,10 +59,13 @@ class ComputeGate:
             raise OverloadedError(self.retry_after_s)
         self.admitted += 1
         try:
-            with anyio.move_on_after(wait_s) as waited:
-                await self.limiter.acquire()
-            if waited.cancelled_caught:
-                raise OverloadedError(self.retry_after_s, waited_s=wait_s)
+            try:
+                self.limiter.acquire_nowait()  # a free slot is taken whatever the budget
+            except anyio.WouldBlock:
+                with anyio.move_on_after(wait_s) as waited:
+                    await self.limiter.acquire()
+                if waited.cancelled_caught:
+                    raise OverloadedError(self.retry_after_s, waited_s=wait_s) from None
             try:
                 return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
             finally:

@@ -156,6 +156,23 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return errors
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's,
+    so GET and DELETE of /v1/jobs/{id} would show as GET alone)."""
+    from starlette.routing import Match
+
+    def routes(candidates: Any) -> Any:  # FastAPI wraps included routers: walk into them
+        for route in candidates:
+            inner = getattr(route, "original_router", None)
+            yield from routes(inner.routes) if inner is not None else (route,)
+
+    methods: set[str] = set()
+    for route in routes(request.app.routes):
+        if route.matches(request.scope)[0] != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -181,13 +198,17 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No resource at {request.url.path}; see /docs for the API"
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}"
+            allowed = _allowed_methods(request)
+            detail = (f"{request.method} is not allowed on {request.url.path}; allowed: "
+                      f"{', '.join(allowed)}")
+            headers = {"Allow": ", ".join(allowed)}
         return problem_response(exc.status_code, {404: "not-found", 405: "method-not-allowed",
                                                   415: "unsupported-media-type"}
                                 .get(exc.status_code, "http-error"),
                                 titles.get(exc.status_code, "HTTP error"), detail,
-                                headers=getattr(exc, "headers", None))
+                                headers=headers)
 
     async def _known(request: Request, exc: Exception) -> Response:
         status, body, headers = problem_for(exc)

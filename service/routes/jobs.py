@@ -13,10 +13,19 @@ from starlette.responses import Response
 from service.jobs.manager import JobManager, job_document
 from service.jobs.schemas import JobRequest
 from service.jsonio import JSONResponse, StrictJSONRoute, dumps
-from service.problems import PROBLEM_RESPONSES, problem_response
+from service.problems import PROBLEM_MEDIA_TYPE, PROBLEM_RESPONSES, Problem, problem_response
+from service.schemas.responses import CompareResponse, Job, OptimizeResponse, SweepResponse
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictJSONRoute,
-                   responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictJSONRoute)
+
+
+def _problem(text: str) -> dict[str, Any]:
+    return {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": text}
+
+
+NOT_FOUND = {404: _problem("No job with this id (it may have expired)"),
+             422: PROBLEM_RESPONSES[422]}
+JOB = {"model": Job, "description": "The job"}
 EVENT_POLL_S = 0.2
 KEEPALIVE_S = 15
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -33,7 +42,11 @@ def _job(request: Request, job_id: str) -> dict[str, Any]:
     return job
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, response_model=Job,
+             responses={202: {"model": Job, "description": "Queued; `Location` names the job",
+                              "headers": {"Location": {"schema": {"type": "string"},
+                                                       "description": "/v1/jobs/{id}"}}},
+                        **PROBLEM_RESPONSES})
 async def submit_job(body: JobRequest, request: Request) -> JSONResponse:
     """Queue an optimize, compare or sweep request; answers at once with the job's id."""
     manager = _manager(request)
@@ -43,13 +56,17 @@ async def submit_job(body: JobRequest, request: Request) -> JSONResponse:
                         headers={"Location": document["links"]["self"]})
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", response_model=Job, responses=NOT_FOUND)
 async def get_job(job_id: str, request: Request) -> JSONResponse:
     """The job's status, progress, times and, when it failed, its problem document."""
     return JSONResponse(job_document(_job(request, job_id)))
 
 
-@router.get("/{job_id}/result")
+@router.get("/{job_id}/result",
+            response_model=OptimizeResponse | CompareResponse | SweepResponse,
+            responses={**NOT_FOUND, 409: _problem(
+                "Not finished yet (`job-not-finished`), failed (`job-failed`, with the job's "
+                "`error`) or cancelled before computing anything (`job-cancelled`)")})
 async def get_job_result(job_id: str, request: Request) -> Response:
     """The body the synchronous endpoint would have answered; 409 while not finished."""
     job = _job(request, job_id)
@@ -67,7 +84,11 @@ async def get_job_result(job_id: str, request: Request) -> Response:
     return Response(result, media_type="application/json")
 
 
-@router.get("/{job_id}/events", response_class=EventSourceResponse)
+@router.get("/{job_id}/events", response_class=EventSourceResponse, responses={
+    200: {"description": "Server-Sent Events: `progress` events whose data is the job "
+                         "document, then one `end` event {id, status[, reason]}",
+          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+    **NOT_FOUND})
 async def job_events(job_id: str, request: Request) -> EventSourceResponse:
     """Server-Sent Events: the current state at once, `progress` events, one final `end`."""
     _job(request, job_id)
@@ -107,7 +128,11 @@ async def job_events(job_id: str, request: Request) -> EventSourceResponse:
                                shutdown_grace_period=2 * EVENT_POLL_S + 0.5)
 
 
-@router.delete("/{job_id}")
+@router.delete("/{job_id}", response_model=Job, responses={
+    200: {"model": Job, "description": "The job, cancelled (or already finished)"},
+    202: {"model": Job, "description": "Running: the cancel is requested and takes effect "
+                                       "at the engine's next step"},
+    **NOT_FOUND})
 async def cancel_job(job_id: str, request: Request) -> JSONResponse:
     """Cancel a queued or running job; a running one stops between steps and keeps its runs."""
     _job(request, job_id)

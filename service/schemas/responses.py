@@ -9,9 +9,12 @@ from optim_client.models import (
     Diagnostics,
     Final,
     Finding,
+    Job,
+    JobLinks,
     LandscapeResponse,
     OptimizeResponse,
     PointAnalysis,
+    Progress,
     Run,
     SummaryEntry,
     SweepBest,
@@ -21,5 +24,6 @@ from optim_client.models import (
 )
 
 __all__ = ["AnalyzeResponse", "CompareResponse", "Curvature", "Diagnostics", "Final", "Finding",
-           "LandscapeResponse", "OptimizeResponse", "PointAnalysis", "Run", "SummaryEntry",
-           "SweepBest", "SweepResponse", "SweepRow", "Trajectory"]
+           "Job", "JobLinks", "LandscapeResponse", "OptimizeResponse", "PointAnalysis",
+           "Progress", "Run", "SummaryEntry", "SweepBest", "SweepResponse", "SweepRow",
+           "Trajectory"]

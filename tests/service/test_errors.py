@@ -281,3 +281,10 @@ async def test_json_media_types_with_parameters_are_accepted(client, content_typ
     body = b'{"loss": {"kind": "builtin", "name": "booth"}, "max_steps": 2}'
     r = await client.post("/v1/optimize", content=body, headers={"content-type": content_type})
     assert r.status_code == 200, r.text
+
+
+async def test_405_names_every_method_of_the_path(client):
+    r = await client.request("PUT", "/v1/jobs/abc")
+    assert r.status_code == 405
+    assert set(r.headers["allow"].split(", ")) == {"DELETE", "GET"}
+    assert "DELETE" in r.json()["detail"]

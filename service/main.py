@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager, suppress
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from service.compute import ComputeGate
 from service.jobs.manager import JobManager
@@ -64,8 +65,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await sweeper
             await app.state.jobs.shutdown()
 
-    app = FastAPI(title="Optimizer service", version="1.0.0", description=DESCRIPTION,
-                  generate_unique_id_function=_operation_id, lifespan=lifespan)
+    # the docs pages load Swagger UI and ReDoc from fastapi-offline's copies, served here:
+    # FastAPI's own pages fetch them from public CDNs and are blank without internet
+    app = FastAPIOffline(title="Optimizer service", version="1.0.0", description=DESCRIPTION,
+                         generate_unique_id_function=_operation_id, lifespan=lifespan,
+                         static_url="/docs-assets")
     app.state.settings = settings
     app.state.gate = ComputeGate(settings.max_concurrency, settings.max_queue,
                                  settings.retry_after_s)

@@ -272,7 +272,16 @@ def serve(host: Annotated[str | None, typer.Option(help="interface to bind")] = 
 
 
 def main() -> None:
-    app()
+    import httpx
+
+    try:
+        app()
+    except httpx.TransportError as exc:  # no server there, refused, timed out: one line
+        request = getattr(exc, "_request", None)
+        where = f" at {request.url}" if request is not None else ""
+        err.print(f"[red]cannot reach the service{where}:[/red] {exc or type(exc).__name__}; "
+                  "is it running (optim serve), and is --server right?")
+        raise SystemExit(3) from None
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from service.routes import (
     sweep,
 )
 from service.settings import Settings, get_settings
+from service.symbolic import shutdown as symbolic_shutdown
 from service.symbolic import warm_up
 
 DESCRIPTION = (
@@ -64,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with suppress(asyncio.CancelledError):
                 await sweeper
             await app.state.jobs.shutdown()
+            if settings.symbolic_isolation:
+                await anyio.to_thread.run_sync(symbolic_shutdown)
 
     # the docs pages load Swagger UI and ReDoc from fastapi-offline's copies, served here:
     # FastAPI's own pages fetch them from public CDNs and are blank without internet

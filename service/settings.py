@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from pathlib import Path
 
+from platformdirs import user_data_path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -41,8 +43,9 @@ class Settings(BaseSettings):
     symbolic_workers: int = Field(1, gt=0, description="worker processes of the symbolic stage")
     request_timeout_s: float = Field(10.0, gt=0, description="time budget of a synchronous request")
     eval_every: int = Field(10, gt=0, description="full-batch checks of stochastic runs")
-    max_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0,
-                                 description="compute requests in flight")
+    max_concurrency: int = Field(default_factory=lambda: usable_cpus(), gt=0,
+                                 description="compute slots (requests and jobs); default the "
+                                             "CPUs this process may use, cgroup quota included")
     max_queue: int = Field(16, ge=0, description="compute requests waiting; 429 beyond")
     inline_max_work: int = Field(
         1000, ge=0, description="runs × steps at or below which a first-order request on a "
@@ -50,7 +53,10 @@ class Settings(BaseSettings):
         "slot is free (0: never)")
     retry_after_s: int = Field(1, gt=0, description="Retry-After of 429 answers")
 
-    jobs_db_path: str = Field("optim_jobs.sqlite3", description="SQLite file of the job store")
+    jobs_db_path: str = Field(
+        default_factory=lambda: str(user_data_path("optim-service") / "optim_jobs.sqlite3"),
+        description="SQLite file of the job store; default in the user's data directory "
+                    "(~/.local/share/optim-service on Linux), not wherever the service starts")
     job_ttl_s: float = Field(7 * 24 * 3600, gt=0, description="how long finished jobs are kept")
     job_sweep_interval_s: float = Field(600, gt=0, description="how often expired jobs go")
     job_max_active: int = Field(32, gt=0, description="queued + running jobs; 429 beyond")
@@ -74,6 +80,20 @@ class Settings(BaseSettings):
             "max_runs": self.job_max_runs, "max_steps": self.job_max_steps,
             "max_work": self.job_max_work, "max_recorded_values": self.job_max_recorded_values,
             "request_timeout_s": self.job_timeout_s})
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a container
+    limited to 2 CPUs on a 64-core host gets 2 compute slots, not 64)."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, int(-(-int(quota) // int(period)))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
 
 
 @lru_cache

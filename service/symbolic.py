@@ -8,6 +8,7 @@ cache stays in this process (optim_core's), so only cache misses cross to a work
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import multiprocessing
 import threading
@@ -41,10 +42,20 @@ def _pool(workers: int, *, replace: bool = False) -> ProcessPool:
 
 
 @atexit.register
-def _shutdown() -> None:
-    for pool in _pools.values():
-        pool.stop()
+def shutdown() -> None:
+    """Stop the worker pools and drop them, so their queues and locks are released before the
+    interpreter exits (otherwise the resource tracker warns of leaked semaphores)."""
+    with _lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.close()
         pool.join(timeout=5)
+        if pool.active:
+            pool.stop()
+            pool.join(timeout=5)
+    del pools
+    gc.collect()
 
 
 class IsolatedDeriver:

@@ -95,3 +95,20 @@ def test_serve_starts_the_service(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_no_server_is_one_line_and_an_exit_code(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    optim = shutil.which("optim", path=str(Path(sys.executable).parent))
+    body = tmp_path / "ravine.json"
+    body.write_text('{"loss": {"kind": "builtin", "name": "booth"}}')
+    for args in (["functions"], ["run", str(body)]):
+        result = subprocess.run([optim, *args, "--server", "http://127.0.0.1:9"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 3
+        assert "cannot reach the service" in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import httpx
 import pytest
 
@@ -22,3 +24,40 @@ def test_real_server_answers_over_a_socket(live_server):
 def test_openapi_document_is_in_sync():
     assert PATH.read_text(encoding="utf-8") == document(), (
         "openapi/openapi.json is stale: run `python -m service.openapi`")
+
+
+def test_sigterm_shuts_the_symbolic_pool_down_cleanly(tmp_path):
+    """No 'leaked semaphore' warning: the worker pool is closed and dropped at shutdown."""
+    import glob
+    import signal
+    import tempfile
+
+    import httpx
+
+    from tests.conftest import free_port, start_server
+
+    port = free_port()
+    proc, url = start_server({"OPTIM_JOBS_DB_PATH": str(tmp_path / "j.sqlite3")}, port)
+    try:
+        r = httpx.post(f"{url}/v1/analyze", json={"loss": {"kind": "expression",
+                                                          "expression": "x^3 + 2*y^2"},
+                                                 "points": [[1, 1]]}, timeout=30)
+        assert r.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    logs = glob.glob(f"{tempfile.gettempdir()}/optim-server-{port}-*.log")
+    text = "".join(open(path, encoding="utf-8", errors="replace").read() for path in logs)
+    assert "Application shutdown complete" in text
+    assert "leaked semaphore" not in text and "Traceback" not in text
+
+
+def test_settings_defaults_do_not_depend_on_the_working_directory(monkeypatch):
+    from pathlib import Path
+
+    from service.settings import Settings, usable_cpus
+
+    monkeypatch.delenv("OPTIM_JOBS_DB_PATH", raising=False)
+    path = Path(Settings().jobs_db_path)
+    assert path.is_absolute() and path.parent.name == "optim-service"
+    assert 1 <= usable_cpus() <= (os.cpu_count() or 1)

@@ -82,7 +82,7 @@ def test_invalid_expression_shows_its_error_at_the_column(page):
 def test_slider_change_reruns_and_the_url_keeps_the_state(page):
     page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
     before = page.locator("#table tbody tr").nth(0).inner_text()
-    slider = page.locator('input[data-rule="sgd"][data-hp="lr"]')
+    slider = page.locator('input[type=range][data-rule="sgd"][data-hp="lr"]')
     slider.evaluate("(s) => { s.value = '-3'; s.dispatchEvent(new Event('input')); }")
     page.wait_for_function(
         "(b) => document.querySelector('#table tbody tr').innerText !== b", arg=before,
@@ -95,8 +95,22 @@ def test_slider_change_reruns_and_the_url_keeps_the_state(page):
     page.goto("about:blank")
     page.goto(url)
     page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
-    value = page.locator('input[data-rule="sgd"][data-hp="lr"]').input_value()
+    value = page.locator('input[type=range][data-rule="sgd"][data-hp="lr"]').input_value()
     assert float(value) == pytest.approx(-3)
+
+
+def test_any_lr_can_be_typed_and_is_sent_exactly(page):
+    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    page.evaluate("delete document.body.dataset.drawn")
+    field = page.locator('input.hp-value[data-rule="sgd"][data-hp="lr"]')
+    field.fill("0.0196")
+    field.dispatch_event("input")
+    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    state = json.loads(unquote(page.evaluate("location.hash")[1:]))
+    assert next(o for o in state["optimizers"] if o["name"] == "sgd")["lr"] == 0.0196
+    slider = page.locator('input[type=range][data-rule="sgd"][data-hp="lr"]').input_value()
+    assert 10 ** float(slider) == pytest.approx(0.0196, rel=1e-6)  # the slider follows
+    assert "0.0196" in page.locator("#findings").inner_text()
 
 
 def test_clicking_the_contour_moves_the_start(page):

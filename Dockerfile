@@ -1,22 +1,31 @@
 # The optimizer service: slim Python, non-root, healthchecked.
-FROM python:3.11-slim
+# The base is pinned to a release and a Debian suite, so a rebuild gets the same Python.
+FROM python:3.11.7-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     OPTIM_HOST=0.0.0.0 \
     OPTIM_PORT=8000 \
     OPTIM_WORKERS=1 \
     OPTIM_JOBS_DB_PATH=/data/optim_jobs.sqlite3
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# Dependencies first, from pyproject alone: a change to the code reuses this layer.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
+COPY README.md ./
 COPY optim_core ./optim_core
 COPY service ./service
 COPY optim_client ./optim_client
-# The job store lives in /data, owned by the service's user (the app directory is root's and
-# read-only to it); mount a volume there to keep finished jobs across containers.
-RUN pip install . && useradd --create-home --uid 10001 optim \
+# The project itself (no dependencies left to fetch), then no build leftovers. The job store
+# lives in /data, owned by the service's user (the app directory is root's and read-only to
+# it); mount a volume there to keep finished jobs across containers. Compute slots default to
+# the CPUs the container may use (its cgroup quota), not the host's.
+RUN pip install --no-deps . && rm -rf build ./*.egg-info \
+    && useradd --create-home --uid 10001 optim \
     && mkdir -p /data && chown optim /data
 VOLUME /data
 USER optim

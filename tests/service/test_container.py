@@ -27,3 +27,28 @@ def test_the_job_store_lives_in_a_directory_the_service_user_owns():
     assert re.search(rf"mkdir -p {re.escape(directory)}\b.*chown {user} {re.escape(directory)}",
                      DOCKERFILE, flags=re.DOTALL)
     assert f"VOLUME {directory}" in DOCKERFILE
+
+
+def test_dependencies_are_installed_before_the_source_is_copied():
+    lines = DOCKERFILE.splitlines()
+    install = next(i for i, line in enumerate(lines) if "requirements.txt" in line
+                   and "pip install" in line)
+    first_source = next(i for i, line in enumerate(lines) if line.startswith("COPY optim_core"))
+    assert install < first_source
+    assert [line for line in lines[:install] if line.startswith("COPY")] == [
+        "COPY pyproject.toml ./"]
+    assert "pip install --no-deps ." in DOCKERFILE and "rm -rf build" in DOCKERFILE
+
+
+def test_the_base_image_is_pinned_and_the_requirements_line_reads_pyproject():
+    base = re.search(r"^FROM\s+(\S+)", DOCKERFILE, flags=re.MULTILINE).group(1)
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base), base
+    # the one-liner the image runs, run here: it must list exactly pyproject's dependencies
+    command = re.search(r'python -c "(.*?)" > /tmp/requirements.txt', DOCKERFILE).group(1)
+    import subprocess
+    import sys
+
+    listed = subprocess.run([sys.executable, "-c", command], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.split()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert listed == project["project"]["dependencies"]

@@ -18,6 +18,14 @@ class Settings(BaseSettings):
     port: int = Field(8000, gt=0, lt=65536)
     workers: int = Field(1, gt=0, description="uvicorn worker processes")
     log_level: str = "info"
+    header_timeout_s: float = Field(10.0, gt=0, description="a request's line and headers must "
+                                    "arrive within this time, or the connection is closed")
+    keep_alive_timeout_s: float = Field(5.0, gt=0, description="idle keep-alive connections "
+                                        "close after this time")
+    max_connections: int | None = Field(None, gt=0, description="open connections and tasks "
+                                        "beyond which uvicorn answers 503 (default: no cap; "
+                                        "the header deadline and the file limit bound them)")
+    backlog: int = Field(2048, gt=0, description="connections waiting to be accepted")
 
     max_body_bytes: int = Field(2_000_000, gt=0, description="request body limit (413 above)")
     max_runs: int = Field(4096, gt=0, description="runs in one synchronous request")

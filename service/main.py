@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -29,6 +30,7 @@ from service.routes import (
     plot,
     sweep,
 )
+from service.schemas.base import standard_bounds
 from service.settings import Settings, get_settings
 from service.symbolic import shutdown as symbolic_shutdown
 from service.symbolic import warm_up
@@ -45,6 +47,18 @@ ROUTE_MODULES = (optimize, sweep, landscape, plot, jobs, catalog, health, metric
 
 def _operation_id(route: APIRoute) -> str:
     return route.name
+
+
+def _standard_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI's document with bounds spelled as JSON Schema spells them (built once)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = standard_bounds(build())  # type: ignore[assignment]
+        return app.openapi_schema
+
+    return openapi
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -74,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          generate_unique_id_function=_operation_id, lifespan=lifespan,
                          static_url="/docs-assets")
     app.state.settings = settings
+    app.openapi = _standard_openapi(app)
     app.state.gate = ComputeGate(settings.max_concurrency, settings.max_queue,
                                  settings.retry_after_s)
     app.state.jobs = JobManager(JobStore(settings.jobs_db_path), app.state.gate, settings)

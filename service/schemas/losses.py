@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from service.schemas.base import Seed, Strict
+from service.schemas.base import Int, Seed, Strict
 
 
 class ExpressionLossSpec(Strict):
@@ -22,7 +22,7 @@ class BuiltinLossSpec(Strict):
 
     kind: Literal["builtin"]
     name: str
-    dim: int | None = Field(None, ge=1, description="for N-d functions; default 2")
+    dim: Int | None = Field(None, ge=1, description="for N-d functions; default 2")
     params: dict[str, float] | None = None
 
 
@@ -36,11 +36,11 @@ class QuadraticLossSpec(Strict):
 
 
 class SyntheticData(Strict):
-    n_samples: int = Field(200, ge=1)
-    n_features: int = Field(2, ge=1)
+    n_samples: Int = Field(200, ge=1)
+    n_features: Int = Field(2, ge=1)
     noise: float = Field(0.1, ge=0)
     seed: Seed = 0
-    n_classes: int = Field(3, ge=2, description="softmax only")
+    n_classes: Int = Field(3, ge=2, description="softmax only")
     condition: float = Field(1.0, ge=1, le=1e12,
                              description="feature scale ratio: a ravine for > 1")
 
@@ -56,7 +56,7 @@ class DatasetLossSpec(Strict):
     l2: float = Field(0.0, ge=0)
     fit_intercept: bool = True
     standardize: bool = False
-    batch_size: int | None = Field(None, ge=1, description="null: full batch")
+    batch_size: Int | None = Field(None, ge=1, description="null: full batch")
 
 
 LossSpec = Annotated[

@@ -14,13 +14,13 @@ from pydantic import Field, StrictBool, create_model
 from optim_core.optimizers import OPTIMIZERS
 from optim_core.optimizers.base import HyperParam, StepRule
 from optim_core.schedules import SCHEDULES, ScheduleSpec
-from service.schemas.base import Strict
+from service.schemas.base import Int, Strict
 
 
 def _schedule_model(spec: ScheduleSpec) -> type[Strict]:
     fields: dict[str, Any] = {"name": (Literal[spec.name], ...)}  # type: ignore[valid-type]
     for f in spec.fields:
-        kind: Any = int if f.integer else float
+        kind: Any = Int if f.integer else float
         constraint = Field(... if f.default is None else f.default, gt=f.gt, ge=f.ge,
                            description=f.doc or None)
         fields[f.name] = (kind, constraint)
@@ -40,7 +40,7 @@ class MomentumSchedule(Strict):
 
     start: float = Field(0.5, ge=0, lt=1)
     end: float = Field(0.9, ge=0, lt=1)
-    steps: int = Field(..., ge=1)
+    steps: Int = Field(..., ge=1)
 
 
 def _field(hp: HyperParam) -> tuple[Any, Any]:

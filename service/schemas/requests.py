@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from service.schemas.base import Seed, Strict
+from service.schemas.base import Int, Seed, Strict
 from service.schemas.losses import LossSpec
 from service.schemas.optimizers import (
     OPTIMIZER_MODELS,
@@ -19,7 +19,7 @@ RecordField = Literal["params", "loss", "grad_norm", "lr"]
 
 
 class RandomStartSpec(Strict):
-    n: int = Field(1, ge=1)
+    n: Int = Field(1, ge=1)
     low: float | list[float] = -1.0
     high: float | list[float] = 1.0
     seed: Seed | None = None
@@ -37,12 +37,12 @@ class Stop(Strict):
     loss_tol: float | None = None
     step_tol: float | None = Field(None, ge=0)
     divergence_factor: float = Field(1e8, gt=0)
-    patience: int | None = Field(None, ge=1, description="stagnation steps before `stalled`")
+    patience: Int | None = Field(None, ge=1, description="stagnation steps before `stalled`")
 
 
 class Record(Strict):
-    every: int = Field(1, ge=1)
-    max_points: int = Field(1000, ge=2)
+    every: Int = Field(1, ge=1)
+    max_points: Int = Field(1000, ge=2)
     fields: list[RecordField] = Field(default_factory=lambda: ["params", "loss", "grad_norm",
                                                                "lr"])
 
@@ -50,7 +50,7 @@ class Record(Strict):
 class RunOptions(Strict):
     loss: LossSpec
     start: Start | None = None
-    max_steps: int = Field(1000, ge=0)
+    max_steps: Int = Field(1000, ge=0)
     stop: Stop = Field(default_factory=Stop)
     record: Record = Field(default_factory=Record)
     seed: Seed = Field(0, description="seeds random starts and minibatches")
@@ -81,11 +81,11 @@ class SweepRequest(RunOptions):
 class LandscapeRequest(Strict):
     loss: LossSpec
     bounds: list[list[float]] | None = None
-    resolution: list[Annotated[int, Field(ge=2)]] = Field(
+    resolution: list[Annotated[Int, Field(ge=2)]] = Field(
         default_factory=lambda: [100, 100], min_length=2, max_length=2,
         description="[nx, ny], at least 2 points per axis")
     fixed: list[float] | None = None
-    axes: list[int | str] | None = None
+    axes: list[Int | str] | None = None
 
 
 class AnalyzeRequest(Strict):
@@ -100,7 +100,7 @@ class PlotRequest(Strict):
         default_factory=lambda: ["contour", "loss"], min_length=1)
     format: Literal["svg", "png"] = "svg"
     bounds: list[list[float]] | None = Field(None, description="default: around paths, minima")
-    size: list[Annotated[int, Field(ge=200, le=4000)]] = Field(
+    size: list[Annotated[Int, Field(ge=200, le=4000)]] = Field(
         default_factory=lambda: [1100, 480], min_length=2, max_length=2,
         description="[width, height] in pixels, each 200 to 4000")
-    axes: list[int | str] | None = Field(None, description="the two coordinates shown")
+    axes: list[Int | str] | None = Field(None, description="the two coordinates shown")

@@ -17,6 +17,8 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,6 @@ _MIGRATIONS = {
 }
 _COLUMNS = ("id, kind, status, created_at, started_at, finished_at, progress, error, reason, "
             "owner, cancel_requested, attempts")
-ACTIVE = ("queued", "running")
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -103,12 +104,23 @@ class JobStore:
             (job_id, kind, "queued", orjson.dumps(request), time.time()))
         return job_id
 
-    def claim(self, owner: str, lease_s: float) -> dict[str, Any] | None:
-        """Take the oldest queued job (with its request) under a lease, or None."""
+    @contextmanager
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE: the write lock up front, so a read-then-write is one atomic step
+        across processes (two runners never claim one job)."""
         conn = self._conn()
-        now = time.time()
         conn.execute("BEGIN IMMEDIATE")
         try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def claim(self, owner: str, lease_s: float) -> dict[str, Any] | None:
+        """Take the oldest queued job (with its request) under a lease, or None."""
+        now = time.time()
+        with self._write_transaction() as conn:
             row = conn.execute(
                 "SELECT id, kind, request FROM jobs WHERE status = 'queued' "
                 "ORDER BY created_at LIMIT 1").fetchone()
@@ -117,10 +129,6 @@ class JobStore:
                     "UPDATE jobs SET status = 'running', owner = ?, attempts = attempts + 1, "
                     "lease_expires_at = ?, started_at = COALESCE(started_at, ?), "
                     "progress = NULL WHERE id = ?", (owner, now + lease_s, now, row["id"]))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         if row is None:
             return None
         return {"id": row["id"], "kind": row["kind"], "request": orjson.loads(row["request"])}
@@ -150,10 +158,8 @@ class JobStore:
     def requeue_expired(self, max_attempts: int, ttl_s: float, error: dict[str, Any]) -> int:
         """Running jobs whose lease ran out: queued again, or failed (`interrupted`) after
         `max_attempts`. Answers how many were requeued or failed."""
-        conn = self._conn()
         now = time.time()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write_transaction() as conn:
             expired = conn.execute(
                 "SELECT id, attempts, progress FROM jobs WHERE status = 'running' AND "
                 "(lease_expires_at IS NULL OR lease_expires_at < ?)", (now,)).fetchall()
@@ -169,10 +175,6 @@ class JobStore:
                         "lease_expires_at = NULL, progress = ? WHERE id = ?",
                         (now, now + ttl_s, orjson.dumps(error),
                          _final_progress(row["progress"]), row["id"]))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return len(expired)
 
     def set_progress(self, job_id: str, progress: dict[str, Any], owner: str) -> None:

@@ -15,7 +15,7 @@ from fastapi_offline import FastAPIOffline
 
 from service.compute import ComputeGate
 from service.jobs.manager import JobManager
-from service.jobs.store import JobStore
+from service.jobs.store import open_job_store
 from service.middleware import BodyLimitMiddleware
 from service.observability import Metrics, ObservabilityMiddleware
 from service.problems import install_problem_handlers
@@ -91,7 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = _standard_openapi(app)
     app.state.gate = ComputeGate(settings.max_concurrency, settings.max_queue,
                                  settings.retry_after_s)
-    app.state.jobs = JobManager(JobStore(settings.jobs_db_path), app.state.gate, settings)
+    app.state.jobs = JobManager(open_job_store(settings.jobs_db_path, settings.jobs_db_url),
+                                app.state.gate, settings)
     app.state.metrics = Metrics(app.state.gate)
     for module in ROUTE_MODULES:
         app.include_router(module.router)

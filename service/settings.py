@@ -65,6 +65,10 @@ class Settings(BaseSettings):
         default_factory=lambda: str(user_data_path("optim-service") / "optim_jobs.sqlite3"),
         description="SQLite file of the job store; default in the user's data directory "
                     "(~/.local/share/optim-service on Linux), not wherever the service starts")
+    jobs_db_url: str | None = Field(
+        None, description="postgresql://user:password@host:port/database: one job store for "
+        "several replicas (psycopg 3, the extra optim-service[postgres]); unset: the SQLite "
+        "file at jobs_db_path")
     job_ttl_s: float = Field(7 * 24 * 3600, gt=0, description="how long finished jobs are kept")
     job_sweep_interval_s: float = Field(600, gt=0, description="how often expired jobs go")
     job_max_active: int = Field(32, gt=0, description="queued + running jobs; 429 beyond")

@@ -90,3 +90,62 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _postgres_binaries() -> Path | None:
+    """Where initdb and pg_ctl are: on PATH, or Debian's /usr/lib/postgresql/<version>/bin."""
+    import shutil
+
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return candidates[-1].parent if candidates else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL for the whole session, from this machine's own binaries, run as the
+    `postgres` user (initdb refuses root) on a data directory it owns, on a free port,
+    listening on 127.0.0.1 only. Skipped where the binaries, the user or psycopg are missing."""
+    import pwd
+    import shutil
+
+    pytest.importorskip("psycopg")
+    binaries = _postgres_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL's initdb/pg_ctl are not installed")
+    try:
+        user = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("no postgres user to run PostgreSQL as")
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    base = Path(tempfile.mkdtemp(prefix="optim-pg-"))
+    os.chown(base, user.pw_uid, user.pw_gid)
+    data = base / "data"
+    port = free_port()
+    subprocess.run([*as_postgres, str(binaries / "initdb"), "-D", str(data), "-A", "trust",
+                    "-U", "postgres", "--no-sync"], check=True, capture_output=True, timeout=120)
+    subprocess.run([*as_postgres, str(binaries / "pg_ctl"), "-D", str(data), "-w", "-t", "60",
+                    "-l", str(base / "server.log"), "-o",
+                    f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    "start"], check=True, capture_output=True, timeout=120)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_postgres, str(binaries / "pg_ctl"), "-D", str(data), "-m",
+                        "immediate", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_postgres_db(postgres_url: str) -> str:
+    """An empty database of its own for one test, on the session's server."""
+    import uuid
+
+    import psycopg
+
+    name = f"optim_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"

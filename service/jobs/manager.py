@@ -23,7 +23,7 @@ from optim_core.errors import OptimCoreError
 from service import translate
 from service.compute import ComputeGate
 from service.jobs.schemas import JOB_KINDS, JOB_REQUESTS
-from service.jobs.store import JobStore
+from service.jobs.store import Store
 from service.jsonio import dumps
 from service.problems import OverloadedError, problem_for
 from service.settings import Settings
@@ -49,7 +49,7 @@ def owner_id() -> str:
 
 
 class JobManager:
-    def __init__(self, store: JobStore, gate: ComputeGate, settings: Settings) -> None:
+    def __init__(self, store: Store, gate: ComputeGate, settings: Settings) -> None:
         self.store = store
         self.gate = gate
         self.settings = settings

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -65,6 +65,28 @@ def _migrate(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
     conn.execute("COMMIT")
+
+
+class Store(Protocol):
+    """What the job manager and routes need of a store; SQLite (JobStore, here) and
+    PostgreSQL (service/jobs/postgres.py) implement it with the same rules."""
+
+    def create(self, kind: str, request: dict[str, Any]) -> str: ...
+    def claim(self, owner: str, lease_s: float) -> dict[str, Any] | None: ...
+    def renew(self, job_ids: list[str], owner: str, lease_s: float) -> set[str]: ...
+    def release(self, job_id: str, owner: str) -> bool: ...
+    def requeue_expired(self, max_attempts: int, ttl_s: float,
+                        error: dict[str, Any]) -> int: ...
+    def set_progress(self, job_id: str, progress: dict[str, Any], owner: str) -> None: ...
+    def finish(self, job_id: str, status: str, *, result: bytes | None = None,
+               error: dict[str, Any] | None = None, reason: str | None = None,
+               ttl_s: float, owner: str | None = None) -> bool: ...
+    def request_cancel(self, job_id: str) -> None: ...
+    def delete_expired(self, now: float | None = None) -> int: ...
+    def get(self, job_id: str) -> dict[str, Any] | None: ...
+    def result(self, job_id: str) -> bytes | None: ...
+    def cancel_requested(self, job_id: str) -> bool: ...
+    def count_active(self) -> int: ...
 
 
 class JobStoreUnavailableError(RuntimeError):
@@ -174,7 +196,7 @@ class JobStore:
                         "error = ?, reason = 'interrupted', owner = NULL, "
                         "lease_expires_at = NULL, progress = ? WHERE id = ?",
                         (now, now + ttl_s, orjson.dumps(error),
-                         _final_progress(row["progress"]), row["id"]))
+                         final_progress(row["progress"]), row["id"]))
         return len(expired)
 
     def set_progress(self, job_id: str, progress: dict[str, Any], owner: str) -> None:
@@ -194,7 +216,7 @@ class JobStore:
             guard, args = "status = 'running' AND owner = ?", (owner,)
         conn = self._conn()
         row = conn.execute("SELECT progress FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        progress = _final_progress(row[0] if row else None, succeeded=status == "succeeded")
+        progress = final_progress(row[0] if row else None, succeeded=status == "succeeded")
         cur = conn.execute(
             "UPDATE jobs SET status = ?, finished_at = ?, expires_at = ?, result = ?, error = ?, "
             "reason = ?, lease_expires_at = NULL, progress = ? WHERE id = ? AND " + guard,
@@ -235,9 +257,22 @@ class JobStore:
             "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()[0]
 
 
-def _final_progress(progress: bytes | None, *, succeeded: bool = False) -> bytes:
+def final_progress(progress: bytes | None, *, succeeded: bool = False) -> bytes:
     """Terminal progress: nothing runs and nothing is left to wait for."""
     current = orjson.loads(progress) if progress else {
         "steps_done": 0, "steps_total": None, "fraction": 0.0}
     final = current | {"runs_active": 0, "eta_s": 0.0}
     return orjson.dumps(final | {"fraction": 1.0} if succeeded else final)
+
+
+def open_job_store(db_path: str, db_url: str | None = None) -> Store:
+    """The store the settings name: PostgreSQL when `db_url` is a postgresql:// URL (several
+    replicas on one database), else the embedded SQLite file at `db_path`."""
+    if db_url:
+        if not db_url.startswith(("postgresql://", "postgres://")):
+            raise JobStoreUnavailableError(
+                f"OPTIM_JOBS_DB_URL must be a postgresql:// URL, got {db_url.split(':')[0]}:…")
+        from service.jobs.postgres import PostgresJobStore
+
+        return PostgresJobStore(db_url)
+    return JobStore(db_path)

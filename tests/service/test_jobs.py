@@ -168,6 +168,21 @@ def test_events_stream_progress_then_end(live_server):
     assert lines == ["event: progress", "event: end"]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_env(request, tmp_path):
+    """The job store of a multi-process test: one SQLite file, or one PostgreSQL database."""
+    env = {"OPTIM_JOBS_DB_PATH": str(tmp_path / "jobs.sqlite3")}
+    if request.param == "postgres":
+        env["OPTIM_JOBS_DB_URL"] = request.getfixturevalue("fresh_postgres_db")
+    return env
+
+
+def _store(env):
+    from service.jobs.store import open_job_store
+
+    return open_job_store(env["OPTIM_JOBS_DB_PATH"], env.get("OPTIM_JOBS_DB_URL"))
+
+
 def _wait_status(url, job_id, statuses, limit=60.0):
     deadline = time.monotonic() + limit
     while True:
@@ -183,10 +198,10 @@ def _without_elapsed(answer):
     return answer
 
 
-def test_results_survive_a_restart_and_a_killed_runners_job_runs_again(tmp_path):
+def test_results_survive_a_restart_and_a_killed_runners_job_runs_again(store_env):
     """kill -9 mid-job: the lease runs out, the next process runs the job again from the
     start, and its answer is the one the endpoint gives (jobs are deterministic)."""
-    env = {"OPTIM_JOBS_DB_PATH": str(tmp_path / "restart.sqlite3"), "OPTIM_JOB_LEASE_S": "1"}
+    env = store_env | {"OPTIM_JOB_LEASE_S": "1"}
     port = free_port()
     proc, url = start_server(env, port)
     try:
@@ -211,9 +226,8 @@ def test_results_survive_a_restart_and_a_killed_runners_job_runs_again(tmp_path)
         proc.wait(10)
 
 
-def test_a_job_fails_as_interrupted_after_its_last_attempt(tmp_path):
-    env = {"OPTIM_JOBS_DB_PATH": str(tmp_path / "attempts.sqlite3"), "OPTIM_JOB_LEASE_S": "1",
-           "OPTIM_JOB_MAX_ATTEMPTS": "1"}
+def test_a_job_fails_as_interrupted_after_its_last_attempt(store_env):
+    env = store_env | {"OPTIM_JOB_LEASE_S": "1", "OPTIM_JOB_MAX_ATTEMPTS": "1"}
     proc, url = start_server(env)
     try:
         job = httpx.post(f"{url}/v1/jobs", json={"kind": "optimize", "request": SLOW}).json()
@@ -232,10 +246,9 @@ def test_a_job_fails_as_interrupted_after_its_last_attempt(tmp_path):
         proc.wait(10)
 
 
-def test_two_processes_on_one_store_never_take_each_others_jobs(tmp_path):
+def test_two_processes_on_one_store_never_take_each_others_jobs(store_env):
     """B starting up leaves A's running and queued jobs alone; when A dies, B runs them."""
-    env = {"OPTIM_JOBS_DB_PATH": str(tmp_path / "shared.sqlite3"), "OPTIM_JOB_LEASE_S": "1.5",
-           "OPTIM_MAX_CONCURRENCY": "2"}
+    env = store_env | {"OPTIM_JOB_LEASE_S": "1.5", "OPTIM_MAX_CONCURRENCY": "2"}
     a, url_a = start_server(env)
     b = None
     try:
@@ -263,14 +276,11 @@ def test_two_processes_on_one_store_never_take_each_others_jobs(tmp_path):
                 proc.wait(10)
 
 
-def test_sigterm_hands_jobs_back_and_never_stores_a_cancel(tmp_path):
+def test_sigterm_hands_jobs_back_and_never_stores_a_cancel(store_env):
     """A shutdown is no cancel: the running job goes back to the queue without a result, the
     queued one is not started, open event streams get their end event, and the next start
     runs both to the end."""
-    from service.jobs.store import JobStore
-
-    path = tmp_path / "term.sqlite3"
-    env = {"OPTIM_JOBS_DB_PATH": str(path), "OPTIM_MAX_CONCURRENCY": "2"}  # one job slot
+    env = store_env | {"OPTIM_MAX_CONCURRENCY": "2"}  # one job slot
     proc, url = start_server(env)
     running = httpx.post(f"{url}/v1/jobs", json={"kind": "optimize", "request": MEDIUM}).json()
     queued = httpx.post(f"{url}/v1/jobs", json={"kind": "compare", "request": QUICK}).json()
@@ -288,7 +298,7 @@ def test_sigterm_hands_jobs_back_and_never_stores_a_cancel(tmp_path):
                 ends.append(orjson.loads(line.split(":", 1)[1]))
     assert proc.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
     assert len(ends) == 1 and ends[0]["reason"] == "shutdown"
-    store = JobStore(path)
+    store = _store(env)
     for job_id in (running["id"], queued["id"]):
         job = store.get(job_id)
         assert job["status"] == "queued" and job["attempts"] == 0, job
@@ -347,3 +357,19 @@ def test_an_unusable_job_store_path_fails_start_up_with_the_setting_to_fix(tmp_p
     blocker.write_text("not a directory")
     with pytest.raises(JobStoreUnavailableError, match="OPTIM_JOBS_DB_PATH"):
         JobStore(blocker / "jobs.sqlite3")
+
+
+def test_a_job_store_url_that_is_not_postgresql_fails_start_up_naming_the_setting():
+    from service.jobs.store import JobStoreUnavailableError, open_job_store
+
+    with pytest.raises(JobStoreUnavailableError, match="OPTIM_JOBS_DB_URL"):
+        open_job_store(":memory:", "mysql://root@localhost/jobs")
+
+
+def test_an_unreachable_postgresql_fails_start_up_naming_the_setting():
+    pytest.importorskip("psycopg")
+    from service.jobs.store import JobStoreUnavailableError, open_job_store
+
+    with pytest.raises(JobStoreUnavailableError, match="OPTIM_JOBS_DB_URL"):
+        open_job_store(":memory:", f"postgresql://nobody@127.0.0.1:{free_port()}/none"
+                       "?connect_timeout=2")

@@ -4,6 +4,8 @@ the project installs, and its non-root user must be able to write the job store.
 from __future__ import annotations
 
 import re
+
+import pytest
 import tomllib
 from pathlib import Path
 
@@ -51,4 +53,27 @@ def test_the_base_image_is_pinned_and_the_requirements_line_reads_pyproject():
     listed = subprocess.run([sys.executable, "-c", command], cwd=ROOT, capture_output=True,
                             text=True, check=True).stdout.split()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    assert listed == project["project"]["dependencies"]
+    assert listed == (project["project"]["dependencies"]
+                      + project["project"]["optional-dependencies"]["postgres"])
+
+
+def test_compose_file_parses_and_names_only_known_settings():
+    """compose.yaml: two API replicas on one PostgreSQL, every OPTIM_ variable a setting."""
+    yaml = pytest.importorskip("yaml")
+    from service.settings import Settings
+
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    replicas = [s for s in services.values() if s.get("build") or s.get("image") ==
+                "optim-service"]
+    assert len(replicas) >= 2
+    known = {f"OPTIM_{name.upper()}" for name in Settings.model_fields}
+    for name, service in services.items():
+        environment = service.get("environment", {})
+        names = environment if isinstance(environment, dict) else [
+            e.split("=", 1)[0] for e in environment]
+        unknown = {n for n in names if n.startswith("OPTIM_")} - known
+        assert not unknown, f"{name} sets {sorted(unknown)}, which the service does not know"
+    for replica in replicas:
+        assert replica["environment"]["OPTIM_JOBS_DB_URL"].startswith("postgresql://")
+    assert any("postgres" in str(s.get("image", "")) for s in services.values())

@@ -4,10 +4,10 @@ the project installs, and its non-root user must be able to write the job store.
 from __future__ import annotations
 
 import re
-
-import pytest
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")

@@ -56,7 +56,7 @@ _COLUMNS = ("id, kind, status, created_at, started_at, finished_at, progress, er
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Apply the migrations this database has not seen yet, each in its own transaction."""
+    """Apply the migrations this database has not seen yet, in one write transaction."""
     conn.execute("BEGIN IMMEDIATE")
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     current = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
@@ -90,10 +90,153 @@ class Store(Protocol):
 
 
 class JobStoreUnavailableError(RuntimeError):
-    """The job store's file cannot be created or opened (the service cannot start)."""
+    """The job store cannot be created or opened (the service cannot start)."""
 
 
-class JobStore:
+class SqlJobStore:
+    """The store's rules written once in SQL both databases speak (`?` placeholders); a
+    subclass supplies the connection, the write transaction and how claimed rows are locked."""
+
+    LOCK_ROWS = ""  # appended to SELECTs whose rows a write transaction then updates
+
+    def _conn(self) -> Any:
+        raise NotImplementedError
+
+    def _write_transaction(self) -> Any:
+        raise NotImplementedError
+
+    def _execute(self, conn: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return conn.execute(sql, params)
+
+    def _run(self, sql: str, *params: Any) -> Any:
+        return self._execute(self._conn(), sql, params)
+
+    # -- writes ------------------------------------------------------------------------------
+    def create(self, kind: str, request: dict[str, Any]) -> str:
+        job_id = uuid.uuid4().hex
+        self._run("INSERT INTO jobs (id, kind, status, request, created_at) "
+                  "VALUES (?, ?, ?, ?, ?)", job_id, kind, "queued", orjson.dumps(request),
+                  time.time())
+        return job_id
+
+    def claim(self, owner: str, lease_s: float) -> dict[str, Any] | None:
+        """Take the oldest queued job (with its request) under a lease, or None."""
+        now = time.time()
+        with self._write_transaction() as conn:
+            row = self._execute(conn, "SELECT id, kind, request FROM jobs WHERE status = "
+                                "'queued' ORDER BY created_at LIMIT 1" + self.LOCK_ROWS
+                                ).fetchone()
+            if row is not None:
+                self._execute(
+                    conn, "UPDATE jobs SET status = 'running', owner = ?, attempts = attempts + "
+                    "1, lease_expires_at = ?, started_at = COALESCE(started_at, ?), "
+                    "progress = NULL WHERE id = ?", (owner, now + lease_s, now, row[0]))
+        if row is None:
+            return None
+        return {"id": row[0], "kind": row[1], "request": orjson.loads(bytes(row[2]))}
+
+    def renew(self, job_ids: list[str], owner: str, lease_s: float) -> set[str]:
+        """Extend the leases this owner holds; answers the ids it still holds."""
+        if not job_ids:
+            return set()
+        marks = ",".join("?" * len(job_ids))
+        self._run(f"UPDATE jobs SET lease_expires_at = ? WHERE owner = ? AND status = "
+                  f"'running' AND id IN ({marks})", time.time() + lease_s, owner, *job_ids)
+        rows = self._run(f"SELECT id FROM jobs WHERE owner = ? AND status = 'running' AND "
+                         f"id IN ({marks})", owner, *job_ids).fetchall()
+        return {row[0] for row in rows}
+
+    def release(self, job_id: str, owner: str) -> bool:
+        """Hand a running job back to the queue (a shutdown, not a failure: the attempt is
+        not counted)."""
+        cur = self._run(
+            "UPDATE jobs SET status = 'queued', owner = NULL, lease_expires_at = NULL, "
+            "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, progress = NULL "
+            "WHERE id = ? AND owner = ? AND status = 'running'", job_id, owner)
+        return cur.rowcount == 1
+
+    def requeue_expired(self, max_attempts: int, ttl_s: float, error: dict[str, Any]) -> int:
+        """Running jobs whose lease ran out: queued again, or failed (`interrupted`) after
+        `max_attempts`. Answers how many were requeued or failed."""
+        now = time.time()
+        with self._write_transaction() as conn:
+            expired = self._execute(
+                conn, "SELECT id, attempts, progress FROM jobs WHERE status = 'running' AND "
+                "(lease_expires_at IS NULL OR lease_expires_at < ?)" + self.LOCK_ROWS,
+                (now,)).fetchall()
+            for job_id, attempts, progress in expired:
+                if attempts < max_attempts:
+                    self._execute(conn, "UPDATE jobs SET status = 'queued', owner = NULL, "
+                                  "lease_expires_at = NULL, progress = NULL WHERE id = ?",
+                                  (job_id,))
+                else:
+                    self._execute(
+                        conn, "UPDATE jobs SET status = 'failed', finished_at = ?, "
+                        "expires_at = ?, error = ?, reason = 'interrupted', owner = NULL, "
+                        "lease_expires_at = NULL, progress = ? WHERE id = ?",
+                        (now, now + ttl_s, orjson.dumps(error),
+                         final_progress(_bytes(progress)), job_id))
+        return len(expired)
+
+    def set_progress(self, job_id: str, progress: dict[str, Any], owner: str) -> None:
+        self._run("UPDATE jobs SET progress = ? WHERE id = ? AND owner = ? AND "
+                  "status = 'running'", orjson.dumps(progress), job_id, owner)
+
+    def finish(self, job_id: str, status: str, *, result: bytes | None = None,
+               error: dict[str, Any] | None = None, reason: str | None = None,
+               ttl_s: float, owner: str | None = None) -> bool:
+        """A terminal state, written only by the lease holder (`owner`) of a running job, or
+        for a queued one (`owner` None: a cancel before it started). The progress is made
+        final: no runs active, no time left."""
+        now = time.time()
+        if owner is None:
+            guard, args = "status = 'queued'", ()
+        else:
+            guard, args = "status = 'running' AND owner = ?", (owner,)
+        row = self._run("SELECT progress FROM jobs WHERE id = ?", job_id).fetchone()
+        progress = final_progress(_bytes(row[0]) if row else None,
+                                  succeeded=status == "succeeded")
+        cur = self._run(
+            "UPDATE jobs SET status = ?, finished_at = ?, expires_at = ?, result = ?, error = ?, "
+            "reason = ?, lease_expires_at = NULL, progress = ? WHERE id = ? AND " + guard,
+            status, now, now + ttl_s, None if result is None else zlib.compress(result, 6),
+            None if error is None else orjson.dumps(error), reason, progress, job_id, *args)
+        return cur.rowcount == 1
+
+    def request_cancel(self, job_id: str) -> None:
+        self._run("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", job_id)
+
+    def delete_expired(self, now: float | None = None) -> int:
+        return self._run("DELETE FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                         now if now is not None else time.time()).rowcount
+
+    # -- reads -------------------------------------------------------------------------------
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        cur = self._run(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", job_id)
+        row = cur.fetchone()
+        if row is None:
+            return None
+        job = dict(zip([column[0] for column in cur.description], row, strict=True))
+        job["progress"] = orjson.loads(_bytes(job["progress"])) if job["progress"] else None
+        job["error"] = orjson.loads(_bytes(job["error"])) if job["error"] else None
+        return job
+
+    def result(self, job_id: str) -> bytes | None:
+        row = self._run("SELECT result FROM jobs WHERE id = ?", job_id).fetchone()
+        return None if row is None or row[0] is None else zlib.decompress(row[0])
+
+    def cancel_requested(self, job_id: str) -> bool:
+        row = self._run("SELECT cancel_requested FROM jobs WHERE id = ?", job_id).fetchone()
+        return bool(row and row[0])
+
+    def count_active(self) -> int:
+        return self._run(
+            "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()[0]
+
+
+class JobStore(SqlJobStore):
+    """The embedded default: one SQLite file in WAL mode; claims in BEGIN IMMEDIATE."""
+
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._local = threading.local()
@@ -113,18 +256,9 @@ class JobStore:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.row_factory = sqlite3.Row
             _migrate(conn)
             self._local.conn = conn
         return conn
-
-    # -- writes ------------------------------------------------------------------------------
-    def create(self, kind: str, request: dict[str, Any]) -> str:
-        job_id = uuid.uuid4().hex
-        self._conn().execute(
-            "INSERT INTO jobs (id, kind, status, request, created_at) VALUES (?, ?, ?, ?, ?)",
-            (job_id, kind, "queued", orjson.dumps(request), time.time()))
-        return job_id
 
     @contextmanager
     def _write_transaction(self) -> Iterator[sqlite3.Connection]:
@@ -139,122 +273,10 @@ class JobStore:
             raise
         conn.execute("COMMIT")
 
-    def claim(self, owner: str, lease_s: float) -> dict[str, Any] | None:
-        """Take the oldest queued job (with its request) under a lease, or None."""
-        now = time.time()
-        with self._write_transaction() as conn:
-            row = conn.execute(
-                "SELECT id, kind, request FROM jobs WHERE status = 'queued' "
-                "ORDER BY created_at LIMIT 1").fetchone()
-            if row is not None:
-                conn.execute(
-                    "UPDATE jobs SET status = 'running', owner = ?, attempts = attempts + 1, "
-                    "lease_expires_at = ?, started_at = COALESCE(started_at, ?), "
-                    "progress = NULL WHERE id = ?", (owner, now + lease_s, now, row["id"]))
-        if row is None:
-            return None
-        return {"id": row["id"], "kind": row["kind"], "request": orjson.loads(row["request"])}
 
-    def renew(self, job_ids: list[str], owner: str, lease_s: float) -> set[str]:
-        """Extend the leases this owner holds; answers the ids it still holds."""
-        if not job_ids:
-            return set()
-        conn = self._conn()
-        marks = ",".join("?" * len(job_ids))
-        conn.execute(f"UPDATE jobs SET lease_expires_at = ? WHERE owner = ? AND "
-                     f"status = 'running' AND id IN ({marks})",
-                     (time.time() + lease_s, owner, *job_ids))
-        rows = conn.execute(f"SELECT id FROM jobs WHERE owner = ? AND status = 'running' AND "
-                            f"id IN ({marks})", (owner, *job_ids)).fetchall()
-        return {row[0] for row in rows}
-
-    def release(self, job_id: str, owner: str) -> bool:
-        """Hand a running job back to the queue (a shutdown, not a failure: the attempt is
-        not counted)."""
-        cur = self._conn().execute(
-            "UPDATE jobs SET status = 'queued', owner = NULL, lease_expires_at = NULL, "
-            "attempts = MAX(attempts - 1, 0), progress = NULL "
-            "WHERE id = ? AND owner = ? AND status = 'running'", (job_id, owner))
-        return cur.rowcount == 1
-
-    def requeue_expired(self, max_attempts: int, ttl_s: float, error: dict[str, Any]) -> int:
-        """Running jobs whose lease ran out: queued again, or failed (`interrupted`) after
-        `max_attempts`. Answers how many were requeued or failed."""
-        now = time.time()
-        with self._write_transaction() as conn:
-            expired = conn.execute(
-                "SELECT id, attempts, progress FROM jobs WHERE status = 'running' AND "
-                "(lease_expires_at IS NULL OR lease_expires_at < ?)", (now,)).fetchall()
-            for row in expired:
-                if row["attempts"] < max_attempts:
-                    conn.execute("UPDATE jobs SET status = 'queued', owner = NULL, "
-                                 "lease_expires_at = NULL, progress = NULL WHERE id = ?",
-                                 (row["id"],))
-                else:
-                    conn.execute(
-                        "UPDATE jobs SET status = 'failed', finished_at = ?, expires_at = ?, "
-                        "error = ?, reason = 'interrupted', owner = NULL, "
-                        "lease_expires_at = NULL, progress = ? WHERE id = ?",
-                        (now, now + ttl_s, orjson.dumps(error),
-                         final_progress(row["progress"]), row["id"]))
-        return len(expired)
-
-    def set_progress(self, job_id: str, progress: dict[str, Any], owner: str) -> None:
-        self._conn().execute("UPDATE jobs SET progress = ? WHERE id = ? AND owner = ? AND "
-                             "status = 'running'", (orjson.dumps(progress), job_id, owner))
-
-    def finish(self, job_id: str, status: str, *, result: bytes | None = None,
-               error: dict[str, Any] | None = None, reason: str | None = None,
-               ttl_s: float, owner: str | None = None) -> bool:
-        """A terminal state, written only by the lease holder (`owner`) of a running job, or
-        for a queued one (`owner` None: a cancel before it started). The progress is made
-        final: no runs active, no time left."""
-        now = time.time()
-        if owner is None:
-            guard, args = "status = 'queued'", ()
-        else:
-            guard, args = "status = 'running' AND owner = ?", (owner,)
-        conn = self._conn()
-        row = conn.execute("SELECT progress FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        progress = final_progress(row[0] if row else None, succeeded=status == "succeeded")
-        cur = conn.execute(
-            "UPDATE jobs SET status = ?, finished_at = ?, expires_at = ?, result = ?, error = ?, "
-            "reason = ?, lease_expires_at = NULL, progress = ? WHERE id = ? AND " + guard,
-            (status, now, now + ttl_s, None if result is None else zlib.compress(result, 6),
-             None if error is None else orjson.dumps(error), reason, progress, job_id, *args))
-        return cur.rowcount == 1
-
-    def request_cancel(self, job_id: str) -> None:
-        self._conn().execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
-
-    def delete_expired(self, now: float | None = None) -> int:
-        cur = self._conn().execute("DELETE FROM jobs WHERE expires_at IS NOT NULL AND "
-                                   "expires_at <= ?", (now if now is not None else time.time(),))
-        return cur.rowcount
-
-    # -- reads -------------------------------------------------------------------------------
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        row = self._conn().execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?",
-                                   (job_id,)).fetchone()
-        if row is None:
-            return None
-        job = dict(row)
-        job["progress"] = orjson.loads(job["progress"]) if job["progress"] else None
-        job["error"] = orjson.loads(job["error"]) if job["error"] else None
-        return job
-
-    def result(self, job_id: str) -> bytes | None:
-        row = self._conn().execute("SELECT result FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return None if row is None or row[0] is None else zlib.decompress(row[0])
-
-    def cancel_requested(self, job_id: str) -> bool:
-        row = self._conn().execute("SELECT cancel_requested FROM jobs WHERE id = ?",
-                                   (job_id,)).fetchone()
-        return bool(row and row[0])
-
-    def count_active(self) -> int:
-        return self._conn().execute(
-            "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()[0]
+def _bytes(value: Any) -> bytes | None:
+    """A blob as bytes (PostgreSQL drivers may hand out memoryview)."""
+    return None if value is None else bytes(value)
 
 
 def final_progress(progress: bytes | None, *, succeeded: bool = False) -> bytes:

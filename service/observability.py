@@ -14,10 +14,12 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily
+from starlette.routing import Match
 
 from optim_core.losses.expression import expression_cache_info
 from service.middleware import ASGIApp, Message, Receive, Scope, Send
@@ -124,12 +126,25 @@ def _route_of(scope: Scope) -> str:
     path = getattr(route, "path", None)
     if path:
         return path
-    from starlette.routing import Match
-
-    for candidate in getattr(scope.get("app"), "routes", ()):
-        if candidate.matches(scope)[0] == Match.FULL:
+    for match, candidate in matching_routes(scope.get("app"), scope):
+        if match == Match.FULL:
             return getattr(candidate, "path", "unmatched")
     return "unmatched"
+
+
+def matching_routes(app: Any, scope: Scope) -> Iterator[tuple[Match, Any]]:
+    """Every route of `app` whose pattern matches the scope at least partly, with how; the
+    routers FastAPI wraps for `include_router` are walked into."""
+
+    def walk(routes: Any) -> Iterator[Any]:
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            yield from walk(inner.routes) if inner is not None else (route,)
+
+    for route in walk(getattr(app, "routes", ())):
+        match = route.matches(scope)[0]
+        if match != Match.NONE:
+            yield match, route
 
 
 _ID_PREFIX = os.urandom(8).hex()  # this process, chosen at random

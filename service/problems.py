@@ -159,17 +159,11 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path (Starlette names only the first route's,
     so GET and DELETE of /v1/jobs/{id} would show as GET alone)."""
-    from starlette.routing import Match
-
-    def routes(candidates: Any) -> Any:  # FastAPI wraps included routers: walk into them
-        for route in candidates:
-            inner = getattr(route, "original_router", None)
-            yield from routes(inner.routes) if inner is not None else (route,)
+    from service.observability import matching_routes  # it imports this module's table
 
     methods: set[str] = set()
-    for route in routes(request.app.routes):
-        if route.matches(request.scope)[0] != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
+    for _, route in matching_routes(request.app, request.scope):
+        methods |= set(getattr(route, "methods", None) or ())
     return sorted(methods)
 
 

@@ -311,5 +311,4 @@ def _drawable(bounds: np.ndarray) -> bool:
     with np.errstate(over="ignore", invalid="ignore"):
         span = bounds[:, 1] - bounds[:, 0]
         size = np.abs(bounds).max(axis=1)
-        return bool(np.all(np.isfinite(span)) and np.all(span > 1e-9 * size)
-                    and np.all(span > 0))
+        return bool(np.all(np.isfinite(span)) and np.all(span > 1e-9 * size))

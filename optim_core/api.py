@@ -18,7 +18,7 @@ import numpy as np
 
 from optim_core.diagnostics import curvature, path, rates
 from optim_core.engine.groups import RunGroup, echo_settings, make_group
-from optim_core.engine.loop import ProgressFn, RunBatch, run
+from optim_core.engine.loop import ProgressFn, RunBatch
 from optim_core.engine.recording import RecordSpec
 from optim_core.engine.status import REASON_LABELS, STATUS_LABELS, Status
 from optim_core.engine.stopping import StopCriteria
@@ -27,6 +27,7 @@ from optim_core.findings import compare_finding, run_findings
 from optim_core.losses.base import Loss
 from optim_core.optimizers import OPTIMIZERS
 from optim_core.schedules import Schedule
+from optim_core.shards import EngineOptions, Plan, ShardExecutor, execute, make_plan
 from optim_core.types import Array
 
 # Final and start curvature cost one Hessian and one eigvalsh per run; skip above this.
@@ -156,20 +157,34 @@ def optimize(
     progress: ProgressFn | None = None,
     eval_every: int = 10,
     with_runs: bool = True,
+    executor: ShardExecutor | None = None,
+    shards: Sequence[Array] | None = None,
 ) -> BatchReport:
-    """Run every optimizer from every start in one batch; reports in optimizer-major order."""
+    """Run every optimizer from every start (one batch, or shards: the same answer); reports
+    in optimizer-major order."""
+    plan = plan_optimize(loss, optimizers, starts, EngineOptions(
+        max_steps, stop or StopCriteria(), record or RecordSpec(), seed, eval_every))
+    batch = execute(plan, shards=shards, executor=executor, deadline=deadline, cancel=cancel,
+                    progress=progress)
+    return optimize_report(plan, batch, with_runs)
+
+
+def plan_optimize(loss: Loss, optimizers: Sequence[Mapping[str, Any]], starts: Array,
+                  options: EngineOptions) -> Plan:
+    """Every optimizer × start: one entry per optimizer (its runs optimizer-major)."""
     starts = np.asarray(starts, dtype=float)
     groups, labels = build_groups(optimizers, starts.shape[0])
-    all_starts = np.tile(starts, (len(groups), 1))
-    stop = stop or StopCriteria()
-    streams = np.tile(np.arange(starts.shape[0]), len(groups))
-    batch = run(loss, groups, all_starts, max_steps=max_steps, stop=stop, record=record,
-                seed=seed, streams=streams, deadline=deadline, cancel=cancel, progress=progress,
-                eval_every=eval_every)
+    entries = [(group.rule.name, spec) for group, spec in zip(groups, optimizers, strict=True)]
+    return make_plan(loss, starts, entries, groups, labels, options)
+
+
+def optimize_report(plan: Plan, batch: RunBatch, with_runs: bool = True) -> BatchReport:
+    """The reports of an executed optimize plan."""
+    loss, groups, labels = plan.work.loss, plan.groups, plan.labels
     resolved = [echo_settings(g.settings[0]) | {"name": g.rule.name} for g in groups]
     arrays = diagnostics_arrays(loss, batch)
-    runs = build_reports(loss, batch, labels, stop, arrays) if with_runs else []
-    return BatchReport(runs, batch, labels, resolved, starts,
+    runs = build_reports(loss, batch, labels, plan.work.options.stop, arrays) if with_runs else []
+    return BatchReport(runs, batch, labels, resolved, plan.work.starts,
                        {"start_eigenvalues": arrays["start_eigenvalues"]})
 
 
@@ -427,21 +442,38 @@ def sweep(
     cancel: Callable[[], bool] | None = None,
     progress: ProgressFn | None = None,
     eval_every: int = 10,
+    executor: ShardExecutor | None = None,
+    shards: Sequence[Array] | None = None,
 ) -> SweepReport:
-    """Every grid point × start as one group of one batch; one aggregated row per point."""
+    """Every grid point × start (one batch, or shards: the same answer); one aggregated row
+    per point."""
+    record = (record or RecordSpec()) if include_runs else RecordSpec(enabled=False)
+    plan = plan_sweep(loss, base, grid, starts,
+                      EngineOptions(max_steps, stop or StopCriteria(), record, seed, eval_every))
+    batch = execute(plan, shards=shards, executor=executor, deadline=deadline, cancel=cancel,
+                    progress=progress)
+    return sweep_report(plan, batch, include_runs)
+
+
+def plan_sweep(loss: Loss, base: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
+               starts: Array, options: EngineOptions) -> Plan:
+    """Every grid point × start: one entry per grid point, all runs in one report group."""
     name = str(base.get("name"))
+    starts = np.asarray(starts, dtype=float)
     points = validate_grid(base, grid)
+    merged = [_merged(base, point) for point in points]
     n_starts = starts.shape[0]
-    settings = [_merged(base, point) for point in points for _ in range(n_starts)]
-    group = make_group(name, settings)
-    all_starts = np.tile(starts, (len(points), 1))
-    stop = stop or StopCriteria()
-    record = record if include_runs else RecordSpec(enabled=False)
-    batch = run(loss, [group], all_starts, max_steps=max_steps, stop=stop, record=record,
-                seed=seed, streams=np.tile(np.arange(n_starts), len(points)),
-                deadline=deadline, cancel=cancel, progress=progress, eval_every=eval_every)
+    # shared objects: make_group resolves each grid point once, not once per run
+    group = make_group(name, [settings for settings in merged for _ in range(n_starts)])
+    return make_plan(loss, starts, [(name, settings) for settings in merged], [group], [name],
+                     options, points)
+
+
+def sweep_report(plan: Plan, batch: RunBatch, include_runs: bool = False) -> SweepReport:
+    """Rows per grid point (and the runs' reports) of an executed sweep plan."""
+    n_starts = plan.work.starts.shape[0]
     rows = []
-    for i, point in enumerate(points):
+    for i, point in enumerate(plan.points):
         sl = slice(i * n_starts, (i + 1) * n_starts)
         status = batch.status[sl]
         finals = batch.final_loss[sl][status != Status.DIVERGED]
@@ -457,8 +489,7 @@ def sweep(
         })
     runs = None
     if include_runs:
-        labels = [name]
-        runs = build_reports(loss, batch, labels, stop)
+        runs = build_reports(plan.work.loss, batch, plan.labels, plan.work.options.stop)
     return SweepReport(rows, choose_best(rows), batch, runs)
 
 

@@ -13,6 +13,11 @@ stride, samples it at one phase only and draws a smooth curve. The stride here s
 odd steps, and the final thinning picks indices of alternating parity (`thin_indices`):
 every pair of consecutive points in the answer is an odd number of steps apart, and the
 zig-zag stays visible. A user's own `record.every` is kept as given.
+
+A run's points depend only on its own steps, never on how long other runs in the batch went
+on (a batch split into shards records the same points): the stride at step t is a function
+of t alone, and a run that stopped is assembled (`retire`) before the next decimation, with
+the points it had when it stopped.
 """
 
 from __future__ import annotations
@@ -64,6 +69,11 @@ class Recorder:
     count: int = 0
     steps: Array = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     buffers: dict[str, Array] = field(default_factory=dict)
+    # runs that stopped since the last decimation, with the engine's (K,) final arrays
+    stopped: list[Array] = field(default_factory=list)
+    final_steps: Array | None = None
+    finals: dict[str, Array] | None = None
+    retired: dict[int, Trajectory] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.stride = max(1, self.spec.every)
@@ -97,7 +107,19 @@ class Recorder:
             buffer[i, rows] = values[name]
         self.count += 1
 
+    def retire(self, rows: Array, final_steps: Array, finals: dict[str, Array]) -> None:
+        """`rows` stopped: their final step and values are in the (K,) arrays given, which
+        the engine keeps unchanged for stopped rows. Assembled at the next decimation."""
+        if self.spec.enabled and rows.size:
+            self.stopped.append(rows)
+            self.final_steps, self.finals = final_steps, finals
+
     def _decimate(self) -> None:
+        if self.stopped:  # assemble them with the points they had when they stopped
+            rows = np.concatenate(self.stopped)
+            assert self.final_steps is not None and self.finals is not None
+            self.retired.update(self._assemble(rows, self.final_steps, self.finals, copy=True))
+            self.stopped.clear()
         keep = -(-self.count // DECIMATION)
         self.steps[:keep] = self.steps[: self.count : DECIMATION]
         for buffer in self.buffers.values():
@@ -108,51 +130,65 @@ class Recorder:
     def assemble(self, final_steps: Array, finals: dict[str, Array]) -> list[Trajectory]:
         """One Trajectory per run, ending at its final step, thinned to max_points."""
         out: list[Trajectory | None] = [None] * self.n_runs
-        recorded = self.steps[: self.count]
-        upto = np.searchsorted(recorded, final_steps, side="right")  # (K,) points before
-        last = recorded[np.maximum(upto - 1, 0)] if self.count else final_steps
-        append_final = (upto == 0) | (last != final_steps)
-        lengths = upto + append_final
-        whole = lengths <= self.spec.max_points
-        if whole.any():
-            self._assemble_whole(np.flatnonzero(whole), final_steps, finals, upto,
-                                 append_final, out)
-        thinned = final_steps[~whole]
-        for final_step in np.unique(thinned):
-            self._assemble_thinned(np.flatnonzero(~whole & (final_steps == final_step)),
-                                   int(final_step), finals, recorded, out)
+        rest = np.ones(self.n_runs, dtype=bool)
+        for row, trajectory in self.retired.items():
+            out[row] = trajectory
+            rest[row] = False
+        for row, trajectory in self._assemble(np.flatnonzero(rest), final_steps, finals).items():
+            out[row] = trajectory
         return out  # type: ignore[return-value]
 
+    def _assemble(self, rows: Array, final_steps: Array, finals: dict[str, Array],
+                  copy: bool = False) -> dict[int, Trajectory]:
+        """The trajectories of `rows` from the buffers as they are now (copies when the
+        buffers will change again)."""
+        out: dict[int, Trajectory] = {}
+        recorded = self.steps[: self.count]
+        steps_of = final_steps[rows]
+        upto = np.searchsorted(recorded, steps_of, side="right")  # points before, per row
+        last = recorded[np.maximum(upto - 1, 0)] if self.count else steps_of
+        append_final = (upto == 0) | (last != steps_of)
+        whole = upto + append_final <= self.spec.max_points
+        if whole.any():
+            self._assemble_whole(rows[whole], steps_of[whole], finals, upto[whole],
+                                 append_final[whole], copy, out)
+        for final_step in np.unique(steps_of[~whole]):
+            self._assemble_thinned(rows[~whole & (steps_of == final_step)], int(final_step),
+                                   finals, recorded, out)
+        return out
+
     def _assemble_whole(self, rows: Array, final_steps: Array, finals: dict[str, Array],
-                        upto: Array, append_final: Array, out: list[Trajectory | None]) -> None:
-        """Runs that keep every point: views into the buffers, no copy. A run's final point,
-        when its last step was not recorded, goes into the buffer slot after its last
-        recorded point: that slot belongs to steps the run never took."""
+                        upto: Array, append_final: Array, copy: bool,
+                        out: dict[int, Trajectory]) -> None:
+        """Runs that keep every point: views into the buffers, no copy (unless `copy`). A
+        run's final point, when its last step was not recorded, goes into the buffer slot
+        after its last recorded point: that slot belongs to steps the run never took."""
         capacity = len(self.steps)
         recorded = self.steps[: self.count]
-        room = upto < capacity
-        into_buffer = rows[append_final[rows] & room[rows]]
+        room = (upto < capacity) & (not copy)
+        into_buffer = append_final & room
         for name, buffer in self.buffers.items():
-            buffer[upto[into_buffer], into_buffer] = finals[name][into_buffer]
+            buffer[upto[into_buffer], rows[into_buffer]] = finals[name][rows[into_buffer]]
         per_run = {name: np.moveaxis(buffer, 1, 0) for name, buffer in self.buffers.items()}
         step_arrays: dict[int, Array] = {}  # runs that stopped at the same step share one
         for row, end, final, append, has_room in zip(
-                rows.tolist(), upto[rows].tolist(), final_steps[rows].tolist(),
-                append_final[rows].tolist(), room[rows].tolist(), strict=True):
+                rows.tolist(), upto.tolist(), final_steps.tolist(), append_final.tolist(),
+                room.tolist(), strict=True):
             steps = step_arrays.get(final)
             if steps is None:
-                steps = np.append(recorded[:end], final) if append else recorded[:end]
+                steps = np.append(recorded[:end], final) if append else recorded[:end].copy()
                 step_arrays[final] = steps
             n = end + append
             if has_room or not append:
-                columns = {name: view[row, :n] for name, view in per_run.items()}
+                columns = {name: view[row, :n].copy() if copy else view[row, :n]
+                           for name, view in per_run.items()}
             else:  # no slot left after its points: copy them and the final point
                 columns = {name: np.concatenate([view[row, :end], finals[name][row][None]])
                            for name, view in per_run.items()}
             out[row] = Trajectory(step=steps, **columns)
 
     def _assemble_thinned(self, rows: Array, final_step: int, finals: dict[str, Array],
-                          recorded: Array, out: list[Trajectory | None]) -> None:
+                          recorded: Array, out: dict[int, Trajectory]) -> None:
         """Runs that stopped at `final_step` with more than max_points: thinned evenly."""
         upto = int(np.searchsorted(recorded, final_step, side="right"))
         append_final = upto == 0 or recorded[upto - 1] != final_step
@@ -168,7 +204,7 @@ class Recorder:
             if append_final:
                 part = np.concatenate([part, finals[name][rows][:, None]], axis=1)
             columns[name] = part
-        for j, row in enumerate(rows):
+        for j, row in enumerate(rows.tolist()):
             out[row] = Trajectory(step=steps, **{k: v[j] for k, v in columns.items()})
 
 

@@ -413,6 +413,11 @@ class BuiltinLoss(LossBase):
         )
         self._floats = spec.floats(dim, values) if spec.floats is not None else None
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled as its name, dimension and parameters (shards travel to other processes;
+        the float closures do not pickle, and rebuilding is cached there)."""
+        return builtin_loss, (self.name, self.dim, dict(self.params))
+
     def value(self, params: Params) -> Values:
         if self._expression is not None:
             return self._expression.value(params)

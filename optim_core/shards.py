@@ -41,6 +41,9 @@ CHUNK_VALUES = 8192
 # Batches with more runs than this many chunks' worth are split (below it, one batch is as fast).
 SPLIT_AT_CHUNKS = 2
 
+# Shards below this many runs cost more in per-step overhead and transport than they gain.
+MIN_SHARD_RUNS = 256
+
 # Per-run arrays of a RunBatch, in the order a ShardResult carries them.
 RUN_FIELDS = ("status", "reason", "steps", "final_params", "final_loss", "final_grad_norm",
               "initial_loss", "best_loss", "steps_to_tol", "path_length", "sign_flips",
@@ -102,6 +105,10 @@ class ShardExecutor(Protocol):
     """Runs shards somewhere (this process, a process pool, a Ray cluster) and returns their
     results in the order given. `deadline_wall` is a time.time() value, valid on any host."""
 
+    def shards(self, plan: Plan) -> list[Array]:
+        """How this executor splits the plan when the caller does not say."""
+        ...
+
     def run_shards(self, work: ShardWork, shards: Sequence[Array], *,
                    deadline_wall: float | None, cancel: Callable[[], bool] | None,
                    progress: ShardProgressFn | None) -> list[ShardResult]: ...
@@ -142,6 +149,15 @@ def default_shards(plan: Plan) -> list[Array]:
     if plan.work.options.path == "floats" or n <= SPLIT_AT_CHUNKS * per:
         return [np.arange(n)]
     return split(n, per)
+
+
+def parallel_shards(plan: Plan, workers: int) -> list[Array]:
+    """Cache-sized shards, and at least one per worker when the batch is large enough."""
+    n = plan.work.n_runs
+    if plan.work.options.path == "floats" or workers <= 1:
+        return default_shards(plan)
+    per = min(chunk_runs(plan.work.loss.dim), -(-n // workers))
+    return split(n, max(per, MIN_SHARD_RUNS))
 
 
 def shard_groups(work: ShardWork, runs: Array) -> list[RunGroup]:
@@ -226,7 +242,9 @@ def execute(plan: Plan, *, shards: Sequence[Array] | None = None,
     steps done over all runs (a finished shard counts as done) and the runs still active.
     """
     began = time.perf_counter()
-    shards = default_shards(plan) if shards is None else list(shards)
+    if shards is None:
+        shards = default_shards(plan) if executor is None else executor.shards(plan)
+    shards = list(shards)
     work = plan.work
     if executor is None and len(shards) == 1 and np.array_equal(shards[0], np.arange(work.n_runs)):
         batch = _run_batch(work, shards[0], _wall(deadline), cancel, progress)
@@ -269,6 +287,9 @@ class ProgressTracker:
 
 class InProcess:
     """Shards one after another on this thread (the cache-sized chunks of one process)."""
+
+    def shards(self, plan: Plan) -> list[Array]:
+        return default_shards(plan)
 
     def run_shards(self, work: ShardWork, shards: Sequence[Array], *,
                    deadline_wall: float | None, cancel: Callable[[], bool] | None,

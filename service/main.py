@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from service.compute import ComputeGate
+from service.executors import open_executor
 from service.jobs.manager import JobManager
 from service.jobs.store import open_job_store
 from service.middleware import BodyLimitMiddleware
@@ -70,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.symbolic_isolation:  # start the symbolic worker now, not on a request
             await anyio.to_thread.run_sync(warm_up, settings.symbolic_timeout_s * 4,
                                            settings.symbolic_workers)
+        if app.state.executor.name == "ray":  # connect now: the first job should not wait
+            await anyio.to_thread.run_sync(app.state.executor.status)
         app.state.jobs.start()  # queued jobs (this process's or another's) run from now on
         sweeper = asyncio.get_running_loop().create_task(app.state.jobs.sweep_expired())
         try:
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with suppress(asyncio.CancelledError):
                 await sweeper
             await app.state.jobs.shutdown()
+            await anyio.to_thread.run_sync(app.state.executor.close)
             if settings.symbolic_isolation:
                 await anyio.to_thread.run_sync(symbolic_shutdown)
 
@@ -91,8 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = _standard_openapi(app)
     app.state.gate = ComputeGate(settings.max_concurrency, settings.max_queue,
                                  settings.retry_after_s)
+    app.state.executor = open_executor(settings)  # a missing Ray fails here, naming the setting
     app.state.jobs = JobManager(open_job_store(settings.jobs_db_path, settings.jobs_db_url),
-                                app.state.gate, settings)
+                                app.state.gate, settings, app.state.executor)
     app.state.metrics = Metrics(app.state.gate)
     for module in ROUTE_MODULES:
         app.include_router(module.router)

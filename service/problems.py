@@ -60,6 +60,18 @@ class SymbolicTimeoutError(Exception):
         self.detail = detail
 
 
+class ShardFailedError(Exception):
+    """A shard of a job failed on the cluster after its retries: the job fails, naming it."""
+
+    def __init__(self, shard: int, runs: Any, retries: int, cause: Exception) -> None:
+        first, last = int(runs[0]), int(runs[-1])
+        reason = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
+        self.detail = (f"Shard {shard} (runs {first}–{last}) failed after {retries} "
+                       f"retr{'y' if retries == 1 else 'ies'}: {reason[:300]}")
+        super().__init__(self.detail)
+        self.shard, self.first_run, self.last_run = shard, first, last
+
+
 PROBLEM_TYPES: dict[type[Exception], tuple[int, str, str]] = {
     ExpressionSyntaxError: (400, "invalid-expression", "Expression cannot be parsed"),
     UnknownNameError: (400, "unknown-name", "Unknown name in expression"),
@@ -74,6 +86,7 @@ PROBLEM_TYPES: dict[type[Exception], tuple[int, str, str]] = {
     OptimCoreError: (400, "invalid-request", "Request cannot be used"),
     OverloadedError: (429, "overloaded", "Too many requests in flight"),
     SymbolicTimeoutError: (504, "symbolic-timeout", "The symbolic stage took too long"),
+    ShardFailedError: (500, "shard-failed", "A shard of the job failed"),
 }
 
 
@@ -109,6 +122,8 @@ def problem_for(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
             body["errors"] = [{"loc": ["body", *exc.loc], "msg": exc.detail}]
     if isinstance(exc, LimitExceededError):
         body |= {"limit": exc.limit, "value": exc.value, "maximum": exc.maximum}
+    if isinstance(exc, ShardFailedError):
+        body |= {"shard": exc.shard, "runs": [exc.first_run, exc.last_run]}
     if isinstance(exc, OverloadedError):
         headers["Retry-After"] = str(exc.retry_after)
         body["detail"] = ("Every compute slot and queue place is taken; retry after "

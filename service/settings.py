@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_path
 from pydantic import Field
@@ -55,6 +56,17 @@ class Settings(BaseSettings):
                                  description="compute slots (requests and jobs); default the "
                                              "CPUs this process may use, cgroup quota included")
     max_queue: int = Field(16, ge=0, description="compute requests waiting; 429 beyond")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="where jobs' large batches run: 'local', a process pool of "
+        "workers_cpu processes; 'ray', a Ray cluster at ray_address (extra optim-service[ray])")
+    ray_address: str | None = Field(None, description="the Ray cluster of executor=ray: "
+                                    "ray://host:10001, host:6379, auto, or local (a cluster "
+                                    "started by and ending with this process)")
+    workers_cpu: int = Field(default_factory=lambda: usable_cpus(), gt=0,
+                             description="processes of the local pool (CPUs of a 'local' Ray "
+                                         "cluster); default the usable CPUs")
+    shard_retries: int = Field(2, ge=0, description="Ray retries of a failed shard before its "
+                                                    "job fails")
     inline_max_work: int = Field(
         1000, ge=0, description="runs × steps at or below which a first-order request on a "
         "ready loss runs on the event loop, without the worker-thread hop, while a compute "

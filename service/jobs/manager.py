@@ -20,6 +20,7 @@ from typing import Any
 import anyio.to_thread
 
 from optim_core.errors import OptimCoreError
+from optim_core.shards import ShardExecutor
 from service import translate
 from service.compute import ComputeGate
 from service.jobs.schemas import JOB_KINDS, JOB_REQUESTS
@@ -49,8 +50,10 @@ def owner_id() -> str:
 
 
 class JobManager:
-    def __init__(self, store: Store, gate: ComputeGate, settings: Settings) -> None:
+    def __init__(self, store: Store, gate: ComputeGate, settings: Settings,
+                 executor: ShardExecutor | None = None) -> None:
         self.store = store
+        self.executor = executor  # where a job's large batches run (None: in this thread)
         self.gate = gate
         self.settings = settings
         self.job_settings = settings.for_jobs()
@@ -158,7 +161,8 @@ class JobManager:
 
         ttl = self.settings.job_ttl_s
         try:
-            answer = RUNNERS[kind](request, self.job_settings, progress=progress, cancel=cancel)
+            answer = RUNNERS[kind](request, self.job_settings, progress=progress, cancel=cancel,
+                                   executor=self.executor)
             result = dumps(answer)
         except Exception as exc:  # every failure is kept as the job's problem document
             status, problem, _ = problem_for(exc)

@@ -1,0 +1,109 @@
+"""Shards on a pool of worker processes on this machine (OPTIM_WORKERS_CPU, default every
+usable core). The pool and a manager process (the shared progress table and cancel flags)
+start on the first sharded job and live until shutdown; workers are started by forkserver,
+never forked from the serving process and its threads.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+import numpy as np
+
+from optim_core.shards import (
+    Plan,
+    ShardProgressFn,
+    ShardResult,
+    ShardWork,
+    parallel_shards,
+    run_shard,
+)
+from service.executors.throttle import throttled
+
+POLL_S = 0.2  # how often the job's thread reads progress and passes a cancel on
+
+
+class PoolExecutor:
+    name = "local"
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+        self._manager: Any = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> tuple[ProcessPoolExecutor, Any]:
+        with self._lock:
+            if self._pool is None:
+                context = multiprocessing.get_context("forkserver")
+                self._manager = context.Manager()
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            return self._pool, self._manager
+
+    def shards(self, plan: Plan) -> list[np.ndarray]:
+        return parallel_shards(plan, self.workers)
+
+    def run_shards(self, work: ShardWork, shards: Sequence[np.ndarray], *,
+                   deadline_wall: float | None, cancel: Callable[[], bool] | None,
+                   progress: ShardProgressFn | None) -> list[ShardResult]:
+        if len(shards) == 1:  # nothing to spread: no pool round trip
+            report = None if progress is None else (lambda *state: progress(0, *state))
+            return [run_shard(work, shards[0], deadline_wall=deadline_wall, cancel=cancel,
+                              progress=report)]
+        pool, manager = self._start()
+        table = manager.dict()  # shard → (steps_done, total, active)
+        stop = manager.Event()
+        futures = [pool.submit(_run, work, runs, deadline_wall, i, table, stop)
+                   for i, runs in enumerate(shards)]
+        try:
+            _follow(futures, table, stop, cancel, progress)
+            return [f.result() for f in futures]
+        finally:
+            stop.set()  # an error in one shard: the others stop at their next check
+            for future in futures:
+                future.cancel()
+
+    def status(self) -> dict[str, Any]:
+        return {"name": self.name, "workers": self.workers, "reachable": True,
+                "started": self._pool is not None}
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._manager.shutdown()
+                self._pool = self._manager = None
+
+
+def _follow(futures: list[Future[ShardResult]], table: Any, stop: Any,
+            cancel: Callable[[], bool] | None, progress: ShardProgressFn | None) -> None:
+    """Wait for the shards, passing their progress on and the job's cancel to them."""
+    seen: dict[int, tuple[int, int, int]] = {}
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=POLL_S, return_when=FIRST_EXCEPTION)
+        if any(f.exception() is not None for f in done):
+            return  # run_shards raises it from result()
+        if cancel is not None and not stop.is_set() and cancel():
+            stop.set()
+        if progress is not None:
+            for shard, state in dict(table).items():
+                if seen.get(shard) != state:
+                    seen[shard] = state
+                    progress(shard, *state)
+
+
+def _run(work: ShardWork, runs: np.ndarray, deadline_wall: float | None, shard: int,
+         table: Any, stop: Any) -> ShardResult:
+    """In a worker: one shard, reporting progress to the table and reading the cancel flag
+    (both round trips to the manager process, so at most every REMOTE_CHECK_S)."""
+    def write(state: tuple[int, int, int]) -> None:
+        table[shard] = state
+
+    report, cancelled = throttled(write, stop.is_set)
+    return run_shard(work, runs, deadline_wall=deadline_wall, cancel=cancelled,
+                     progress=report)

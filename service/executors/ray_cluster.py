@@ -1,0 +1,163 @@
+"""Shards as Ray tasks on a cluster (OPTIM_EXECUTOR=ray, OPTIM_RAY_ADDRESS).
+
+One task per shard, retried by Ray when its worker dies (shards are deterministic, so a
+retry computes the same numbers); the job's work (loss, starts, options) goes into the
+object store once; a small actor carries each job's progress one way and its cancel flag
+the other. The actor is one per API process, keyed by job, not one per job: an actor is a
+worker process of its own, and starting one cost ~1 s of a 2-CPU machine per job. The
+deadline travels as wall-clock time. A shard that still fails after its retries fails the
+job with a problem document naming the shard.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from optim_core.shards import (
+    Plan,
+    ShardProgressFn,
+    ShardResult,
+    ShardWork,
+    parallel_shards,
+    run_shard,
+)
+from service.executors.throttle import throttled
+from service.problems import ShardFailedError
+from service.settings import Settings
+
+POLL_S = 0.2
+
+try:
+    import ray
+except ImportError:  # checked at start-up: OPTIM_EXECUTOR=ray needs the [ray] extra
+    ray = None
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, settings: Settings) -> None:
+        if ray is None:
+            raise RuntimeError("OPTIM_EXECUTOR=ray needs Ray: install optim-service[ray] "
+                               "(or set OPTIM_EXECUTOR=local)")
+        if not settings.ray_address:
+            raise RuntimeError("OPTIM_EXECUTOR=ray needs OPTIM_RAY_ADDRESS: a cluster address "
+                               "(ray://host:10001, host:6379 or auto) or 'local' to start one")
+        self.address = settings.ray_address
+        self.retries = settings.shard_retries
+        self.workers = settings.workers_cpu
+        self._lock = threading.Lock()
+        self._remote: Any = None
+        self._control: Any = None
+
+    def _connect(self) -> None:
+        with self._lock:
+            if self._remote is not None:
+                return
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            if not ray.is_initialized():
+                options: dict[str, Any] = {"include_dashboard": False,
+                                           "log_to_driver": False}
+                if self.address == "local":
+                    options["num_cpus"] = self.workers
+                ray.init(address=self.address, **options)
+            self._remote = ray.remote(_run_shard)
+            self._control = ray.remote(num_cpus=0)(JobControl).remote()
+
+    def shards(self, plan: Plan) -> list[np.ndarray]:
+        """At least one shard per CPU of the cluster (when the batch is large enough)."""
+        self._connect()
+        return parallel_shards(plan, int(ray.cluster_resources().get("CPU", self.workers)))
+
+    def run_shards(self, work: ShardWork, shards: Sequence[np.ndarray], *,
+                   deadline_wall: float | None, cancel: Callable[[], bool] | None,
+                   progress: ShardProgressFn | None) -> list[ShardResult]:
+        self._connect()
+        work_ref = ray.put(work)
+        control, job = self._control, uuid.uuid4().hex
+        task = self._remote.options(max_retries=self.retries, retry_exceptions=True)
+        refs = [task.remote(work_ref, runs, deadline_wall, control, job, i)
+                for i, runs in enumerate(shards)]
+        index = {ref.hex(): i for i, ref in enumerate(refs)}
+        try:
+            pending, seen = list(refs), {}
+            while pending:
+                done, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_S)
+                for ref in done:
+                    try:
+                        ray.get(ref)
+                    except Exception as exc:
+                        i = index[ref.hex()]
+                        control.cancel.remote(job)
+                        raise ShardFailedError(i, shards[i], self.retries, exc) from None
+                if cancel is not None and cancel():
+                    control.cancel.remote(job)
+                if progress is not None:
+                    for shard, state in ray.get(control.snapshot.remote(job)).items():
+                        if seen.get(shard) != state:
+                            seen[shard] = state
+                            progress(shard, *state)
+            return ray.get(refs)
+        finally:
+            for ref in refs:
+                ray.cancel(ref)  # a no-op for finished tasks
+            control.forget.remote(job)
+
+    def status(self) -> dict[str, Any]:
+        """Reachable when this process is connected and the cluster answers."""
+        state: dict[str, Any] = {"name": self.name, "address": self.address}
+        try:
+            self._connect()
+            cpus = ray.cluster_resources().get("CPU", 0)
+            state.update(reachable=True, workers=int(cpus))
+        except Exception as exc:
+            state.update(reachable=False, error=str(exc)[:200])
+        return state
+
+    def close(self) -> None:
+        """Leave the cluster running: it is not ours (a 'local' one ends with this process)."""
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
+        self._remote = self._control = None
+
+
+class JobControl:
+    """Shards report progress here; a job's thread sets its cancel flag (keyed by job)."""
+
+    def __init__(self) -> None:
+        self.progress: dict[str, dict[int, tuple[int, int, int]]] = {}
+        self.cancelled: set[str] = set()
+
+    def report(self, job: str, shard: int, done: int, total: int, active: int) -> None:
+        self.progress.setdefault(job, {})[shard] = (done, total, active)
+
+    def snapshot(self, job: str) -> dict[int, tuple[int, int, int]]:
+        return dict(self.progress.get(job, {}))
+
+    def cancel(self, job: str) -> None:
+        self.cancelled.add(job)
+
+    def is_cancelled(self, job: str) -> bool:
+        return job in self.cancelled
+
+    def forget(self, job: str) -> None:
+        self.progress.pop(job, None)
+        self.cancelled.discard(job)
+
+
+def _run_shard(work: ShardWork, runs: np.ndarray, deadline_wall: float | None, control: Any,
+               job: str, shard: int) -> ShardResult:
+    """On a Ray worker: the shard, its progress sent to the job's actor (fire and forget),
+    the cancel flag read from it; both at most every REMOTE_CHECK_S (each is a round trip
+    that costs CPU the shards on a small machine need)."""
+    report, cancelled = throttled(
+        lambda state: control.report.remote(job, shard, *state),
+        lambda: bool(ray.get(control.is_cancelled.remote(job))))
+    return run_shard(work, runs, deadline_wall=deadline_wall, cancel=cancelled,
+                     progress=report)

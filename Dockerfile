@@ -14,8 +14,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 # Dependencies first, from pyproject alone: a change to the code reuses this layer.
 COPY pyproject.toml ./
-# (with the postgres extra, so a replica can use a shared PostgreSQL job store)
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres']))" > /tmp/requirements.txt \
+# (with the postgres and ray extras: a replica can use a shared PostgreSQL job store and send
+# jobs to a Ray cluster, and the same image runs the cluster's head and workers)
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres'] + p['optional-dependencies']['ray']))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
 COPY README.md ./
 COPY optim_core ./optim_core

@@ -13,6 +13,10 @@ from optim_core.shards import ShardExecutor
 from service.settings import Settings
 
 
+class ExecutorUnavailableError(RuntimeError):
+    """The configured executor cannot be used (raised at start-up, naming the setting)."""
+
+
 class JobExecutor(ShardExecutor, Protocol):
     """A ShardExecutor the service opens at start-up and closes at shutdown."""
 

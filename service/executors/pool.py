@@ -23,6 +23,7 @@ from optim_core.shards import (
     run_shard,
 )
 from service.executors.throttle import throttled
+from service.problems import ShardFailedError
 
 POLL_S = 0.2  # how often the job's thread reads progress and passes a cancel on
 
@@ -61,6 +62,9 @@ class PoolExecutor:
                    for i, runs in enumerate(shards)]
         try:
             _follow(futures, table, stop, cancel, progress)
+            for i, future in enumerate(futures):
+                if future.exception() is not None:
+                    raise ShardFailedError(i, shards[i], 0, future.exception()) from None
             return [f.result() for f in futures]
         finally:
             stop.set()  # an error in one shard: the others stop at their next check
@@ -87,7 +91,7 @@ def _follow(futures: list[Future[ShardResult]], table: Any, stop: Any,
     while pending:
         done, pending = wait(pending, timeout=POLL_S, return_when=FIRST_EXCEPTION)
         if any(f.exception() is not None for f in done):
-            return  # run_shards raises it from result()
+            return  # run_shards raises it
         if cancel is not None and not stop.is_set() and cancel():
             stop.set()
         if progress is not None:

@@ -27,6 +27,7 @@ from optim_core.shards import (
     parallel_shards,
     run_shard,
 )
+from service.executors import ExecutorUnavailableError
 from service.executors.throttle import throttled
 from service.problems import ShardFailedError
 from service.settings import Settings
@@ -44,17 +45,19 @@ class RayExecutor:
 
     def __init__(self, settings: Settings) -> None:
         if ray is None:
-            raise RuntimeError("OPTIM_EXECUTOR=ray needs Ray: install optim-service[ray] "
-                               "(or set OPTIM_EXECUTOR=local)")
+            raise ExecutorUnavailableError("OPTIM_EXECUTOR=ray needs Ray: install "
+                                           "optim-service[ray] (or set OPTIM_EXECUTOR=local)")
         if not settings.ray_address:
-            raise RuntimeError("OPTIM_EXECUTOR=ray needs OPTIM_RAY_ADDRESS: a cluster address "
-                               "(ray://host:10001, host:6379 or auto) or 'local' to start one")
+            raise ExecutorUnavailableError(
+                "OPTIM_EXECUTOR=ray needs OPTIM_RAY_ADDRESS: a cluster address (ray://host:10001, "
+                "host:6379 or auto) or 'local' to start one")
         self.address = settings.ray_address
         self.retries = settings.shard_retries
         self.workers = settings.workers_cpu
         self._lock = threading.Lock()
         self._remote: Any = None
         self._control: Any = None
+        self._owns_ray = False  # whether this executor called ray.init (and so shuts it down)
 
     def _connect(self) -> None:
         with self._lock:
@@ -62,11 +65,11 @@ class RayExecutor:
                 return
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             if not ray.is_initialized():
-                options: dict[str, Any] = {"include_dashboard": False,
-                                           "log_to_driver": False}
-                if self.address == "local":
-                    options["num_cpus"] = self.workers
+                options: dict[str, Any] = {"log_to_driver": False}
+                if self.address == "local":  # a cluster of our own: no dashboard
+                    options |= {"num_cpus": self.workers, "include_dashboard": False}
                 ray.init(address=self.address, **options)
+                self._owns_ray = True
             self._remote = ray.remote(_run_shard)
             self._control = ray.remote(num_cpus=0)(JobControl).remote()
 
@@ -121,10 +124,11 @@ class RayExecutor:
         return state
 
     def close(self) -> None:
-        """Leave the cluster running: it is not ours (a 'local' one ends with this process)."""
-        if ray is not None and ray.is_initialized():
+        """Disconnect (a remote cluster keeps running; a 'local' one ends with it)."""
+        if self._owns_ray and ray is not None and ray.is_initialized():
             ray.shutdown()
         self._remote = self._control = None
+        self._owns_ray = False
 
 
 class JobControl:

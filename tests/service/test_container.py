@@ -53,19 +53,20 @@ def test_the_base_image_is_pinned_and_the_requirements_line_reads_pyproject():
     listed = subprocess.run([sys.executable, "-c", command], cwd=ROOT, capture_output=True,
                             text=True, check=True).stdout.split()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    assert listed == (project["project"]["dependencies"]
-                      + project["project"]["optional-dependencies"]["postgres"])
+    extras = project["project"]["optional-dependencies"]
+    assert listed == project["project"]["dependencies"] + extras["postgres"] + extras["ray"]
 
 
 def test_compose_file_parses_and_names_only_known_settings():
-    """compose.yaml: two API replicas on one PostgreSQL, every OPTIM_ variable a setting."""
+    """compose.yaml: two API replicas on one PostgreSQL and a Ray cluster (head and worker),
+    all from the one image; every OPTIM_ variable a setting."""
     yaml = pytest.importorskip("yaml")
     from service.settings import Settings
 
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
     services = compose["services"]
-    replicas = [s for s in services.values() if s.get("build") or s.get("image") ==
-                "optim-service"]
+    replicas = [s for s in services.values()  # the image's own command: the API
+                if s.get("image") == "optim-service" and "command" not in s]
     assert len(replicas) >= 2
     known = {f"OPTIM_{name.upper()}" for name in Settings.model_fields}
     for name, service in services.items():
@@ -77,3 +78,12 @@ def test_compose_file_parses_and_names_only_known_settings():
     for replica in replicas:
         assert replica["environment"]["OPTIM_JOBS_DB_URL"].startswith("postgresql://")
     assert any("postgres" in str(s.get("image", "")) for s in services.values())
+    # a Ray head and worker from the same image; the replicas send jobs there
+    ray_nodes = [s for s in services.values() if "ray start" in " ".join(s.get("command", []))]
+    assert len(ray_nodes) >= 2 and all(s["image"] == "optim-service" for s in ray_nodes)
+    assert any("--head" in s["command"] for s in ray_nodes)
+    head = next(n for n, s in services.items() if "--head" in s.get("command", []))
+    for replica in replicas:
+        environment = replica["environment"]
+        assert environment.get("OPTIM_EXECUTOR") == "ray"
+        assert environment["OPTIM_RAY_ADDRESS"] == f"ray://{head}:10001"

@@ -1,0 +1,153 @@
+"""The local process pool: shards on every core, equal to one batch, with progress, cancel
+and a failing shard named; and an HTTP job that it runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from optim_core import StopCriteria, resolve_starts
+from optim_core.api import compare, sweep
+from optim_core.losses.catalog import builtin_loss
+from optim_core.losses.expression import expression_loss
+from optim_core.shards import parallel_shards, split
+from service.executors.pool import PoolExecutor
+from service.problems import ShardFailedError
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[PoolExecutor]:
+    executor = PoolExecutor(2)
+    try:
+        yield executor
+    finally:
+        executor.close()
+
+
+class Poisoned:
+    """Rosenbrock, except that runs starting right of x = 1.9 raise (module level: the
+    pool's workers import it by name)."""
+
+    def __init__(self) -> None:
+        self.inner = expression_loss("(1-x)^2 + 100*(y-x^2)^2", None)
+        for name in ("kind", "dim", "names", "minima", "f_min", "domain", "default_start",
+                     "stochastic", "value", "hess", "describe"):
+            setattr(self, name, getattr(self.inner, name))
+
+    def value_grad(self, params):
+        if (params[:, 0] > 1.9).any():
+            raise FloatingPointError("poisoned start")
+        return self.inner.value_grad(params)
+
+
+def test_pool_answers_what_one_batch_answers(pool) -> None:
+    loss = expression_loss("(1-x)^2 + 100*(y-x^2)^2 + sin(x*y)", None)
+    optimizers = [{"name": "adam", "lr": 0.05}, {"name": "nesterov", "lr": 1e-3},
+                  {"name": "newton"}]
+    starts = resolve_starts(loss, {"random": {"n": 30, "seed": 6}})
+    one = compare(loss, optimizers, starts, max_steps=300)
+    on_pool = compare(loss, optimizers, starts, max_steps=300, executor=pool,
+                      shards=split(90, 11))
+    assert on_pool[1] == one[1] and on_pool[2] == one[2]
+    for mine, theirs in zip(on_pool[0].runs, one[0].runs, strict=True):
+        assert mine["final"] == theirs["final"] and mine["diagnostics"] == theirs["diagnostics"]
+        assert np.array_equal(mine["trajectory"]["params"], theirs["trajectory"]["params"])
+
+
+def test_a_large_batch_spreads_over_every_worker(pool) -> None:
+    loss = builtin_loss("rosenbrock")
+    starts = resolve_starts(loss, {"random": {"n": 3000, "seed": 1}})
+    seen: list[tuple[int, int, int]] = []
+    kwargs = {"max_steps": 400, "stop": StopCriteria(grad_tol=0)}
+    report = sweep(loss, {"name": "adam"}, {"lr": [0.01, 0.1]}, starts, executor=pool,
+                   progress=lambda *a: seen.append(a), **kwargs)
+    plan_shards = pool.shards(_plan(loss, starts))
+    assert len(plan_shards) >= 2 and max(len(s) for s in plan_shards) <= 4096
+    one = sweep(loss, {"name": "adam"}, {"lr": [0.01, 0.1]}, starts, shards=[np.arange(6000)],
+                **kwargs)
+    assert report.rows == one.rows
+    assert np.array_equal(report.batch.final_params, one.batch.final_params)
+    assert seen[-1] == (400, 400, 0)
+    assert [s[0] for s in seen] == sorted(s[0] for s in seen)
+
+
+def _plan(loss, starts):
+    from optim_core.api import plan_sweep
+    from optim_core.shards import EngineOptions
+
+    return plan_sweep(loss, {"name": "adam"}, {"lr": [0.01, 0.1]}, starts, EngineOptions())
+
+
+def test_parallel_shards_leave_small_batches_whole() -> None:
+    loss = builtin_loss("rosenbrock")
+    small = _plan(loss, np.zeros((100, 2)))
+    assert len(parallel_shards(small, 8)) == 1  # 200 runs: one shard, no transport
+    big = _plan(loss, np.zeros((5000, 2)))
+    assert [len(s) for s in parallel_shards(big, 2)] == [3334, 3333, 3333]
+    assert len(parallel_shards(big, 1)) == 3  # one worker: cache-sized chunks
+
+
+def test_cancel_reaches_the_workers_and_keeps_partial_results(pool) -> None:
+    loss = builtin_loss("rosenbrock")
+    starts = resolve_starts(loss, {"random": {"n": 3000, "seed": 1}})
+    began = time.monotonic()
+    report = sweep(loss, {"name": "sgd"}, {"lr": [1e-5, 2e-5]}, starts, max_steps=500_000,
+                   stop=StopCriteria(grad_tol=0), executor=pool,
+                   cancel=lambda: time.monotonic() - began > 1.0)
+    assert time.monotonic() - began < 30
+    assert (report.batch.steps > 0).all() and (report.batch.steps < 500_000).all()
+    assert set(report.batch.status.tolist()) == {6}  # cancelled
+
+
+def test_a_failing_shard_is_named(pool) -> None:
+    starts = np.zeros((300, 2))
+    starts[150] = [1.95, 0.0]
+    with pytest.raises(ShardFailedError, match=r"Shard 1 \(runs 100–199\).*poisoned start"):
+        sweep(Poisoned(), {"name": "adam"}, {"lr": [0.01]}, starts, max_steps=20,
+              executor=pool, shards=split(300, 100))
+    # the pool is still usable afterwards
+    fine = sweep(Poisoned(), {"name": "adam"}, {"lr": [0.01]}, np.zeros((300, 2)),
+                 max_steps=20, executor=pool, shards=split(300, 100))
+    assert fine.rows[0]["divergence_rate"] == 0.0
+
+
+def test_ray_without_the_extra_fails_start_up_naming_the_setting(monkeypatch, tmp_path) -> None:
+    from service.executors import ExecutorUnavailableError, ray_cluster
+    from service.main import create_app
+    from service.settings import Settings
+
+    monkeypatch.setattr(ray_cluster, "ray", None)
+    with pytest.raises(ExecutorUnavailableError, match=r"OPTIM_EXECUTOR=ray.*optim-service\[ray\]"):
+        create_app(Settings(executor="ray", ray_address="local",
+                            jobs_db_path=str(tmp_path / "jobs.sqlite3")))
+
+
+def test_ray_without_an_address_fails_start_up_naming_the_setting(tmp_path) -> None:
+    pytest.importorskip("ray")
+    from service.executors import ExecutorUnavailableError
+    from service.main import create_app
+    from service.settings import Settings
+
+    with pytest.raises(ExecutorUnavailableError, match="OPTIM_RAY_ADDRESS"):
+        create_app(Settings(executor="ray", jobs_db_path=str(tmp_path / "jobs.sqlite3")))
+
+
+def test_the_local_executor_never_imports_ray(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from service.main import create_app; from service.settings import "
+            f"Settings; create_app(Settings(jobs_db_path={str(tmp_path / 'j.sqlite3')!r})); "
+            "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+async def test_readyz_names_the_local_executor(client) -> None:
+    state = (await client.get("/readyz")).json()["executor"]
+    assert state["name"] == "local" and state["reachable"] is True
+    assert state["workers"] >= 1 and state["started"] is False

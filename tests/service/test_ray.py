@@ -1,0 +1,158 @@
+"""Ray executor on a local cluster (one per module): equal answers, progress, cancel with
+partial results, a failing shard, and an HTTP job on OPTIM_EXECUTOR=ray answering exactly
+what the local executor answers."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from optim_core import StopCriteria, resolve_starts  # noqa: E402
+from optim_core.api import sweep  # noqa: E402
+from optim_core.losses.catalog import builtin_loss  # noqa: E402
+from optim_core.losses.dataset import dataset_loss  # noqa: E402
+from optim_core.losses.expression import expression_loss  # noqa: E402
+from optim_core.shards import split  # noqa: E402
+from service.executors.ray_cluster import RayExecutor  # noqa: E402
+from service.main import create_app  # noqa: E402
+from service.problems import ShardFailedError, problem_for  # noqa: E402
+from service.settings import Settings  # noqa: E402
+from tests.service.test_jobs import wait_for  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_cluster() -> Iterator[None]:
+    """A cluster of this module's own: never a bare ray.init(), never `ray stop`."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def executor() -> RayExecutor:
+    return RayExecutor(Settings(executor="ray", ray_address="local", workers_cpu=2,
+                                shard_retries=1))
+
+
+def _minibatch():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 3))
+    y = (X @ [1.0, -2.0, 0.5] > 0).astype(float)
+    return dataset_loss({"model": "logistic", "X": X.tolist(), "y": y.tolist(),
+                         "batch_size": 16}, max_values=10**6, max_dim=10)
+
+
+@pytest.mark.parametrize("make_loss", [
+    lambda: builtin_loss("rosenbrock"),
+    lambda: expression_loss("(1-x)^2 + 100*(y-x^2)^2 + sin(x*y)", None),
+    _minibatch,
+], ids=["builtin", "expression", "seeded minibatch"])
+def test_ray_answers_what_one_batch_answers(executor, make_loss) -> None:
+    loss = make_loss()
+    starts = resolve_starts(loss, {"random": {"n": 40, "seed": 2}})
+    options = {"max_steps": 200, "seed": 7, "include_runs": True}
+    one = sweep(loss, {"name": "adam"}, {"lr": [0.01, 0.1]}, starts, **options)
+    on_ray = sweep(loss, {"name": "adam"}, {"lr": [0.01, 0.1]}, starts, executor=executor,
+                   shards=split(80, 9), **options)
+    assert on_ray.rows == one.rows and on_ray.best == one.best
+    for name in ("final_params", "final_loss", "status", "steps", "path_length"):
+        assert np.array_equal(getattr(on_ray.batch, name), getattr(one.batch, name),
+                              equal_nan=True), name
+    assert [r["trajectory"]["params"].tolist() for r in on_ray.runs] == \
+        [r["trajectory"]["params"].tolist() for r in one.runs]
+
+
+def test_progress_rises_to_done(executor) -> None:
+    loss = builtin_loss("rosenbrock")
+    starts = resolve_starts(loss, {"random": {"n": 2000, "seed": 1}})
+    seen: list[tuple[int, int, int]] = []
+    sweep(loss, {"name": "sgd"}, {"lr": [1e-5, 2e-5]}, starts, max_steps=3000,
+          stop=StopCriteria(grad_tol=0), executor=executor, progress=lambda *a: seen.append(a))
+    done = [s[0] for s in seen]
+    assert len(seen) >= 2 and done == sorted(done)
+    assert seen[-1] == (3000, 3000, 0) and 0 < seen[0][0] <= 3000
+
+
+def test_cancel_stops_every_shard_and_keeps_partial_results(executor) -> None:
+    loss = builtin_loss("rosenbrock")
+    starts = resolve_starts(loss, {"random": {"n": 4000, "seed": 1}})
+    began = time.monotonic()
+    report = sweep(loss, {"name": "sgd"}, {"lr": [1e-5, 2e-5]}, starts, max_steps=200_000,
+                   stop=StopCriteria(grad_tol=0), executor=executor,
+                   cancel=lambda: time.monotonic() - began > 1.5)
+    assert time.monotonic() - began < 30  # 200,000 steps of 8,000 runs would take minutes
+    steps = report.batch.steps
+    assert (steps > 0).all() and (steps < 200_000).all()
+    assert set(report.batch.status.tolist()) == {6}  # cancelled, each with its own partial
+    assert np.isfinite(report.batch.final_loss).all()
+    assert len(report.rows) == 2
+
+
+def test_a_failing_shard_fails_the_job_naming_it(executor) -> None:
+    class Poisoned:
+        """Rosenbrock, except that the runs starting right of x = 1.9 raise."""
+
+        def __init__(self) -> None:
+            self.inner = expression_loss("(1-x)^2 + 100*(y-x^2)^2", None)
+            for name in ("kind", "dim", "names", "minima", "f_min", "domain",
+                         "default_start", "stochastic", "value", "hess", "describe"):
+                setattr(self, name, getattr(self.inner, name))
+
+        def value_grad(self, params):
+            if (params[:, 0] > 1.9).any():
+                raise FloatingPointError("poisoned start")
+            return self.inner.value_grad(params)
+
+    loss = Poisoned()
+    starts = np.zeros((300, 2))
+    starts[250] = [1.95, 0.0]  # run 250 lies in the third shard of 100
+    with pytest.raises(ShardFailedError) as caught:
+        sweep(loss, {"name": "adam"}, {"lr": [0.01]}, starts, max_steps=20, executor=executor,
+              shards=split(300, 100))
+    status, problem, _ = problem_for(caught.value)
+    assert status == 500 and problem["type"] == "/problems/shard-failed"
+    assert problem["shard"] == 2 and problem["runs"] == [200, 299]
+    assert "poisoned start" in problem["detail"] and "after 1 retry" in problem["detail"]
+
+
+SWEEP = {"loss": {"kind": "builtin", "name": "rosenbrock"},
+         "optimizer": {"name": "adam"}, "grid": {"lr": [0.01, 0.03, 0.1]},
+         "start": {"random": {"n": 1500, "low": -2, "high": 2, "seed": 4}}, "max_steps": 150}
+
+
+async def _job_answer(settings: Settings) -> dict:
+    import httpx
+
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        job = (await client.post("/v1/jobs", json={"kind": "sweep", "request": SWEEP})).json()
+        done = await wait_for(client, job["id"], limit=120)
+        assert done["status"] == "succeeded", done
+        assert done["progress"]["fraction"] == 1.0
+        answer = (await client.get(f"/v1/jobs/{job['id']}/result")).json()
+        ready = (await client.get("/readyz")).json()
+    answer["meta"].pop("elapsed_ms")
+    return answer | {"executor": ready["executor"]}
+
+
+async def test_an_http_job_on_ray_answers_what_local_answers(tmp_path) -> None:
+    local = await _job_answer(Settings(jobs_db_path=str(tmp_path / "a.sqlite3"),
+                                       workers_cpu=2))
+    on_ray = await _job_answer(Settings(jobs_db_path=str(tmp_path / "b.sqlite3"),
+                                        executor="ray", ray_address="local", workers_cpu=2))
+    assert local.pop("executor")["name"] == "local"
+    ray_state = on_ray.pop("executor")
+    assert ray_state["name"] == "ray" and ray_state["reachable"] is True
+    assert ray_state["workers"] == 2
+    assert on_ray == local
+    assert len(local["rows"]) == 3

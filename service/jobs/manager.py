@@ -59,6 +59,7 @@ class JobManager:
         self.job_settings = settings.for_jobs()
         self.owner = owner_id()
         self.running: dict[str, asyncio.Task[None]] = {}
+        self.lost: set[str] = set()  # running here, but their lease went to another runner
         self.stopping = False
         self._runner: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -67,7 +68,8 @@ class JobManager:
     # -- submitting --------------------------------------------------------------------------
     async def submit(self, kind: str, request: Any) -> str:
         """Validate (400/413 as the endpoint would), then queue; 429 when too many are active."""
-        if self.store.count_active() >= self.settings.job_max_active:
+        active = await anyio.to_thread.run_sync(self.store.count_active)
+        if active >= self.settings.job_max_active:
             raise OverloadedError(self.settings.retry_after_s)
         try:
             await anyio.to_thread.run_sync(lambda: RUNNERS[kind](request, self.job_settings,
@@ -76,7 +78,8 @@ class JobManager:
             if exc.loc is not None:
                 exc.loc = ["request", *exc.loc]
             raise
-        job_id = self.store.create(kind, request.model_dump(mode="json", exclude_unset=True))
+        job_id = await anyio.to_thread.run_sync(
+            self.store.create, kind, request.model_dump(mode="json", exclude_unset=True))
         self.start()
         assert self._wake is not None
         self._wake.set()
@@ -117,9 +120,16 @@ class JobManager:
         while not self.stopping:
             await asyncio.sleep(self.settings.job_lease_s / 3)
             if self.running:
-                with suppress(Exception):
-                    await anyio.to_thread.run_sync(self.store.renew, list(self.running),
-                                                   self.owner, self.settings.job_lease_s)
+                mine = list(self.running)
+                try:
+                    held = await anyio.to_thread.run_sync(self.store.renew, mine, self.owner,
+                                                          self.settings.job_lease_s)
+                except Exception:  # the store is briefly unavailable: the lease may hold
+                    logger.warning("could not renew the leases of %d job(s)", len(mine))
+                    continue
+                for job_id in set(mine) - held:  # the lease ran out and the job went on
+                    logger.warning("job %s: lease lost; its new runner has it", job_id)
+                    self.lost.add(job_id)  # stop computing it (its end would be refused)
 
     async def _run(self, job: dict[str, Any]) -> None:
         job_id = job["id"]
@@ -129,10 +139,12 @@ class JobManager:
         except Exception as exc:  # a last guard: a job is never left running
             logger.exception("job %s crashed", job_id)
             _, problem, _ = problem_for(exc)
-            self.store.finish(job_id, "failed", error=problem, ttl_s=self.settings.job_ttl_s,
-                              owner=self.owner)
+            await anyio.to_thread.run_sync(lambda: self.store.finish(
+                job_id, "failed", error=problem, ttl_s=self.settings.job_ttl_s,
+                owner=self.owner))
         finally:
             self.running.pop(job_id, None)
+            self.lost.discard(job_id)
             if self._wake is not None:
                 self._wake.set()  # a job slot is free again
 
@@ -157,7 +169,7 @@ class JobManager:
         def cancel() -> bool:
             nonlocal cancelled
             cancelled = cancelled or self.store.cancel_requested(job_id)
-            return cancelled or self.stopping
+            return cancelled or self.stopping or job_id in self.lost
 
         ttl = self.settings.job_ttl_s
         try:
@@ -169,6 +181,8 @@ class JobManager:
             if status >= 500:
                 logger.exception("job %s failed", job_id)
             self.store.finish(job_id, "failed", error=problem, ttl_s=ttl, owner=self.owner)
+            return
+        if job_id in self.lost:  # another runner holds it now: nothing of ours to store
             return
         if self.stopping and not cancelled:  # a shutdown, not the user's cancel: run again
             self.store.release(job_id, self.owner)
@@ -191,7 +205,7 @@ class JobManager:
         """Delete expired jobs every job_sweep_interval_s (runs for the app's lifetime)."""
         while True:
             await asyncio.sleep(self.settings.job_sweep_interval_s)
-            deleted = self.store.delete_expired()
+            deleted = await anyio.to_thread.run_sync(self.store.delete_expired)
             if deleted:
                 logger.info("deleted %d expired job(s)", deleted)
 
@@ -208,7 +222,7 @@ class JobManager:
             await asyncio.wait(list(self.running.values()),
                                timeout=self.settings.job_shutdown_grace_s)
         for job_id in list(self.running):  # still computing past the grace period
-            self.store.release(job_id, self.owner)
+            await anyio.to_thread.run_sync(self.store.release, job_id, self.owner)
 
 
 def job_document(job: dict[str, Any]) -> dict[str, Any]:

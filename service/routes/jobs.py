@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import anyio
+import anyio.to_thread
 from fastapi import APIRouter, HTTPException, Request
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
@@ -16,6 +17,7 @@ from service.jsonio import JSONResponse, StrictJSONRoute, dumps
 from service.problems import PROBLEM_MEDIA_TYPE, PROBLEM_RESPONSES, Problem, problem_response
 from service.schemas.responses import CompareResponse, Job, OptimizeResponse, SweepResponse
 
+T = TypeVar("T")
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictJSONRoute)
 
 
@@ -35,8 +37,13 @@ def _manager(request: Request) -> JobManager:
     return request.app.state.jobs
 
 
-def _job(request: Request, job_id: str) -> dict[str, Any]:
-    job = _manager(request).store.get(job_id)
+async def _store(call: Callable[..., T], *args: Any) -> T:
+    """A store call off the event loop: on PostgreSQL each is a network round trip."""
+    return await anyio.to_thread.run_sync(call, *args)
+
+
+async def _job(request: Request, job_id: str) -> dict[str, Any]:
+    job = await _store(_manager(request).store.get, job_id)
     if job is None:
         raise HTTPException(404, f"No job with id {job_id} (it may have expired)")
     return job
@@ -51,7 +58,7 @@ async def submit_job(body: JobRequest, request: Request) -> JSONResponse:
     """Queue an optimize, compare or sweep request; answers at once with the job's id."""
     manager = _manager(request)
     job_id = await manager.submit(body.kind, body.request)
-    document = job_document(manager.store.get(job_id))
+    document = job_document(await _store(manager.store.get, job_id))
     return JSONResponse(document, status_code=202,
                         headers={"Location": document["links"]["self"]})
 
@@ -59,7 +66,7 @@ async def submit_job(body: JobRequest, request: Request) -> JSONResponse:
 @router.get("/{job_id}", response_model=Job, responses=NOT_FOUND)
 async def get_job(job_id: str, request: Request) -> JSONResponse:
     """The job's status, progress, times and, when it failed, its problem document."""
-    return JSONResponse(job_document(_job(request, job_id)))
+    return JSONResponse(job_document(await _job(request, job_id)))
 
 
 @router.get("/{job_id}/result",
@@ -69,7 +76,7 @@ async def get_job(job_id: str, request: Request) -> JSONResponse:
                 "`error`) or cancelled before computing anything (`job-cancelled`)")})
 async def get_job_result(job_id: str, request: Request) -> Response:
     """The body the synchronous endpoint would have answered; 409 while not finished."""
-    job = _job(request, job_id)
+    job = await _job(request, job_id)
     if job["status"] not in FINISHED:
         return problem_response(409, "job-not-finished", "Job has not finished",
                                 f"Job {job_id} is {job['status']}; poll it or follow its events")
@@ -77,7 +84,7 @@ async def get_job_result(job_id: str, request: Request) -> Response:
         return problem_response(409, "job-failed", "Job failed",
                                 f"Job {job_id} failed: {job['error']['detail']}",
                                 error=job["error"])
-    result = _manager(request).store.result(job_id)
+    result = await _store(_manager(request).store.result, job_id)
     if result is None:
         return problem_response(409, "job-cancelled", "Job was cancelled",
                                 f"Job {job_id} was cancelled before it computed anything")
@@ -91,7 +98,7 @@ async def get_job_result(job_id: str, request: Request) -> Response:
     **NOT_FOUND})
 async def job_events(job_id: str, request: Request) -> EventSourceResponse:
     """Server-Sent Events: the current state at once, `progress` events, one final `end`."""
-    _job(request, job_id)
+    await _job(request, job_id)
     store = _manager(request).store
     shutdown = anyio.Event()  # set by sse-starlette when the server begins to shut down
 
@@ -99,13 +106,13 @@ async def job_events(job_id: str, request: Request) -> EventSourceResponse:
         last: bytes | None = None
         while True:
             if shutdown.is_set():  # the job goes on (here after a restart, or elsewhere)
-                job = store.get(job_id)
+                job = await _store(store.get, job_id)
                 yield ServerSentEvent(dumps({
                     "id": job_id, "status": job["status"] if job else "expired",
                     "reason": "shutdown", "detail": "The service is shutting down; the job "
                     "is kept and runs on: reconnect to follow it"}).decode(), event="end")
                 return
-            job = store.get(job_id)
+            job = await _store(store.get, job_id)
             if job is None:
                 yield ServerSentEvent(dumps({"id": job_id, "status": "expired"}).decode(),
                                       event="end")
@@ -135,7 +142,7 @@ async def job_events(job_id: str, request: Request) -> EventSourceResponse:
     **NOT_FOUND})
 async def cancel_job(job_id: str, request: Request) -> JSONResponse:
     """Cancel a queued or running job; a running one stops between steps and keeps its runs."""
-    _job(request, job_id)
-    _manager(request).cancel(job_id)
-    document = job_document(_job(request, job_id))
+    await _job(request, job_id)
+    await _store(_manager(request).cancel, job_id)
+    document = job_document(await _job(request, job_id))
     return JSONResponse(document, status_code=202 if document["status"] == "running" else 200)

@@ -373,3 +373,28 @@ def test_an_unreachable_postgresql_fails_start_up_naming_the_setting():
     with pytest.raises(JobStoreUnavailableError, match="OPTIM_JOBS_DB_URL"):
         open_job_store(":memory:", f"postgresql://nobody@127.0.0.1:{free_port()}/none"
                        "?connect_timeout=2")
+
+
+async def test_a_runner_that_lost_its_lease_stops_and_stores_nothing(tmp_path):
+    """The heartbeat learns the lease went to another runner (it expired while this one was
+    stuck): the job stops computing here, and this runner never writes its end."""
+    from service.settings import Settings
+
+    app = create_app(Settings(max_concurrency=2, job_lease_s=0.6,
+                              jobs_db_path=str(tmp_path / "jobs.sqlite3")))
+    manager = app.state.jobs
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        job = (await client.post("/v1/jobs", json={"kind": "optimize", "request": SLOW})).json()
+        await wait_for(client, job["id"], statuses=("running",))
+        manager.store._run("UPDATE jobs SET owner = 'another-runner' WHERE id = ?", job["id"])
+        deadline = time.monotonic() + 10
+        while job["id"] in manager.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert job["id"] not in manager.running  # stopped long before its 400,000 steps
+        await asyncio.sleep(0.3)
+        after = (await client.get(f"/v1/jobs/{job['id']}")).json()
+        assert after["status"] == "running"  # the new runner's, untouched by the old one
+        assert manager.store._run("SELECT owner FROM jobs WHERE id = ?",
+                                  job["id"]).fetchone()[0] == "another-runner"
+        await manager.shutdown()

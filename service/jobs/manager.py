@@ -127,7 +127,7 @@ class JobManager:
                 except Exception:  # the store is briefly unavailable: the lease may hold
                     logger.warning("could not renew the leases of %d job(s)", len(mine))
                     continue
-                for job_id in set(mine) - held:  # the lease ran out and the job went on
+                for job_id in (set(mine) - held) & set(self.running):  # lease ran out
                     logger.warning("job %s: lease lost; its new runner has it", job_id)
                     self.lost.add(job_id)  # stop computing it (its end would be refused)
 

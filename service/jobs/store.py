@@ -136,14 +136,15 @@ class SqlJobStore:
         return {"id": row[0], "kind": row[1], "request": orjson.loads(bytes(row[2]))}
 
     def renew(self, job_ids: list[str], owner: str, lease_s: float) -> set[str]:
-        """Extend the leases this owner holds; answers the ids it still holds."""
+        """Extend the leases this owner holds; answers the ids that are still its own:
+        running under its lease, or finished by it meanwhile (not lost, only done)."""
         if not job_ids:
             return set()
         marks = ",".join("?" * len(job_ids))
         self._run(f"UPDATE jobs SET lease_expires_at = ? WHERE owner = ? AND status = "
                   f"'running' AND id IN ({marks})", time.time() + lease_s, owner, *job_ids)
-        rows = self._run(f"SELECT id FROM jobs WHERE owner = ? AND status = 'running' AND "
-                         f"id IN ({marks})", owner, *job_ids).fetchall()
+        rows = self._run(f"SELECT id FROM jobs WHERE owner = ? AND id IN ({marks})",
+                         owner, *job_ids).fetchall()
         return {row[0] for row in rows}
 
     def release(self, job_id: str, owner: str) -> bool:

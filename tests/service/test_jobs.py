@@ -398,3 +398,16 @@ async def test_a_runner_that_lost_its_lease_stops_and_stores_nothing(tmp_path):
         assert manager.store._run("SELECT owner FROM jobs WHERE id = ?",
                                   job["id"]).fetchone()[0] == "another-runner"
         await manager.shutdown()
+
+
+def test_renew_counts_a_job_finished_by_its_owner_as_held_and_a_requeued_one_as_lost(tmp_path):
+    """The heartbeat must not mistake a job that just finished for a lost lease."""
+    from service.jobs.store import JobStore
+
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    done, running, taken = (store.create("optimize", {"i": i}) for i in range(3))
+    for _ in range(3):
+        assert store.claim("me", 30.0) is not None
+    assert store.finish(done, "succeeded", result=b"{}", ttl_s=60, owner="me")
+    store._run("UPDATE jobs SET status = 'queued', owner = NULL WHERE id = ?", taken)
+    assert store.renew([done, running, taken], "me", 30.0) == {done, running}

@@ -141,6 +141,8 @@ async def _job_answer(settings: Settings) -> dict:
         assert done["progress"]["fraction"] == 1.0
         answer = (await client.get(f"/v1/jobs/{job['id']}/result")).json()
         ready = (await client.get("/readyz")).json()
+    await app.state.jobs.shutdown()
+    app.state.executor.close()  # the pool's processes; Ray: this module's cluster stays up
     answer["meta"].pop("elapsed_ms")
     return answer | {"executor": ready["executor"]}
 

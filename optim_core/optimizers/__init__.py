@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from optim_core.optimizers import adagrad, adam, momentum, newton, rmsprop, sgd
+from optim_core.optimizers import (
+    adadelta,
+    adagrad,
+    adam,
+    adamax,
+    momentum,
+    nadam,
+    newton,
+    radam,
+    rmsprop,
+    sgd,
+)
 from optim_core.optimizers.base import HyperParam, StepContext, StepRule
 
 OPTIMIZERS: dict[str, StepRule] = {
@@ -15,6 +26,10 @@ OPTIMIZERS: dict[str, StepRule] = {
         adagrad.ADAGRAD,
         adam.ADAM,
         adam.ADAMW,
+        nadam.NADAM,
+        radam.RADAM,
+        adamax.ADAMAX,
+        adadelta.ADADELTA,
         newton.NEWTON,
     )
 }

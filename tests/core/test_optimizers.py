@@ -30,9 +30,42 @@ def trajectory(loss, name, settings, start, steps=STEPS, path="auto"):
 
 
 def test_registry_has_every_rule_of_the_contract():
-    assert list(OPTIMIZERS) == ["sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam",
-                                "adamw", "newton"]
-    assert set(CASES) == set(OPTIMIZERS)
+    assert list(OPTIMIZERS)[:8] == ["sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam",
+                                    "adamw", "nadam"]
+    assert {"radam", "adamax", "adadelta", "newton"} <= set(OPTIMIZERS)
+
+
+def test_every_registered_rule_has_a_test_record():
+    """A rule without a record would silently lose every test generated from the records."""
+    assert set(CASES) == set(OPTIMIZERS), set(OPTIMIZERS) ^ set(CASES)
+    for name, case in CASES.items():
+        assert case.batches and case.converges is not None, name
+        assert (case.torch_class is None) == (case.torch_kwargs is None), name
+        assert case.torch_class is not None or OPTIMIZERS[name].needs_hessian, \
+            f"{name}: a first-order rule needs its torch reference"
+
+
+TORCH_RULES = [name for name, case in CASES.items() if case.torch_class]
+
+
+@pytest.mark.parametrize("name", TORCH_RULES)
+def test_defaults_are_torch_defaults(name):
+    """Every default that torch's constructor has, ours has too (lr included), except where
+    the API contract sets another (the record's contract_defaults)."""
+    import inspect
+
+    torch = pytest.importorskip("torch")
+    signature = inspect.signature(getattr(torch.optim, CASES[name].torch_class).__init__)
+    ours = _torch_params(name, {}, 0)
+    compared = 0
+    for key, value in ours.items():
+        default = signature.parameters[key].default
+        if key in CASES[name].contract_defaults:
+            assert value != default, f"{name}.{key} equals torch's default now: unlist it"
+            continue
+        assert value == default, (name, key, value, default)
+        compared += 1
+    assert compared >= 1
 
 
 def _torch_params(name, settings, t):
@@ -44,21 +77,8 @@ def _torch_params(name, settings, t):
         sched = s.pop("momentum_schedule")
         s["momentum"] = {"name": "linear", **sched}
     rule = OPTIMIZERS[name]
-    full = {hp.name: s.get(hp.name, hp.default) for hp in rule.hyperparams}
-    lr = at(full["lr"], "lr")
-    if name == "sgd":
-        return {"lr": lr, "weight_decay": full["weight_decay"]}
-    if name in ("momentum", "nesterov"):
-        return {"lr": lr, "momentum": at(full["momentum"], "momentum"),
-                "weight_decay": full["weight_decay"], "nesterov": name == "nesterov"}
-    if name == "rmsprop":
-        return {"lr": lr, "alpha": full["rho"], "eps": full["eps"],
-                "momentum": full["momentum"], "centered": full["centered"],
-                "weight_decay": full["weight_decay"]}
-    if name == "adagrad":
-        return {"lr": lr, "eps": full["eps"], "weight_decay": full["weight_decay"]}
-    return {"lr": lr, "betas": (at(full["beta1"], "beta1"), full["beta2"]), "eps": full["eps"],
-            "amsgrad": full["amsgrad"], "weight_decay": full["weight_decay"]}
+    full = {hp.name: at(s.get(hp.name, hp.default), hp.name) for hp in rule.hyperparams}
+    return CASES[name].torch_kwargs(full)
 
 
 def _torch_loss(torch, loss_name, p):
@@ -71,17 +91,29 @@ def _torch_loss(torch, loss_name, p):
 TORCH_CASES = [(name, desc, batch, loss_name, path)
                for name, case in CASES.items() if case.torch_class
                for desc, batch in case.batches for loss_name in LOSSES
-               for path in ("vectorised", "floats")]
+               for path in ("vectorised", "floats")
+               if path == "vectorised" or OPTIMIZERS[name].floats is not None]
 
 
 @pytest.mark.parametrize(("name", "desc", "settings", "loss_name", "path"), TORCH_CASES,
                          ids=[f"{c[0]}-{c[1]}-{c[3]}-{c[4]}" for c in TORCH_CASES])
 def test_rule_matches_torch_step_by_step(name, desc, settings, loss_name, path):
-    """Both engine paths: the (K, d) arrays and the small-batch float path."""
+    """Both engine paths: the (K, d) arrays and the small-batch float path. torch keeps
+    scalar state (NAdam's μ product, the step count) in the default dtype: float64 here, as
+    ours, or NAdam's reference would carry float32 rounding (~1e-10 after a few steps)."""
     torch = pytest.importorskip("torch")
     loss, start = LOSSES[loss_name]
     ours = trajectory(loss, name, settings, start, path=path)
     cls = getattr(torch.optim, CASES[name].torch_class)
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        _compare_with_torch(torch, cls, name, settings, loss_name, start, ours)
+    finally:
+        torch.set_default_dtype(default_dtype)
+
+
+def _compare_with_torch(torch, cls, name, settings, loss_name, start, ours):
     for row, s in enumerate(settings):
         p = torch.tensor(start, dtype=torch.float64, requires_grad=True)
         kwargs0 = _torch_params(name, s, 0)
@@ -168,13 +200,8 @@ def test_unknown_hyperparameter_and_rule_raise():
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_every_rule_converges_on_a_quadratic(name):
     loss = expression_loss("0.5*(x^2 + 4*y^2)")
-    # RMSProp at a constant lr hovers in a ball of radius ~lr, so it gets a decaying lr.
-    lr = {"sgd": 0.2, "momentum": 0.1, "nesterov": 0.1, "adagrad": 0.5, "adam": 0.05,
-          "adamw": 0.05, "newton": 1.0,
-          "rmsprop": {"name": "exponential", "lr": 0.05, "gamma": 0.995}}[name]
-    settings = {"lr": lr} | ({"weight_decay": 0.0} if name == "adamw" else {})
-    batch = run(loss, [make_group(name, [settings])], np.array([[3.0, -2.0]]), max_steps=5000,
-                stop=StopCriteria(grad_tol=1e-6))
+    batch = run(loss, [make_group(name, [CASES[name].converges])], np.array([[3.0, -2.0]]),
+                max_steps=5000, stop=StopCriteria(grad_tol=1e-6))
     assert batch.status[0] == 1, (name, batch.final_params)
     assert np.linalg.norm(batch.final_params[0]) < 1e-2
 

@@ -23,6 +23,7 @@ from optim_core.losses.catalog import BUILTINS, BuiltinLoss
 from optim_core.losses.dataset import dataset_loss
 from optim_core.losses.expression import expression_loss
 from optim_core.losses.quadratic import QuadraticLoss
+from tests.core.optimizer_cases import CASES
 
 RTOL = 1e-12
 RNG = np.random.default_rng(20261130)
@@ -126,22 +127,14 @@ def test_every_fixed_builtin_and_quadratic_point_form_matches_batch():
 # -- rules -------------------------------------------------------------------------------------
 
 FIRST_ORDER = [name for name, rule in OPTIMIZERS.items() if not rule.needs_hessian]
-RULE_SETTINGS = {
-    "sgd": [{"lr": 0.05}, {"lr": 0.02, "weight_decay": 0.3}],
-    "momentum": [{"lr": 0.01, "momentum": 0.9}, {"lr": 0.02, "momentum": 0.5,
-                                                 "weight_decay": 0.1}],
-    "nesterov": [{"lr": 0.01, "momentum": 0.9}, {"lr": 0.02, "weight_decay": 0.2}],
-    "rmsprop": [{"lr": 0.01}, {"lr": 0.01, "centered": True, "momentum": 0.5},
-                {"lr": 0.005, "momentum": 0.9, "rho": 0.99, "weight_decay": 0.1, "eps": 1e-6}],
-    "adagrad": [{"lr": 0.3}, {"lr": 0.1, "weight_decay": 0.1, "eps": 1e-6}],
-    "adam": [{"lr": 0.05}, {"lr": 0.02, "beta1": 0.5, "beta2": 0.99, "amsgrad": True},
-             {"lr": 0.05, "weight_decay": 0.1, "eps": 1e-6}],
-    "adamw": [{"lr": 0.05}, {"lr": 0.02, "weight_decay": 0.5, "amsgrad": True}],
-}
+# every first-order rule's unscheduled settings from its record (tests/core/optimizer_cases.py)
+RULE_SETTINGS = {name: [s for _, batch in CASES[name].batches for s in batch
+                        if not any(isinstance(v, dict) for v in s.values())]
+                 for name in FIRST_ORDER}
 
 
 def test_every_first_order_rule_has_a_float_form_and_newton_has_none():
-    assert set(RULE_SETTINGS) == set(FIRST_ORDER)
+    assert all(RULE_SETTINGS[name] for name in FIRST_ORDER)
     assert all(OPTIMIZERS[name].floats is not None for name in FIRST_ORDER)
     assert OPTIMIZERS["newton"].floats is None
 
@@ -166,7 +159,7 @@ def test_float_rule_matches_vectorised_update(name):
             step, state = rule.update(grads, state, params, hp, t, None)
             float_step = rule.floats.step(grads[0].tolist(), float_state, float_params,
                                           floats_hp, t)
-            assert_same(float_step, step[0], rtol=1e-13, scaled=True)
+            assert_same(float_step, step[0], rtol=CASES[name].float_rtol, scaled=True)
             params = params + step
             float_params = [p + s for p, s in zip(float_params, float_step, strict=True)]
 

@@ -10,6 +10,7 @@ import pytest
 
 from optim_client import AsyncOptimClient, OptimClient, ProblemError
 from optim_client import models as client_models
+from optim_core import OPTIMIZERS
 from service.schemas import responses as service_models
 from tests.conftest import ROOT
 
@@ -43,7 +44,7 @@ def test_every_endpoint(server):
         assert analysis.points[0].kind == "minimum" and analysis.points[0].theory["gd"]
         svg = client.plot(COMPARE, panels=["contour"])
         assert svg.startswith(b"<?xml") and b"run-1" in svg
-        assert len(client.optimizers()["optimizers"]) == 8
+        assert len(client.optimizers()["optimizers"]) == len(OPTIMIZERS)
         assert any(f["name"] == "rosenbrock" for f in client.functions()["functions"])
         raw = client.request_json("POST", "/v1/compare", COMPARE)  # plain data, same answer
         assert [r["label"] for r in raw["runs"]] == [r.label for r in compared.runs]
@@ -89,7 +90,7 @@ async def test_async_client(server):
         compared = await client.compare(COMPARE)
         assert compared.summary[0].label == "adam"
         raw = await client.request_json("GET", "/v1/optimizers")
-        assert len(raw["optimizers"]) == 8
+        assert len(raw["optimizers"]) == len(OPTIMIZERS)
         result = await client.run_job("compare", COMPARE)
         assert [r.label for r in result.runs] == [r.label for r in compared.runs]
         job = await client.submit_job("optimize", {"loss": RAVINE, "start": [1, 1]})

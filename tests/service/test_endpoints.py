@@ -231,7 +231,11 @@ async def test_catalogs(client):
     opt = (await client.get("/v1/optimizers")).json()
     names = [o["name"] for o in opt["optimizers"]]
     assert names == ["sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw",
-                     "newton"]
+                     "nadam", "radam", "adamax", "adadelta", "newton"]
+    nadam = next(o for o in opt["optimizers"] if o["name"] == "nadam")
+    assert {h["name"]: h["default"] for h in nadam["hyperparameters"]} == {
+        "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
+        "momentum_decay": 0.004, "decoupled_weight_decay": False}
     rmsprop = next(o for o in opt["optimizers"] if o["name"] == "rmsprop")
     rho = next(h for h in rmsprop["hyperparameters"] if h["name"] == "rho")
     assert rho == {"name": "rho", "default": 0.9, "type": "number", "ge": 0, "lt": 1,
@@ -268,3 +272,27 @@ async def test_dataset_loss_through_the_api(client):
     assert run["start"] == [0, 0, 0, 0] and run["status"] == "converged"
     assert run["diagnostics"]["distance_to_minimum"] < 1e-8
     assert math.isfinite(run["final"]["loss"])
+
+
+async def test_the_newer_rules_run_compare_and_sweep(client):
+    """NAdam, RAdam, Adamax and Adadelta through the API, as any rule: run, validated."""
+    body = {"loss": {"kind": "builtin", "name": "rosenbrock"}, "start": [-1.2, 1.0],
+            "max_steps": 2000,
+            "optimizers": [{"name": "nadam", "lr": 0.01}, {"name": "radam", "lr": 0.003},
+                           {"name": "adamax", "lr": 0.02},
+                           {"name": "adadelta", "lr": 1.0, "eps": 1e-4}]}
+    r = await client.post("/v1/compare", json=body)
+    assert r.status_code == 200, r.text
+    runs = r.json()["runs"]
+    assert [run["optimizer"] for run in runs] == ["nadam", "radam", "adamax", "adadelta"]
+    for run in runs:
+        assert run["final"]["loss"] < 0.5 * run["diagnostics"]["initial_loss"]
+    swept = await client.post("/v1/sweep", json={
+        "loss": {"kind": "builtin", "name": "rosenbrock"}, "start": [-1.2, 1.0],
+        "max_steps": 300, "optimizer": {"name": "nadam"},
+        "grid": {"momentum_decay": [0.0, 0.004, 0.04], "decoupled_weight_decay": [False, True]}})
+    assert swept.status_code == 200 and len(swept.json()["rows"]) == 6
+    bad = await client.post("/v1/optimize", json={
+        "loss": {"kind": "builtin", "name": "rosenbrock"},
+        "optimizer": {"name": "adadelta", "rho": 1.0}})
+    assert bad.status_code == 422 and "rho" in str(bad.json()["errors"])

@@ -22,7 +22,7 @@ from optim_core import (
     sweep,
 )
 from optim_core.analyze import analyze
-from optim_core.api import build_groups, compare, step_cost, validate_grid
+from optim_core.api import compare
 from optim_core.errors import DimensionError
 from optim_core.landscape import landscape, resolve_axes
 from optim_core.losses.base import Loss
@@ -30,6 +30,7 @@ from optim_core.losses.catalog import builtin_loss
 from optim_core.losses.dataset import dataset_loss
 from optim_core.losses.expression import cached_expression_loss, expression_loss, tape_length
 from optim_core.losses.quadratic import QuadraticLoss
+from optim_core.plan import build_groups, step_cost, validate_grid
 from service.schemas import losses as L
 from service.schemas.optimizers import optimizer_settings
 from service.schemas.requests import (

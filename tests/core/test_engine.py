@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from optim_core import RecordSpec, Status, StopCriteria, make_group, optimize, run
-from optim_core.api import build_reports
 from optim_core.engine.recording import Recorder
 from optim_core.losses.catalog import BuiltinLoss
 from optim_core.losses.expression import expression_loss
 from optim_core.losses.quadratic import QuadraticLoss
+from optim_core.reports import build_reports
 
 
 def test_one_batch_yields_every_status():
@@ -305,7 +305,7 @@ def test_reports_are_json_ready():
 def test_reports_read_each_runs_hyperparameters_from_shared_or_own_columns():
     """Runs that share a value get a (1, 1) column (it broadcasts like a scalar); the
     findings still read every run's own lr (unstable_lr: lr above 2/λmax = 0.02)."""
-    from optim_core.api import build_reports
+    from optim_core.reports import build_reports
 
     ravine = QuadraticLoss(np.diag([1.0, 100.0]))
     starts = np.array([[1.0, 1.0], [2.0, -1.0]])

@@ -9,11 +9,12 @@ import orjson
 import pytest
 
 from optim_core import RecordSpec, StopCriteria, expression_loss, resolve_starts
-from optim_core.api import compare, optimize, plan_sweep, sweep
+from optim_core.api import compare, optimize, sweep
 from optim_core.engine.loop import run
 from optim_core.losses.catalog import builtin_loss
 from optim_core.losses.dataset import dataset_loss
 from optim_core.losses.quadratic import QuadraticLoss
+from optim_core.plan import plan_sweep
 from optim_core.shards import (
     EngineOptions,
     InProcess,

@@ -248,9 +248,9 @@ async def test_work_estimate_counts_rows_and_newton(client):
 
 
 def test_step_cost_grows_with_newton_and_rows():
-    from optim_core.api import step_cost
     from optim_core.losses.catalog import BuiltinLoss
     from optim_core.losses.dataset import dataset_loss
+    from optim_core.plan import step_cost
 
     sphere = BuiltinLoss("sphere", 50)
     assert step_cost(sphere, "adam") == 50

@@ -75,7 +75,7 @@ def test_a_large_batch_spreads_over_every_worker(pool) -> None:
 
 
 def _plan(loss, starts):
-    from optim_core.api import plan_sweep
+    from optim_core.plan import plan_sweep
     from optim_core.shards import EngineOptions
 
     return plan_sweep(loss, {"name": "adam"}, {"lr": [0.01, 0.1]}, starts, EngineOptions())

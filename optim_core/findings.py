@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from optim_core.diagnostics.curvature import KIND_RTOL
-from optim_core.theory import gd_rate, heavy_ball_rate
+from optim_core.optimizers.base import StepRule
 
 # Oscillation above this means most steps reverse at least one coordinate in two dimensions
 # (0.5 is a perfect zig-zag in 2-D; a smooth descent scores 0).
@@ -24,8 +24,6 @@ ZIGZAG_MIN_STEPS = 10
 SLOW_RAVINE_CONDITION = 100.0
 # A measured rate within this relative distance of the prediction "agrees" with the theory.
 RATE_AGREEMENT = 0.05
-# Rules whose step is lr times a (momentum-)gradient, for which 2/λmax-type limits hold.
-_GRADIENT_RULES = ("sgd", "momentum", "nesterov")
 
 
 def _fmt(x: float | None) -> str:
@@ -36,47 +34,30 @@ def _fmt(x: float | None) -> str:
     return f"{x:,.4g}" if abs(x) >= 1000 else f"{x:.4g}"
 
 
-def stability_limit(rule: str, lam_max: float, momentum: float) -> float | None:
-    """Largest lr for which the rule is stable on curvature lam_max (quadratic model)."""
-    if lam_max <= 0 or not math.isfinite(lam_max):
+def stability_limit(rule: StepRule, lam_max: float | None, momentum: float) -> float | None:
+    """Largest lr for which the rule is stable on curvature lam_max (its quadratic model)."""
+    if rule.model is None or lam_max is None or lam_max <= 0 or not math.isfinite(lam_max):
         return None
-    if rule == "sgd":
-        return 2.0 / lam_max
-    if rule == "momentum":
-        return 2.0 * (1.0 + momentum) / lam_max
-    if rule == "nesterov":
-        return 2.0 * (1.0 + momentum) / (lam_max * (1.0 + 2.0 * momentum))
-    return None
-
-
-def predicted_loss_rate(rule: str, lr: float, momentum: float, lam: np.ndarray) -> float | None:
-    """Per-step loss-gap ratio the quadratic model predicts for this rule at this lr."""
-    if rule == "sgd":
-        return gd_rate(lr, lam) ** 2
-    if rule == "momentum":
-        return heavy_ball_rate(lr, momentum, lam, nesterov=False) ** 2
-    if rule == "nesterov":
-        return heavy_ball_rate(lr, momentum, lam, nesterov=True) ** 2
-    return None
+    return rule.model.stability_limit(lam_max, momentum)
 
 
 def run_findings(run: dict[str, Any], context: dict[str, Any]) -> list[dict[str, Any]]:
-    """Findings for one run. `context`: rule, lr0, momentum0, start/final eigenvalues, …"""
+    """Findings for one run. `context`: the rule (a StepRule: what it knows decides which
+    findings apply), lr0, momentum0, λmax and κ at the start (None unless finite and
+    positive), the final eigenvalues, …"""
     found: list[dict[str, Any]] = []
     status, steps = run["status"], run["steps"]
     diag = run["diagnostics"]
-    rule = context["rule"]
+    rule: StepRule = context["rule"]
     lr0, mom0 = context.get("lr0"), context.get("momentum0") or 0.0
-    lam_start = context.get("start_eigenvalues")
     lam_end = context.get("final_eigenvalues")
     final = run["final"]
 
     def add(code: str, message: str, **data: Any) -> None:
         found.append({"code": code, "message": message, "data": data})
 
-    lam_max0 = float(np.max(lam_start)) if lam_start is not None else None
-    limit = (stability_limit(rule, lam_max0, mom0)
-             if lam_max0 is not None and lr0 is not None else None)
+    lam_max0 = context.get("lambda_max0")
+    limit = stability_limit(rule, lam_max0, mom0) if lr0 is not None else None
     if status == "converged":
         message = (f"Converged in {steps} steps ({run['reason']}): final loss "
                    f"{_fmt(final['loss'])}, gradient norm {_fmt(final['grad_norm'])}.")
@@ -124,18 +105,19 @@ def run_findings(run: dict[str, Any], context: dict[str, Any]) -> list[dict[str,
                         f"{_fmt(limit)}")
             data |= {"lr": lr0, "stability_limit": limit, "ratio": lr0 / limit}
         add("zigzag", message + ".", **data)
-    kappa0 = _condition(lam_start)
-    if rule == "sgd" and kappa0 is not None and kappa0 >= SLOW_RAVINE_CONDITION \
-            and status != "diverged":
+    kappa0 = context.get("condition0")
+    if (rule.model is not None and rule.model.slow_in_ravines and kappa0 is not None
+            and kappa0 >= SLOW_RAVINE_CONDITION and status != "diverged"):
         add("slow_ravine", f"Condition number {_fmt(kappa0)} where it started: plain gradient "
             f"descent needs on the order of κ steps; momentum or Adam would help.",
             condition_number=kappa0, steps=steps)
     counters = run.get("work", {})
-    if rule == "newton" and counters.get("fallback_steps", 0) > 0:
+    if counters.get("fallback_steps", 0) > 0:  # a second-order rule stepped without H⁻¹
         fb = int(counters["fallback_steps"])
         esc = int(counters.get("escape_steps", 0))
         how = context.get("fallback", "gradient")
-        message = (f"Newton fell back on {fb} of {steps} steps where the Hessian was not "
+        message = (f"{rule.name.title()} fell back on {fb} of {steps} steps where the "
+                   f"Hessian was not "
                    f"positive definite (using the {how} fallback)")
         if esc:
             message += f"; {esc} escape step(s) along the negative-curvature direction"
@@ -164,7 +146,8 @@ def run_findings(run: dict[str, Any], context: dict[str, Any]) -> list[dict[str,
     if (lam_end is not None and lr0 is not None and measured is not None
             and math.isfinite(measured) and status in ("converged", "max_steps")
             and kind.get("kind") in ("minimum", "convex") and not context.get("scheduled")):
-        predicted = predicted_loss_rate(rule, lr0, mom0, np.asarray(lam_end))
+        predicted = (None if rule.model is None else
+                     rule.model.loss_rate(lr0, mom0, np.asarray(lam_end)))
         if predicted is not None and 0 < predicted < 1:
             agrees = abs(measured - predicted) <= RATE_AGREEMENT * predicted
             verdict = "agrees with" if agrees else "differs from"
@@ -188,15 +171,6 @@ def _flat_directions(curvature: dict[str, Any] | None) -> tuple[int, int, float]
     scale = float(magnitude.max())
     count = int(np.sum(magnitude <= KIND_RTOL * scale))
     return (count, magnitude.size, scale) if count and scale > 0 else None
-
-
-def _condition(lam: Any) -> float | None:
-    if lam is None:
-        return None
-    lam = np.asarray(lam)
-    if not np.all(np.isfinite(lam)) or lam.min() <= 0:
-        return None
-    return float(lam.max() / lam.min())
 
 
 def compare_finding(summary: list[dict[str, Any]], kappa: float | None) -> dict[str, Any] | None:

@@ -30,6 +30,7 @@ from optim_core.losses.catalog import builtin_loss
 from optim_core.losses.dataset import dataset_loss
 from optim_core.losses.expression import cached_expression_loss, expression_loss, tape_length
 from optim_core.losses.quadratic import QuadraticLoss
+from optim_core.optimizers import OPTIMIZERS
 from optim_core.plan import build_groups, step_cost, validate_grid
 from service.schemas import losses as L
 from service.schemas.optimizers import optimizer_settings
@@ -88,10 +89,10 @@ INLINE_TAPE = 20  # tape instructions a step of an expression may take at the pl
 def is_small(body: OptimizeRequest | CompareRequest, settings: Settings) -> bool:
     """Whether the request is at most a few milliseconds of first-order work on a loss that
     is ready (builtin, quadratic or an expression in the cache): such a request runs on the
-    event loop (see ComputeGate.run). Anything that may take longer, Newton's eigh, data,
+    event loop (see ComputeGate.run). Anything that may take longer, a Hessian rule, data,
     or a symbolic stage in the worker process, goes to a worker thread."""
     specs = body.optimizers if isinstance(body, CompareRequest) else [body.optimizer]
-    if any(spec.name == "newton" for spec in specs):
+    if any(OPTIMIZERS[spec.name].needs_hessian for spec in specs):
         return False
     start = body.start
     if isinstance(start, RandomStart):

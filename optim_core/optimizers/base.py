@@ -100,6 +100,19 @@ class HyperParam:
 
 
 @dataclass(frozen=True, slots=True)
+class QuadraticModel:
+    """What the local quadratic model says about a rule whose step is lr times a (momentum)
+    gradient; the findings read it, so they name no rule.
+
+    stability_limit(λmax, momentum) -> the largest stable lr (None: no limit applies);
+    loss_rate(lr, momentum, λ) -> the predicted per-step loss-gap ratio."""
+
+    stability_limit: Callable[[float, float], float | None]
+    loss_rate: Callable[[float, float, Array], float | None]
+    slow_in_ravines: bool = False  # needs ~κ steps on a ravine (plain gradient descent)
+
+
+@dataclass(frozen=True, slots=True)
 class StepRule:
     name: str
     init: Callable[[Array], NamedTuple]
@@ -109,6 +122,7 @@ class StepRule:
     needs_hessian: bool = False
     counters: tuple[str, ...] = ()  # state fields that count per-run events, (K, 1) each
     floats: FloatRule | None = None  # the same rule on one run's floats (small-batch path)
+    model: QuadraticModel | None = None  # stability limit and predicted rate, when they apply
 
     def hyperparam(self, name: str) -> HyperParam:
         for hp in self.hyperparams:

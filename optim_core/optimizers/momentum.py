@@ -17,10 +17,12 @@ import numpy as np
 from optim_core.optimizers.base import (
     FloatRule,
     HyperParam,
+    QuadraticModel,
     StepRule,
     coupled_decay,
     coupled_decay_floats,
 )
+from optim_core.theory import heavy_ball_rate
 from optim_core.types import Array
 
 
@@ -55,9 +57,24 @@ HYPERPARAMS = (
                doc="μ; a linear schedule (or momentum_schedule) gives the 0.5 → 0.9 ramp"),
     HyperParam("weight_decay", 0.0, ge=0, doc="L2 term added to the gradient (coupled)"),
 )
+def _heavy_ball_limit(lam_max: float, momentum: float) -> float:
+    return 2.0 * (1.0 + momentum) / lam_max
+
+
+def _nesterov_limit(lam_max: float, momentum: float) -> float:
+    return 2.0 * (1.0 + momentum) / (lam_max * (1.0 + 2.0 * momentum))
+
+
+def _loss_rate(lr: float, momentum: float, lam: Array, *, nesterov: bool) -> float:
+    return heavy_ball_rate(lr, momentum, lam, nesterov=nesterov) ** 2
+
+
 MOMENTUM = StepRule("momentum", init, partial(_update, nesterov=False), HYPERPARAMS,
                     "Heavy ball: a velocity accumulates gradients and damps the zig-zag.",
-                    floats=FloatRule(1, partial(_update_floats, nesterov=False)))
+                    floats=FloatRule(1, partial(_update_floats, nesterov=False)),
+                    model=QuadraticModel(_heavy_ball_limit,
+                                         partial(_loss_rate, nesterov=False)))
 NESTEROV = StepRule("nesterov", init, partial(_update, nesterov=True), HYPERPARAMS,
                     "Nesterov momentum: looks ahead along the velocity before correcting.",
-                    floats=FloatRule(1, partial(_update_floats, nesterov=True)))
+                    floats=FloatRule(1, partial(_update_floats, nesterov=True)),
+                    model=QuadraticModel(_nesterov_limit, partial(_loss_rate, nesterov=True)))

@@ -10,10 +10,12 @@ from typing import NamedTuple
 from optim_core.optimizers.base import (
     FloatRule,
     HyperParam,
+    QuadraticModel,
     StepRule,
     coupled_decay,
     coupled_decay_floats,
 )
+from optim_core.theory import gd_rate
 from optim_core.types import Array
 
 
@@ -38,6 +40,15 @@ HYPERPARAMS = (
     HyperParam("lr", 0.01, gt=0, schedulable=True, doc="step size (a number or a schedule)"),
     HyperParam("weight_decay", 0.0, ge=0, doc="L2 term added to the gradient (coupled)"),
 )
+def stability_limit(lam_max: float, momentum: float) -> float:
+    return 2.0 / lam_max
+
+
+def loss_rate(lr: float, momentum: float, lam: Array) -> float:
+    return gd_rate(lr, lam) ** 2
+
+
 SGD = StepRule("sgd", init, update, HYPERPARAMS,
                "Gradient descent: step against the gradient; zig-zags across ravines.",
-               floats=FloatRule(0, update_floats))
+               floats=FloatRule(0, update_floats),
+               model=QuadraticModel(stability_limit, loss_rate, slow_in_ravines=True))

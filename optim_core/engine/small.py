@@ -167,7 +167,7 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
     rare = stop.loss_tol is not None or stop.step_tol is not None or stop.patience is not None
     isfinite, sqrt, monotonic = math.isfinite, math.sqrt, time.monotonic
     hp = hyper.at(0)
-    lr = hp["lr"]
+    lr = hp.get("lr", _NAN)  # a rule without lr records nan, as the vectorised path does
     scheduled = bool(hyper.scheduled)
     record_every = log.stride if log is not None else 0
     log_steps, log_rows = (log.steps, log.rows) if log is not None else ([], [])
@@ -197,7 +197,7 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
         ring[t % rate_window] = value
         if scheduled:
             hp = hyper.at(t)
-            lr = hp["lr"]
+            lr = hp.get("lr", _NAN)
         if record_every and t % record_every == 0:
             if len(log_steps) < capacity:  # PointLog.write without the call, while not full
                 log_steps.append(t)

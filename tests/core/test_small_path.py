@@ -332,3 +332,24 @@ def test_engine_paths_agree_on_zero_steps_and_on_runs_with_their_own_max_steps()
                       stop=StopCriteria(grad_tol=0.0))
     assert b.steps.tolist() == [5, 0, 40]
     assert_batches_equal(a, b)
+
+
+def test_a_rule_without_lr_runs_on_both_paths(monkeypatch):
+    """The float path once read hp["lr"] for the record and failed on a rule without one."""
+    from optim_core.optimizers import sgd
+    from optim_core.optimizers.base import FloatRule, HyperParam, StepRule
+
+    def update(grads, state, params, hp, t, ctx=None):
+        return -hp.scale * grads, state
+
+    def update_floats(grads, state, params, hp, t):
+        return [-hp["scale"] * g for g in grads]
+
+    rule = StepRule("scaled", sgd.init, update, (HyperParam("scale", 0.1, gt=0),),
+                    "gradient steps of a fixed scale", floats=FloatRule(0, update_floats))
+    monkeypatch.setitem(OPTIMIZERS, "scaled", rule)
+    group = make_group("scaled", [{"scale": 0.2}])
+    a, b = both_paths(expression_loss("x^2 + y^2"), [group], np.array([[1.0, -1.0]]),
+                      max_steps=50, stop=StopCriteria(grad_tol=1e-6))
+    assert_batches_equal(a, b)
+    assert np.isnan(a.trajectories[0].lr).all() and np.isnan(b.trajectories[0].lr).all()

@@ -28,7 +28,6 @@ from optim_core.engine.stopping import (
 )
 from optim_core.losses.base import Loss
 from optim_core.optimizers.base import StepContext
-from optim_core.optimizers.newton import certified_rows, clearly_negative
 from optim_core.types import Array
 
 RATE_WINDOW = 100  # the convergence rate looks at most at the last 100 losses
@@ -264,24 +263,17 @@ class _Loop:
         return values, grads, _norms(grads), False, False
 
     def _curvature(self, bounds: list[tuple[int, int]]) -> list[StepContext | None]:
+        """Each second-order group's Hessian, decomposed as its rule asks (rule.curvature)."""
         contexts: list[StepContext | None] = []
         for i, group in enumerate(self.groups):
             start, end = bounds[i]
-            if not group.rule.needs_hessian or end == start:
+            curvature = group.rule.curvature
+            if curvature is None or end == start:
                 contexts.append(None)
                 continue
             hess = self.loss.hess(self.params[start:end])
             self.hess_evals[start:end] += 1
-            finite = np.isfinite(hess).all(axis=(1, 2))
-            all_finite = bool(finite.all())
-            certified = certified_rows(hess if all_finite else
-                                       np.where(finite[:, None, None], hess, 0.0))
-            lam = vec = None
-            if not certified.all():  # eigh for the other rows only
-                rest = hess[~certified]
-                rest_finite = finite[~certified]
-                lam, vec = np.linalg.eigh(np.where(rest_finite[:, None, None], rest, 0.0))
-                lam[~rest_finite] = np.nan
+            certified, lam, vec = curvature.decompose(hess)
             contexts.append(StepContext(np.empty(0), hess, lam, vec, self.loss.value,
                                         certified))
         return contexts
@@ -370,17 +362,13 @@ class _Loop:
 
     def _may_converge(self, contexts: list[StepContext | None], bounds: list[tuple[int, int]]
                       ) -> Array | None:
-        """Newton rows must not report convergence on a clearly negative curvature."""
+        """Rows of second-order groups whose rule rejects the curvature must not converge."""
         if all(c is None for c in contexts):
             return None
         allowed = np.ones(self.rows.size, dtype=bool)
-        for ctx, (start, end) in zip(contexts, bounds, strict=True):
-            if ctx is not None and ctx.eigenvalues is not None:  # (certified rows: allowed)
-                rows = allowed[start:end]
-                if ctx.certified is None:
-                    rows[:] = ~clearly_negative(ctx.eigenvalues)
-                else:
-                    rows[~ctx.certified] = ~clearly_negative(ctx.eigenvalues)
+        for group, ctx, (start, end) in zip(self.groups, contexts, bounds, strict=True):
+            if ctx is not None and group.rule.curvature is not None:
+                allowed[start:end] = group.rule.curvature.may_converge(ctx)
         return allowed
 
     def _lr_column(self, hyper: list, bounds: list[tuple[int, int]]) -> Array:

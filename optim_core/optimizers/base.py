@@ -113,16 +113,35 @@ class QuadraticModel:
 
 
 @dataclass(frozen=True, slots=True)
+class Curvature:
+    """What a second-order rule does with the Hessian before its step, so the engine runs it
+    without knowing the rule.
+
+    decompose(hess) -> (certified, eigenvalues, eigenvectors): hess (K, d, d), possibly with
+    non-finite rows; `certified` (K,) rows proven fit for the rule's plain step, and the
+    eigendecomposition of the other rows only, in order (nan eigenvalues for non-finite rows).
+    may_converge(ctx) -> (K,) rows allowed to report convergence (a gradient that vanishes on
+    a curvature the rule rejects is no minimum)."""
+
+    decompose: Callable[[Array], tuple[Array, Array | None, Array | None]]
+    may_converge: Callable[[StepContext], Array]
+
+
+@dataclass(frozen=True, slots=True)
 class StepRule:
     name: str
     init: Callable[[Array], NamedTuple]
     update: Callable[..., tuple[Array, NamedTuple]]
     hyperparams: tuple[HyperParam, ...]
     doc: str
-    needs_hessian: bool = False
+    curvature: Curvature | None = None  # second-order rules: what they do with the Hessian
     counters: tuple[str, ...] = ()  # state fields that count per-run events, (K, 1) each
     floats: FloatRule | None = None  # the same rule on one run's floats (small-batch path)
     model: QuadraticModel | None = None  # stability limit and predicted rate, when they apply
+
+    @property
+    def needs_hessian(self) -> bool:
+        return self.curvature is not None
 
     def hyperparam(self, name: str) -> HyperParam:
         for hp in self.hyperparams:

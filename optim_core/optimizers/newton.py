@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from optim_core.optimizers.base import HyperParam, StepRule
+from optim_core.optimizers.base import Curvature, HyperParam, StepContext, StepRule
 from optim_core.types import Array
 
 FALLBACKS = ("gradient", "damped", "saddle_free")
@@ -239,9 +239,36 @@ HYPERPARAMS = (
     HyperParam("line_search", False, kind="bool",
                doc="Armijo backtracking on every step (robust far from a minimum)"),
 )
+def decompose(hess: Array) -> tuple[Array, Array | None, Array | None]:
+    """Rows certified positive definite by a Cholesky (no eigh), and the eigendecomposition
+    of the others; a non-finite Hessian row is decomposed as zeros and gets nan eigenvalues."""
+    finite = np.isfinite(hess).all(axis=(1, 2))
+    certified = certified_rows(hess if finite.all() else
+                               np.where(finite[:, None, None], hess, 0.0))
+    lam = vec = None
+    if not certified.all():
+        rest, rest_finite = hess[~certified], finite[~certified]
+        lam, vec = np.linalg.eigh(np.where(rest_finite[:, None, None], rest, 0.0))
+        lam[~rest_finite] = np.nan
+    return certified, lam, vec
+
+
+def may_converge(ctx: StepContext) -> Array:
+    """Rows that may report convergence: not where the curvature is clearly negative (a
+    vanishing gradient at a saddle or maximum is no minimum); certified rows always may."""
+    allowed = np.ones(ctx.certified.shape[0] if ctx.certified is not None else
+                      ctx.eigenvalues.shape[0], dtype=bool)  # type: ignore[union-attr]
+    if ctx.eigenvalues is not None:
+        if ctx.certified is None:
+            allowed[:] = ~clearly_negative(ctx.eigenvalues)
+        else:
+            allowed[~ctx.certified] = ~clearly_negative(ctx.eigenvalues)
+    return allowed
+
+
 NEWTON = StepRule(
     "newton", init, update, HYPERPARAMS,
     "Newton's method: reads the curvature; falls back where it is negative or flat.",
-    needs_hessian=True,
+    curvature=Curvature(decompose, may_converge),
     counters=("newton_steps", "fallback_steps", "escape_steps", "line_search_halvings"),
 )

@@ -1,8 +1,8 @@
-"""A typed Python client for the optimizer service, and the `optim` command.
+"""A typed Python client for the optimizer service.
 
-The client imports only httpx and pydantic, so other tools can use it (or copy this folder)
-without the server's dependencies; the command line adds the in-process engine when the
-whole project is installed.
+It imports only httpx and pydantic (tested with every other package blocked), so other tools
+can use it, or copy this folder, without the server's dependencies. The `optim` command,
+whose in-process mode needs the engine, lives with the service (service/cli.py).
 """
 
 from optim_client.client import AsyncOptimClient, OptimClient, ProblemError

@@ -146,3 +146,37 @@ def test_readme_client_snippet_runs(server):
     assert printed[0] == ("adam", "zigzag")
     assert printed[-1] == ({"lr": 0.019},)
     assert any(p[0] == "end" for p in printed)
+
+
+ISOLATED = '''
+import importlib.abc, sys
+ALLOWED = {"optim_client", "httpx", "httpcore", "h11", "h2", "hpack", "hyperframe", "anyio",
+           "sniffio", "idna", "certifi", "pydantic", "pydantic_core", "typing_extensions",
+           "annotated_types", "typing_inspection", "exceptiongroup", "brotli", "zstandard",
+           "socksio", "_brotli"}
+class OnlyHttpxAndPydantic(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top in sys.stdlib_module_names or top in ALLOWED or top.startswith("_"):
+            return None
+        raise ImportError(f"optim_client imported {name}, beyond httpx and pydantic")
+sys.meta_path.insert(0, OnlyHttpxAndPydantic())
+from optim_client import OptimClient
+with OptimClient(sys.argv[1]) as client:
+    answer = client.optimize({"loss": {"kind": "builtin", "name": "booth"}, "max_steps": 50})
+print(answer.runs[0].status, sorted(m for m in sys.modules if m.split(".")[0] in
+      ("numpy", "service", "optim_core", "typer", "rich", "sympy", "fastapi", "orjson")))
+'''
+
+
+def test_the_client_needs_only_httpx_and_pydantic(server):
+    """Every import beyond the standard library, httpx and pydantic (and their own
+    dependencies) is refused in a fresh interpreter: the client still works end to end."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", ISOLATED, server], capture_output=True,
+                         text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[0] in ("converged", "max_steps")
+    assert out.stdout.strip().endswith("[]")

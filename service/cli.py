@@ -8,7 +8,9 @@
     optim functions | optim optimizers
 
 `run` takes an optimize or a compare body (one with `optimizers`). Human output is a table of
-runs with their key findings; --json prints the service's exact answer.
+runs with their key findings; --json prints the service's exact answer. It lives with the
+service, not in optim_client: its in-process mode runs the engine, and the client package
+must stay importable with httpx and pydantic alone.
 """
 
 from __future__ import annotations

@@ -167,6 +167,26 @@ def _norms(rows: Array) -> Array:
     return np.sqrt(np.einsum("ij,ij->i", rows, rows))
 
 
+# Every per-run array of the active rows, with its run axis: `_compress` keeps the rows that
+# go on in each. A new per-run array of the loop's state is one line here (a test fails for an
+# array left out: it would keep rows of stopped runs and misalign every row after it).
+ACTIVE_FIELDS: tuple[tuple[str, int], ...] = (
+    ("rows", 0),  # each active row's index in the batch
+    ("row_max_steps", 0),
+    ("params", 0),
+    ("f0", 0),
+    ("best", 0),
+    ("last_improvement", 0),
+    ("path_length", 0),
+    ("flips", 0),
+    ("blow_up_at", 0),
+    ("prev_step", 0),
+    ("ring", 1),  # step-major: (RATE_WINDOW, K)
+    ("hess_evals", 0),
+    ("last_step_norm", 0),  # None before the first step
+)
+
+
 class _Loop:
     def __init__(self, loss: Loss, groups: list[RunGroup], starts: Array, max_steps: int | Array,
                  stop: StopCriteria, record: RecordSpec, seed: int | None,
@@ -324,7 +344,6 @@ class _Loop:
                 contexts = [None if c is None else _keep_rows(c, keep[s:e])
                             for c, (s, e) in zip(contexts, bounds, strict=True)]
                 self._compress(keep, bounds)
-                self.bounds_cache = self.lr_cache = None
                 bounds = self._bounds()
                 if self.rows.size == 0:
                     break
@@ -445,21 +464,12 @@ class _Loop:
             if not local.all():
                 self.states[i] = type(self.states[i])(*[a[local] for a in self.states[i]])
                 self.groups[i] = self.groups[i].take(local)
-        self.rows = self.rows[keep]
-        self.row_max_steps = self.row_max_steps[keep]
+        for name, axis in ACTIVE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value[keep] if axis == 0 else value[:, keep])
         self.min_max_steps = int(self.row_max_steps.min()) if self.rows.size else 0
-        self.params = self.params[keep]
-        self.f0 = self.f0[keep]
-        self.best = self.best[keep]
-        self.last_improvement = self.last_improvement[keep]
-        self.path_length = self.path_length[keep]
-        self.flips = self.flips[keep]
-        self.blow_up_at = self.blow_up_at[keep]
-        self.prev_step = self.prev_step[keep]
-        self.ring = self.ring[:, keep]
-        self.hess_evals = self.hess_evals[keep]
-        if self.last_step_norm is not None:
-            self.last_step_norm = self.last_step_norm[keep]
+        self.bounds_cache = self.lr_cache = None  # both are per active row
 
     def _result(self, elapsed: float, t: int) -> RunBatch:
         trajectories = (self.recorder.assemble(self.steps, self.finals)

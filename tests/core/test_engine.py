@@ -353,3 +353,34 @@ def test_allocator_thresholds_take_on_glibc():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert allocator._set_thresholds() is True
+
+
+def test_every_per_run_array_of_the_loop_is_compressed(monkeypatch):
+    """After each compression every array of the loop either covers all K runs (results) or
+    the active rows (ACTIVE_FIELDS): an array left out of the table keeps stopped rows."""
+    from optim_core.engine import loop
+
+    loss = expression_loss("x^2 + 3*y^2 + 0.1*x*y")
+    starts = np.random.default_rng(5).uniform(-2, 2, size=(40, 2))
+    settings = [{"lr": 0.01 * (1 + i % 7)} for i in range(40)]  # rows stop at different steps
+    checked = []
+    compress = loop._Loop._compress
+
+    def checking(self, keep, bounds):
+        compress(self, keep, bounds)
+        active = self.rows.size
+        for name, value in vars(self).items():
+            if not isinstance(value, np.ndarray) or value.ndim == 0:
+                continue
+            sizes = {value.shape[0], value.shape[-1] if value.ndim > 1 else value.shape[0]}
+            assert self.k in sizes or active in sizes, name
+            if self.k not in sizes or name in dict(loop.ACTIVE_FIELDS):
+                axis = dict(loop.ACTIVE_FIELDS).get(name)
+                assert axis is not None, f"{name} is per active row but not in ACTIVE_FIELDS"
+                assert value.shape[axis] == active, name
+        checked.append(active)
+
+    monkeypatch.setattr(loop._Loop, "_compress", checking)
+    batch = run(loss, [make_group("sgd", settings)], starts, max_steps=400,
+                stop=StopCriteria(grad_tol=1e-6), path="vectorised")
+    assert len(checked) >= 3 and batch.status.tolist().count(1) >= 20

@@ -168,6 +168,28 @@ def coupled_decay_floats(grads: list[float], params: list[float], weight_decay: 
     return [g + weight_decay * p for g, p in zip(grads, params, strict=True)]
 
 
+def optional_decoupled_decay(grads: Array, params: Array, hp: Any) -> Array:
+    """The gradient of a rule with `decoupled_weight_decay`: g + wd·p on the rows that couple
+    their decay (torch's NAdam and RAdam), g itself where every row decouples or wd = 0."""
+    coupled = np.where(hp.decoupled_weight_decay, 0.0, hp.weight_decay)
+    return grads + coupled * params if np.any(coupled) else grads
+
+
+def decoupled_decay_step(step: Array, params: Array, hp: Any) -> Array:
+    """The step with p ← p·(1 − lr·wd) folded in, on the rows that decouple their decay."""
+    if not (np.any(hp.weight_decay) and np.any(hp.decoupled_weight_decay)):
+        return step
+    return step - np.where(hp.decoupled_weight_decay, hp.lr * hp.weight_decay, 0.0) * params
+
+
+def optional_decoupled_decay_floats(grads: list[float], params: list[float],
+                                    hp: dict[str, Any]) -> list[float]:
+    """optional_decoupled_decay on one run's floats."""
+    if hp["decoupled_weight_decay"]:
+        return grads
+    return coupled_decay_floats(grads, params, hp["weight_decay"])
+
+
 def bias_correction(beta: Column, t: int) -> Column:
     """1 − βᵗ⁺¹ for the 0-based step t (torch counts steps from 1)."""
     return 1.0 - beta ** (t + 1)

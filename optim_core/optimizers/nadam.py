@@ -18,6 +18,9 @@ from optim_core.optimizers.base import (
     HyperParam,
     StepRule,
     bias_correction,
+    decoupled_decay_step,
+    optional_decoupled_decay,
+    optional_decoupled_decay_floats,
     safe_sqrt,
     zeros_state,
 )
@@ -37,9 +40,7 @@ def init(params: Array) -> NAdamState:
 
 def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201
     step_number = t + 1
-    decoupled = hp.decoupled_weight_decay
-    coupled = np.where(decoupled, 0.0, hp.weight_decay)
-    g = grads + coupled * params if np.any(coupled) else grads
+    g = optional_decoupled_decay(grads, params, hp)
     mu = hp.beta1 * (1.0 - 0.5 * 0.96 ** (step_number * hp.momentum_decay))
     mu_next = hp.beta1 * (1.0 - 0.5 * 0.96 ** ((step_number + 1) * hp.momentum_decay))
     mu_product = state.mu_product * mu
@@ -48,8 +49,7 @@ def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201
     denom = np.sqrt(v / bias_correction(hp.beta2, t)) + hp.eps
     step = ((-hp.lr * (1.0 - mu) / (1.0 - mu_product)) * g / denom
             + (-hp.lr * mu_next / (1.0 - mu_product * mu_next)) * m / denom)
-    if np.any(hp.weight_decay) and np.any(decoupled):
-        step = step - np.where(decoupled, hp.lr * hp.weight_decay, 0.0) * params
+    step = decoupled_decay_step(step, params, hp)
     return step, NAdamState(m, v, mu_product)
 
 
@@ -59,8 +59,7 @@ def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201
     m, v, product = state
     lr, beta1, beta2, eps, wd = hp["lr"], hp["beta1"], hp["beta2"], hp["eps"], hp["weight_decay"]
     decoupled, psi, step_number = hp["decoupled_weight_decay"], hp["momentum_decay"], t + 1
-    if wd and not decoupled:
-        grads = [g + wd * p for g, p in zip(grads, params, strict=True)]
+    grads = optional_decoupled_decay_floats(grads, params, hp)
     mu = beta1 * (1.0 - 0.5 * 0.96 ** (step_number * psi))
     mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step_number + 1) * psi))
     mu_product = product[0] = mu if t == 0 else product[0] * mu

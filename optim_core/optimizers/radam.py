@@ -19,6 +19,9 @@ from optim_core.optimizers.base import (
     HyperParam,
     StepRule,
     bias_correction,
+    decoupled_decay_step,
+    optional_decoupled_decay,
+    optional_decoupled_decay_floats,
     safe_sqrt,
     zeros_state,
 )
@@ -38,9 +41,7 @@ def init(params: Array) -> RAdamState:
 
 def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201
     step_number = t + 1
-    decoupled = hp.decoupled_weight_decay
-    coupled = np.where(decoupled, 0.0, hp.weight_decay)
-    g = grads + coupled * params if np.any(coupled) else grads
+    g = optional_decoupled_decay(grads, params, hp)
     m = hp.beta1 * state.m + (1.0 - hp.beta1) * g
     v = hp.beta2 * state.v + (1.0 - hp.beta2) * g * g
     bc2 = bias_correction(hp.beta2, t)
@@ -56,8 +57,7 @@ def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201
         step = -np.where(tractable, m_hat * hp.lr * adaptive * rect, m_hat * hp.lr)
     else:
         step = -(m_hat * hp.lr)
-    if np.any(hp.weight_decay) and np.any(decoupled):
-        step = step - np.where(decoupled, hp.lr * hp.weight_decay, 0.0) * params
+    step = decoupled_decay_step(step, params, hp)
     return step, RAdamState(m, v)
 
 
@@ -66,8 +66,7 @@ def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201
     m, v = state
     lr, beta1, beta2, eps, wd = hp["lr"], hp["beta1"], hp["beta2"], hp["eps"], hp["weight_decay"]
     decoupled, step_number = hp["decoupled_weight_decay"], t + 1
-    if wd and not decoupled:
-        grads = [g + wd * p for g, p in zip(grads, params, strict=True)]
+    grads = optional_decoupled_decay_floats(grads, params, hp)
     bc1, bc2 = 1.0 - beta1 ** (t + 1), 1.0 - beta2 ** (t + 1)
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
     rho_t = rho_inf - 2.0 * step_number * beta2 ** step_number / bc2

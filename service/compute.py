@@ -1,10 +1,12 @@
 """The compute gate: at most N computations at once (requests and jobs alike), a short
 bounded queue, and an immediate 429 beyond it, so the event loop (and /healthz) stays free.
 
-Jobs take slots from the same limiter as synchronous requests, but at most N − 1 of them
-(one on a single-slot service), so a small request always finds a slot while jobs run. A
-synchronous request never waits for a slot longer than its time budget: then it gets a 503
-with Retry-After instead of a late answer.
+Jobs that compute here (the local executor) take slots from the same limiter as synchronous
+requests, but at most N − 1 of them (one on a single-slot service), so a small request always
+finds a slot while jobs run. Jobs whose shards run on a cluster (Ray) hold no compute slot:
+their thread mostly waits, so a replica runs up to `job_slots` of them (OPTIM_JOB_MAX_RUNNING)
+beside its synchronous requests. A synchronous request never waits for a slot longer than its
+time budget: then it gets a 503 with Retry-After instead of a late answer.
 """
 
 from __future__ import annotations
@@ -21,12 +23,18 @@ T = TypeVar("T")
 
 
 class ComputeGate:
-    def __init__(self, max_concurrency: int, max_queue: int, retry_after_s: int) -> None:
+    def __init__(self, max_concurrency: int, max_queue: int, retry_after_s: int,
+                 job_slots: int | None = None, jobs_hold_slots: bool = True) -> None:
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
         self.retry_after_s = retry_after_s
         self.limiter = anyio.CapacityLimiter(max_concurrency)
-        self.job_slots = max(1, max_concurrency - 1)
+        self.jobs_hold_slots = jobs_hold_slots  # False: jobs compute elsewhere (a cluster)
+        default_slots = max(1, max_concurrency - 1) if jobs_hold_slots else 4 * max_concurrency
+        self.job_slots = job_slots or default_slots
+        if jobs_hold_slots:  # never all of them: a small request always finds one
+            self.job_slots = min(self.job_slots, max(1, max_concurrency - 1))
+        self.job_limiter = anyio.CapacityLimiter(self.job_slots)  # threads of remote jobs
         self.admitted = 0  # synchronous requests computing or waiting
         self.jobs_running = 0
 
@@ -37,7 +45,8 @@ class ComputeGate:
 
     @property
     def waiting(self) -> int:
-        return max(0, self.admitted - (self.max_concurrency - self.jobs_running))
+        held_by_jobs = self.jobs_running if self.jobs_hold_slots else 0
+        return max(0, self.admitted - (self.max_concurrency - held_by_jobs))
 
     @property
     def job_slot_free(self) -> bool:
@@ -74,10 +83,11 @@ class ComputeGate:
             self.admitted -= 1
 
     async def run_job(self, fn: Callable[[], T]) -> T:
-        """Run a job's work on a worker thread holding one compute slot (the caller checked
-        `job_slot_free`)."""
+        """Run a job's work on a worker thread, holding one compute slot when jobs compute
+        here (the caller checked `job_slot_free`)."""
         self.jobs_running += 1
+        limiter = self.limiter if self.jobs_hold_slots else self.job_limiter
         try:
-            return await anyio.to_thread.run_sync(fn, limiter=self.limiter)
+            return await anyio.to_thread.run_sync(fn, limiter=limiter)
         finally:
             self.jobs_running -= 1

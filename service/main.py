@@ -94,7 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.openapi = _standard_openapi(app)
     app.state.gate = ComputeGate(settings.max_concurrency, settings.max_queue,
-                                 settings.retry_after_s)
+                                 settings.retry_after_s, job_slots=settings.job_max_running,
+                                 jobs_hold_slots=settings.executor == "local")
     app.state.executor = open_executor(settings)  # a missing Ray fails here, naming the setting
     app.state.jobs = JobManager(open_job_store(settings.jobs_db_path, settings.jobs_db_url),
                                 app.state.gate, settings, app.state.executor)

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
                                          "cluster); default the usable CPUs")
     shard_retries: int = Field(2, ge=0, description="Ray retries of a failed shard before its "
                                                     "job fails")
+    job_max_running: int | None = Field(
+        None, gt=0, description="jobs one replica runs at once; default: all but one compute "
+        "slot with executor=local (they compute here, and never take the last slot), four per "
+        "compute slot with executor=ray (they wait on the cluster and hold no slot)")
     inline_max_work: int = Field(
         1000, ge=0, description="runs × steps at or below which a first-order request on a "
         "ready loss runs on the event loop, without the worker-thread hop, while a compute "

@@ -118,6 +118,27 @@ async def test_jobs_count_in_the_gate_and_never_take_the_last_slot():
     assert gate.busy == 0 and gate.jobs_running == 0
 
 
+async def test_jobs_on_a_cluster_hold_no_compute_slot():
+    """With Ray the job's thread waits on the cluster: it leaves every slot to requests, and
+    a replica runs several such jobs at once (four per slot by default, or the setting)."""
+    import threading
+
+    gate = ComputeGate(max_concurrency=2, max_queue=4, retry_after_s=3, jobs_hold_slots=False)
+    assert gate.job_slots == 8
+    assert ComputeGate(2, 4, 3, job_slots=3, jobs_hold_slots=False).job_slots == 3
+    assert ComputeGate(2, 4, 3, job_slots=5).job_slots == 1  # local: never the last slot
+    release = threading.Event()
+    jobs = [asyncio.get_running_loop().create_task(gate.run_job(release.wait))
+            for _ in range(3)]
+    while gate.jobs_running < 3 or gate.job_limiter.borrowed_tokens < 3:
+        await asyncio.sleep(0.01)
+    assert gate.busy == 0 and gate.job_slot_free and gate.waiting == 0
+    answers = await asyncio.gather(*(gate.run(lambda: "answered", wait_s=1) for _ in range(2)))
+    assert answers == ["answered", "answered"]  # both slots were the requests'
+    release.set()
+    assert await asyncio.gather(*jobs) == [True, True, True]
+
+
 async def test_a_request_that_cannot_get_a_slot_in_its_budget_is_a_503(settings):
     from service.main import create_app
 

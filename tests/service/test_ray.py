@@ -144,15 +144,18 @@ async def _job_answer(settings: Settings) -> dict:
     await app.state.jobs.shutdown()
     app.state.executor.close()  # the pool's processes; Ray: this module's cluster stays up
     answer["meta"].pop("elapsed_ms")
-    return answer | {"executor": ready["executor"]}
+    return answer | {"executor": ready["executor"], "compute": ready["compute"]}
 
 
 async def test_an_http_job_on_ray_answers_what_local_answers(tmp_path) -> None:
     local = await _job_answer(Settings(jobs_db_path=str(tmp_path / "a.sqlite3"),
-                                       workers_cpu=2))
+                                       workers_cpu=2, max_concurrency=2))
     on_ray = await _job_answer(Settings(jobs_db_path=str(tmp_path / "b.sqlite3"),
-                                        executor="ray", ray_address="local", workers_cpu=2))
+                                        executor="ray", ray_address="local", workers_cpu=2,
+                                        max_concurrency=2))
     assert local.pop("executor")["name"] == "local"
+    assert local.pop("compute")["job_slots"] == 1  # local jobs compute here: all but one slot
+    assert on_ray.pop("compute")["job_slots"] == 8  # Ray jobs wait: four per compute slot
     ray_state = on_ray.pop("executor")
     assert ray_state["name"] == "ray" and ray_state["reachable"] is True
     assert ray_state["workers"] == 2

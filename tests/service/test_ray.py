@@ -161,3 +161,31 @@ async def test_an_http_job_on_ray_answers_what_local_answers(tmp_path) -> None:
     assert ray_state["workers"] == 2
     assert on_ray == local
     assert len(local["rows"]) == 3
+
+
+def test_a_server_process_joins_the_cluster_by_address(tmp_path) -> None:
+    """A replica as deployed: its own process, OPTIM_RAY_ADDRESS naming a running cluster
+    (this module's, by its GCS address); a job's answer equals the in-process one batch."""
+    import httpx
+
+    from optim_core import resolve_starts as starts_of
+    from tests.conftest import start_server
+    from tests.service.test_jobs import _wait_status
+
+    address = ray.get_runtime_context().gcs_address
+    proc, url = start_server({"OPTIM_EXECUTOR": "ray", "OPTIM_RAY_ADDRESS": address,
+                              "OPTIM_JOBS_DB_PATH": str(tmp_path / "jobs.sqlite3"),
+                              "RAY_USAGE_STATS_ENABLED": "0"})
+    try:
+        ready = httpx.get(f"{url}/readyz", timeout=10).json()["executor"]
+        assert ready == {"name": "ray", "address": address, "reachable": True, "workers": 2}
+        job = httpx.post(f"{url}/v1/jobs", json={"kind": "sweep", "request": SWEEP}).json()
+        assert _wait_status(url, job["id"], ("succeeded", "failed"))["status"] == "succeeded"
+        answer = httpx.get(f"{url}/v1/jobs/{job['id']}/result", timeout=30).json()
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    loss = builtin_loss("rosenbrock")
+    here = sweep(loss, {"name": "adam"}, SWEEP["grid"],
+                 starts_of(loss, SWEEP["start"]), max_steps=SWEEP["max_steps"])
+    assert answer["rows"] == here.rows and answer["best"] == here.best

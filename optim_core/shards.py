@@ -273,7 +273,10 @@ class ProgressTracker:
         self.max_steps, self.progress = max(1, max_steps), progress
 
     def update(self, shard: int, done: int, total: int, active: int) -> None:
-        self.done[shard] = 1.0 if active == 0 else min(done / max(total, 1), 1.0)
+        """A shard run again (its worker died) reports from 0 again: progress never goes
+        back, it waits until the re-run passes where the first run was."""
+        fraction = 1.0 if active == 0 else min(done / max(total, 1), 1.0)
+        self.done[shard] = max(self.done[shard], fraction)
         self.active[shard] = active
         if self.progress is not None and self.sizes.sum():
             mean = float(np.dot(self.done, self.sizes) / self.sizes.sum())

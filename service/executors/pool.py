@@ -6,10 +6,13 @@ never forked from the serving process and its threads.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import suppress
 from typing import Any
 
 import numpy as np
@@ -26,6 +29,8 @@ from service.executors.throttle import throttled
 from service.problems import ShardFailedError
 
 POLL_S = 0.2  # how often the job's thread reads progress and passes a cancel on
+POOL_RETRIES = 1  # runs of a job's shards again on a new pool after a worker died
+logger = logging.getLogger("service.executors")
 
 
 class PoolExecutor:
@@ -51,10 +56,27 @@ class PoolExecutor:
     def run_shards(self, work: ShardWork, shards: Sequence[np.ndarray], *,
                    deadline_wall: float | None, cancel: Callable[[], bool] | None,
                    progress: ShardProgressFn | None) -> list[ShardResult]:
+        """The shards on the pool; a worker process that dies (killed, out of memory) breaks
+        the pool: it is replaced and the shards run once more (they are deterministic)."""
         if len(shards) == 1:  # nothing to spread: no pool round trip
             report = None if progress is None else (lambda *state: progress(0, *state))
             return [run_shard(work, shards[0], deadline_wall=deadline_wall, cancel=cancel,
                               progress=report)]
+        for attempt in range(1 + POOL_RETRIES):
+            try:
+                return self._run_on_pool(work, shards, deadline_wall, cancel, progress)
+            except BrokenProcessPool as exc:
+                logger.warning("a pool worker died (%s); starting a new pool", exc)
+                self._reset()
+                if attempt == POOL_RETRIES:
+                    raise ShardFailedError(0, np.concatenate(list(shards)), attempt,
+                                           RuntimeError("a worker process died on every "
+                                                        "attempt")) from None
+        raise AssertionError("unreachable")
+
+    def _run_on_pool(self, work: ShardWork, shards: Sequence[np.ndarray],
+                     deadline_wall: float | None, cancel: Callable[[], bool] | None,
+                     progress: ShardProgressFn | None) -> list[ShardResult]:
         pool, manager = self._start()
         table = manager.dict()  # shard → (steps_done, total, active)
         stop = manager.Event()
@@ -62,14 +84,28 @@ class PoolExecutor:
                    for i, runs in enumerate(shards)]
         try:
             _follow(futures, table, stop, cancel, progress)
-            for i, future in enumerate(futures):
-                if future.exception() is not None:
-                    raise ShardFailedError(i, shards[i], 0, future.exception()) from None
+            failed = [i for i, f in enumerate(futures) if f.done() and f.exception()]
+            if failed:
+                cause = futures[failed[0]].exception()
+                if isinstance(cause, BrokenProcessPool):
+                    raise cause
+                raise ShardFailedError(failed[0], shards[failed[0]], 0, cause)  # type: ignore[arg-type]
             return [f.result() for f in futures]
         finally:
-            stop.set()  # an error in one shard: the others stop at their next check
+            with suppress(Exception):  # a broken pool's manager may be gone too
+                stop.set()  # an error in one shard: the others stop at their next check
             for future in futures:
                 future.cancel()
+
+    def _reset(self) -> None:
+        """Drop a broken pool (and its manager); the next job starts new ones."""
+        with self._lock:
+            pool, manager, self._pool, self._manager = self._pool, self._manager, None, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        if manager is not None:
+            with suppress(Exception):
+                manager.shutdown()
 
     def status(self) -> dict[str, Any]:
         return {"name": self.name, "workers": self.workers, "reachable": True,

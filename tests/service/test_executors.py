@@ -151,3 +151,34 @@ async def test_readyz_names_the_local_executor(client) -> None:
     state = (await client.get("/readyz")).json()["executor"]
     assert state["name"] == "local" and state["reachable"] is True
     assert state["workers"] >= 1 and state["started"] is False
+
+
+def test_a_worker_that_dies_costs_a_rerun_not_the_job(pool) -> None:
+    """kill -9 of a pool process mid-job: the pool is replaced, the shards run again, and
+    the answer is the one-batch answer; progress never goes back."""
+    import os
+    import signal
+    import threading
+
+    loss = builtin_loss("rosenbrock")
+    starts = resolve_starts(loss, {"random": {"n": 3000, "seed": 2}})
+    kwargs = {"max_steps": 3000, "stop": StopCriteria(grad_tol=0)}
+    seen: list[tuple[int, int, int]] = []
+    killed = threading.Event()
+
+    def kill_one_worker(*state) -> None:
+        seen.append(state)
+        if not killed.is_set() and state[0] > 0 and pool._pool is not None:
+            victim = next(iter(pool._pool._processes))
+            os.kill(victim, signal.SIGKILL)
+            killed.set()
+
+    report = sweep(loss, {"name": "adam"}, {"lr": [0.01, 0.1]}, starts, executor=pool,
+                   progress=kill_one_worker, **kwargs)
+    assert killed.is_set()
+    one = sweep(loss, {"name": "adam"}, {"lr": [0.01, 0.1]}, starts,
+                shards=[np.arange(6000)], **kwargs)
+    assert report.rows == one.rows
+    assert np.array_equal(report.batch.final_params, one.batch.final_params)
+    done = [s[0] for s in seen]
+    assert done == sorted(done) and seen[-1] == (3000, 3000, 0)

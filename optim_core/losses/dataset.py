@@ -99,6 +99,37 @@ class MinibatchSampler:
         return self.perms[rows, window]
 
 
+# Full-batch products go through the data in blocks of this many rows (a fixed number, so a
+# run's sums never depend on the batch): each block is read from memory once and from cache
+# for the other runs. 100,000 × 51 rows, 32 runs: the gradient product 91 → 21 ms (one gemm
+# over all runs: 16 ms, but batch-dependent), the values 21 → 17 ms (gemm 11 ms).
+ROW_BLOCK = 4096
+
+
+def _per_run_rows(params: Array, X_T: Array) -> Array:
+    """(K, n): each run's xᵢ·w for every row, per run (a row's value needs only its row)."""
+    k, n = params.shape[0], X_T.shape[1]
+    if n <= ROW_BLOCK:
+        return np.matmul(params[:, None, :], X_T)[:, 0, :]
+    out = np.empty((k, n))
+    for start in range(0, n, ROW_BLOCK):  # a few blocks of data rows, not a loop over runs
+        block = slice(start, start + ROW_BLOCK)
+        out[:, block] = np.matmul(params[:, None, :], X_T[:, block])[:, 0, :]
+    return out
+
+
+def _per_run_gradient(residual: Array, X: Array) -> Array:
+    """(K, p̃): each run's Σᵢ rᵢ·xᵢ, per run, summed block by block in a fixed order."""
+    n = X.shape[0]
+    if n <= ROW_BLOCK:
+        return np.matmul(residual[:, None, :], X)[:, 0, :]
+    total = np.matmul(residual[:, None, :ROW_BLOCK], X[:ROW_BLOCK])[:, 0, :]
+    for start in range(ROW_BLOCK, n, ROW_BLOCK):
+        block = slice(start, start + ROW_BLOCK)
+        total += np.matmul(residual[:, None, block], X[block])[:, 0, :]
+    return total
+
+
 class DatasetLoss(LossBase):
     kind = "dataset"
     stochastic = False
@@ -163,9 +194,8 @@ class DatasetLoss(LossBase):
             # (K, B), each run through its own BLAS product (a batched matmul), never one
             # matrix product over all runs: BLAS blocks a product's sums differently at
             # different K, and a run must compute the same numbers in any batch (shards).
-            # Measured ~2-3x the time of one gemm for these products, a small part of a step.
             if shared:
-                z = np.matmul(params[:, None, :], self.X_T if X is self.X else X.T)[:, 0, :]
+                z = _per_run_rows(params, self.X_T if X is self.X else np.ascontiguousarray(X.T))
             else:
                 z = np.matmul(X, params[:, :, None])[:, :, 0]
             yy = y[None, :] if shared else y
@@ -178,7 +208,8 @@ class DatasetLoss(LossBase):
                 residual = _sigmoid(z) - yy
             if not with_grad:
                 return self._penalised(values, None, params)
-            grads = np.matmul(residual[:, None, :], X)[:, 0, :] / rows
+            grads = (_per_run_gradient(residual, X) if shared
+                     else np.matmul(residual[:, None, :], X)[:, 0, :]) / rows
         return self._penalised(values, grads, params)
 
     def _penalised(self, values: Values, grads: Grads | None, params: Params

@@ -189,3 +189,24 @@ def test_dataset_validation():
     with pytest.raises(LimitExceededError):
         dataset_loss({"model": "linear", "synthetic": {"n_samples": 10**6, "n_features": 10,
                                                        "noise": 0.1, "seed": 0}})
+
+
+def test_blocked_full_batch_products_match_one_product():
+    """Past ROW_BLOCK rows the value and gradient are summed block by block: the same
+    numbers as one product over all rows, to rounding."""
+    from optim_core.losses import dataset as ds
+
+    rng = np.random.default_rng(7)
+    n = 2 * ds.ROW_BLOCK + 123
+    X = rng.normal(size=(n, 5))
+    y = (X @ rng.normal(size=5) > 0).astype(float)
+    loss = ds.dataset_loss({"model": "logistic", "X": X.tolist(), "y": y.tolist()},
+                           max_values=10**7, max_dim=50)
+    params = rng.normal(size=(7, loss.dim)) * 0.3
+    values, grads = loss.value_grad(params)
+    Xt = loss.X
+    z = Xt @ params.T  # (n, K), one product
+    expected_values = np.mean(np.logaddexp(0.0, z) - y[:, None] * z, axis=0)
+    expected_grads = ((1 / (1 + np.exp(-z)) - y[:, None]).T @ Xt) / n
+    np.testing.assert_allclose(values, expected_values, rtol=1e-12)
+    np.testing.assert_allclose(grads, expected_grads, rtol=1e-10, atol=1e-14)

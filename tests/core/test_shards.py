@@ -36,10 +36,10 @@ def _json(value: object) -> bytes:
     return orjson.dumps(value, default=lambda a: a.tolist(), option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _dataset(batch_size: int | None) -> object:
+def _dataset(batch_size: int | None, n: int = 300) -> object:
     rng = np.random.default_rng(1)
-    X = rng.normal(size=(300, 4))
-    y = (X @ [1.0, -2.0, 0.5, 1.0] + 0.3 * rng.normal(size=300) > 0).astype(float)
+    X = rng.normal(size=(n, 4))
+    y = (X @ [1.0, -2.0, 0.5, 1.0] + 0.3 * rng.normal(size=n) > 0).astype(float)
     spec = {"model": "logistic", "X": X.tolist(), "y": y.tolist(), "l2": 0.01}
     if batch_size:
         spec["batch_size"] = batch_size
@@ -65,6 +65,9 @@ CASES = [
      {"max_steps": 300, "seed": 5}),
     ("full-batch dataset", lambda: _dataset(None), {"name": "adamw"}, {"lr": [0.05, 0.2]}, 10,
      {"max_steps": 300}),
+    # past dataset.ROW_BLOCK rows the products go block by block
+    ("full-batch dataset, 9,000 rows", lambda: _dataset(None, 9000), {"name": "adam"},
+     {"lr": [0.05]}, 12, {"max_steps": 60}),
 ]
 
 

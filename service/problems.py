@@ -24,6 +24,7 @@ from optim_core.errors import (
     OptimCoreError,
     UnknownNameError,
 )
+from service.executors import ExecutorUnavailableError
 from service.jsonio import dumps
 
 logger = logging.getLogger("service")
@@ -87,6 +88,7 @@ PROBLEM_TYPES: dict[type[Exception], tuple[int, str, str]] = {
     OverloadedError: (429, "overloaded", "Too many requests in flight"),
     SymbolicTimeoutError: (504, "symbolic-timeout", "The symbolic stage took too long"),
     ShardFailedError: (500, "shard-failed", "A shard of the job failed"),
+    ExecutorUnavailableError: (503, "executor-unavailable", "The job executor is unreachable"),
 }
 
 

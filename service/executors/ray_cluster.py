@@ -68,7 +68,13 @@ class RayExecutor:
                 options: dict[str, Any] = {"log_to_driver": False}
                 if self.address == "local":  # a cluster of our own: no dashboard
                     options |= {"num_cpus": self.workers, "include_dashboard": False}
-                ray.init(address=self.address, **options)
+                try:
+                    ray.init(address=self.address, **options)
+                except Exception as exc:  # unreachable, refused, version mismatch, …
+                    raise ExecutorUnavailableError(
+                        f"Cannot reach the Ray cluster at OPTIM_RAY_ADDRESS={self.address}: "
+                        f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}"
+                    ) from exc
                 self._owns_ray = True
             self._remote = ray.remote(_run_shard)
             self._control = ray.remote(num_cpus=0)(JobControl).remote()

@@ -182,3 +182,37 @@ def test_a_worker_that_dies_costs_a_rerun_not_the_job(pool) -> None:
     assert np.array_equal(report.batch.final_params, one.batch.final_params)
     done = [s[0] for s in seen]
     assert done == sorted(done) and seen[-1] == (3000, 3000, 0)
+
+
+async def test_an_unreachable_ray_cluster_is_named_and_fails_its_jobs(monkeypatch, tmp_path):
+    """/readyz says unreachable, naming the setting; a job fails with a 503 problem document
+    (executor-unavailable), never a 500."""
+    pytest.importorskip("ray")
+    import httpx
+
+    from service.executors import ray_cluster
+    from service.main import create_app
+    from service.settings import Settings
+    from tests.service.test_jobs import wait_for
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("Failed to connect to GCS at 10.0.0.1:6379\nconnection refused")
+
+    monkeypatch.setattr(ray_cluster.ray, "init", refuse)
+    monkeypatch.setattr(ray_cluster.ray, "is_initialized", lambda: False)
+    app = create_app(Settings(executor="ray", ray_address="10.0.0.1:6379",
+                              jobs_db_path=str(tmp_path / "jobs.sqlite3")))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        ready = (await client.get("/readyz")).json()["executor"]
+        assert ready["name"] == "ray" and ready["reachable"] is False
+        assert "OPTIM_RAY_ADDRESS=10.0.0.1:6379" in ready["error"]
+        assert "connection refused" in ready["error"]
+        request = {"loss": {"kind": "builtin", "name": "booth"}, "max_steps": 10}
+        job = (await client.post("/v1/jobs", json={"kind": "optimize",
+                                                   "request": request})).json()
+        done = await wait_for(client, job["id"])
+        assert done["status"] == "failed"
+        assert done["error"]["type"] == "/problems/executor-unavailable"
+        assert done["error"]["status"] == 503
+        await app.state.jobs.shutdown()

@@ -94,25 +94,27 @@ class RayExecutor:
         refs = [task.remote(work_ref, runs, deadline_wall, control, job, i)
                 for i, runs in enumerate(shards)]
         index = {ref.hex(): i for i, ref in enumerate(refs)}
+        results: list[ShardResult | None] = [None] * len(refs)
         try:
-            pending, seen = list(refs), {}
+            pending, seen, cancelled = list(refs), {}, False
             while pending:
                 done, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_S)
-                for ref in done:
+                for ref in done:  # each result fetched once, as its shard finishes
+                    i = index[ref.hex()]
                     try:
-                        ray.get(ref)
+                        results[i] = ray.get(ref)
                     except Exception as exc:
-                        i = index[ref.hex()]
                         control.cancel.remote(job)
                         raise ShardFailedError(i, shards[i], self.retries, exc) from None
-                if cancel is not None and cancel():
+                if not cancelled and cancel is not None and cancel():
                     control.cancel.remote(job)
+                    cancelled = True
                 if progress is not None:
                     for shard, state in ray.get(control.snapshot.remote(job)).items():
                         if seen.get(shard) != state:
                             seen[shard] = state
                             progress(shard, *state)
-            return ray.get(refs)
+            return results  # type: ignore[return-value]
         finally:
             for ref in refs:
                 ray.cancel(ref)  # a no-op for finished tasks

@@ -69,9 +69,11 @@ class PoolExecutor:
                 logger.warning("a pool worker died (%s); starting a new pool", exc)
                 self._reset()
                 if attempt == POOL_RETRIES:
-                    raise ShardFailedError(0, np.concatenate(list(shards)), attempt,
-                                           RuntimeError("a worker process died on every "
-                                                        "attempt")) from None
+                    error = ShardFailedError(0, shards[0], attempt, exc)
+                    error.detail = (f"A pool worker process died during the job on every "
+                                    f"attempt ({attempt + 1}; killed, or out of memory): "
+                                    f"its {len(shards)} shards were not computed")
+                    raise error from None
         raise AssertionError("unreachable")
 
     def _run_on_pool(self, work: ShardWork, shards: Sequence[np.ndarray],

@@ -216,3 +216,31 @@ async def test_an_unreachable_ray_cluster_is_named_and_fails_its_jobs(monkeypatc
         assert done["error"]["type"] == "/problems/executor-unavailable"
         assert done["error"]["status"] == 503
         await app.state.jobs.shutdown()
+
+
+def test_a_pool_that_breaks_on_every_attempt_fails_the_job_saying_so(monkeypatch) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    from optim_core.shards import EngineOptions
+    from service.problems import problem_for
+
+    executor = PoolExecutor(2)
+    attempts = []
+
+    def broken(*args, **kwargs):
+        attempts.append(1)
+        raise BrokenProcessPool("a child process terminated abruptly")
+
+    monkeypatch.setattr(executor, "_run_on_pool", broken)
+    loss = builtin_loss("rosenbrock")
+    from optim_core.plan import plan_sweep
+
+    plan = plan_sweep(loss, {"name": "adam"}, {"lr": [0.1]}, np.zeros((600, 2)),
+                      EngineOptions(max_steps=5))
+    with pytest.raises(ShardFailedError) as caught:
+        executor.run_shards(plan.work, split(600, 300), deadline_wall=None, cancel=None,
+                            progress=None)
+    assert len(attempts) == 2
+    status, problem, _ = problem_for(caught.value)
+    assert status == 500 and problem["type"] == "/problems/shard-failed"
+    assert "died during the job on every attempt (2" in problem["detail"]

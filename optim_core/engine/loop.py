@@ -167,23 +167,35 @@ def _norms(rows: Array) -> Array:
     return np.sqrt(np.einsum("ij,ij->i", rows, rows))
 
 
-# Every per-run array of the active rows, with its run axis: `_compress` keeps the rows that
-# go on in each. A new per-run array of the loop's state is one line here (a test fails for an
-# array left out: it would keep rows of stopped runs and misalign every row after it).
-ACTIVE_FIELDS: tuple[tuple[str, int], ...] = (
-    ("rows", 0),  # each active row's index in the batch
-    ("row_max_steps", 0),
-    ("params", 0),
-    ("f0", 0),
-    ("best", 0),
-    ("last_improvement", 0),
-    ("path_length", 0),
-    ("flips", 0),
-    ("blow_up_at", 0),
-    ("prev_step", 0),
-    ("ring", 1),  # step-major: (RATE_WINDOW, K)
-    ("hess_evals", 0),
-    ("last_step_norm", 0),  # None before the first step
+@dataclass(frozen=True, slots=True)
+class ActiveField:
+    """A per-run array of the active rows: its run axis (what `_compress` keeps rows along)
+    and its value at the start, from (K, d, starts); None: set by the loop itself first."""
+
+    name: str
+    axis: int = 0
+    initial: Callable[[int, int, Array], Array | None] | None = None
+
+
+# The loop's per-run state, declared once: `__init__` creates each array from here and
+# `_compress` keeps the rows that go on in each. A new per-run array is one line here (a test
+# fails for an array left out: it would keep rows of stopped runs and misalign every row).
+ACTIVE_FIELDS: tuple[ActiveField, ...] = (
+    ActiveField("rows", 0, lambda k, d, starts: np.arange(k)),  # index in the batch
+    ActiveField("row_max_steps"),  # from the max_steps argument
+    ActiveField("params", 0, lambda k, d, starts: starts.copy()),
+    ActiveField("f0", 0, lambda k, d, starts: np.full(k, np.nan)),
+    ActiveField("best", 0, lambda k, d, starts: np.full(k, np.inf)),
+    ActiveField("last_improvement", 0, lambda k, d, starts: np.zeros(k, dtype=np.int64)),
+    ActiveField("path_length", 0, lambda k, d, starts: np.zeros(k)),
+    # per coordinate; summed over coordinates when a run stops
+    ActiveField("flips", 0, lambda k, d, starts: np.zeros((k, d))),
+    ActiveField("blow_up_at", 0, lambda k, d, starts: np.full(k, np.inf)),
+    ActiveField("prev_step", 0, lambda k, d, starts: np.zeros((k, d))),
+    # step-major (RATE_WINDOW, K): each step writes a row
+    ActiveField("ring", 1, lambda k, d, starts: np.full((RATE_WINDOW, k), np.nan)),
+    ActiveField("hess_evals", 0, lambda k, d, starts: np.zeros(k)),
+    ActiveField("last_step_norm", 0, lambda k, d, starts: None),  # None before a step
 )
 
 
@@ -233,22 +245,14 @@ class _Loop:
                        "grad_norm": self.final_grad_norm, "lr": self.final_lr}
         self.counters_out: dict[str, Array] = {
             name: np.zeros(k) for g in groups for name in g.rule.counters}
-        # Active state, compressed as rows stop.
+        # Active state (ACTIVE_FIELDS), compressed as rows stop.
         self.bounds_cache: list[tuple[int, int]] | None = None
         self.lr_cache: Array | None = None
-        self.blow_up_at = np.full(k, np.inf)
-        self.rows = np.arange(k)
-        self.params = starts.copy()
-        self.states = [g.rule.init(self.params[self._slice(i)]) for i, g in enumerate(groups)]
-        self.f0 = np.full(k, np.nan)
-        self.best = np.full(k, np.inf)
-        self.last_improvement = np.zeros(k, dtype=np.int64)
-        self.path_length = np.zeros(k)
-        self.flips = np.zeros((k, d))  # per coordinate; summed over coordinates at the end
-        self.prev_step = np.zeros((k, d))
-        self.ring = np.full((RATE_WINDOW, k), np.nan)  # step-major: each step writes a row
         self.last_step_norm: Array | None = None
-        self.hess_evals = np.zeros(k)
+        for active in ACTIVE_FIELDS:
+            if active.initial is not None:
+                setattr(self, active.name, active.initial(k, d, starts))
+        self.states = [g.rule.init(self.params[self._slice(i)]) for i, g in enumerate(groups)]
 
     # -- helpers ---------------------------------------------------------------------------
     def _bounds(self) -> list[tuple[int, int]]:
@@ -464,10 +468,10 @@ class _Loop:
             if not local.all():
                 self.states[i] = type(self.states[i])(*[a[local] for a in self.states[i]])
                 self.groups[i] = self.groups[i].take(local)
-        for name, axis in ACTIVE_FIELDS:
-            value = getattr(self, name)
+        for active in ACTIVE_FIELDS:
+            value = getattr(self, active.name)
             if value is not None:
-                setattr(self, name, value[keep] if axis == 0 else value[:, keep])
+                setattr(self, active.name, value[keep] if active.axis == 0 else value[:, keep])
         self.min_max_steps = int(self.row_max_steps.min()) if self.rows.size else 0
         self.bounds_cache = self.lr_cache = None  # both are per active row
 

@@ -374,8 +374,9 @@ def test_every_per_run_array_of_the_loop_is_compressed(monkeypatch):
                 continue
             sizes = {value.shape[0], value.shape[-1] if value.ndim > 1 else value.shape[0]}
             assert self.k in sizes or active in sizes, name
-            if self.k not in sizes or name in dict(loop.ACTIVE_FIELDS):
-                axis = dict(loop.ACTIVE_FIELDS).get(name)
+            axes = {f.name: f.axis for f in loop.ACTIVE_FIELDS}
+            if self.k not in sizes or name in axes:
+                axis = axes.get(name)
                 assert axis is not None, f"{name} is per active row but not in ACTIVE_FIELDS"
                 assert value.shape[axis] == active, name
         checked.append(active)

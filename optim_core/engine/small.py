@@ -6,14 +6,13 @@ the loss's float form (`point_value_grad`) and its rule's float form (`StepRule.
 and stopping, recording and the path diagnostics are plain float arithmetic: ~4 µs a step.
 
 The path gives the same RunBatch as the vectorised loop: same formulas in the same order of
-operations, the same recording rule, and the stopping decision made by the engine's one
-`check_termination` (a float screen decides only when to ask it). Tests compare the two field
-by field. Numbers agree to the last bit or two: NumPy's SIMD pow, sin, exp… round differently
-from libm's in the last bit.
-The runs go one after another, so one thing differs by design: a deadline or a cancel
+operations, same stopping priority and recording rule (tests compare the two field by field).
+Numbers agree to the last bit or two: NumPy's SIMD pow, sin, exp… round differently from
+libm's in the last bit.
+The runs go one after another, so two things differ by design: a deadline or a cancel
 reached during one run stops the runs after it at their step 0 rather than all runs at a
-shared step. (A run that stops early keeps its own trajectory thinning on both paths: the
-vectorised recorder assembles a stopped run before its next decimation.)
+shared step, and a run that stops early keeps its own trajectory thinning instead of the one
+the longest run in the batch would impose later.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import numpy as np
 from optim_core.engine.groups import RunGroup
 from optim_core.engine.recording import PointLog, RecordSpec, Trajectory
 from optim_core.engine.status import Reason, Status, at_tolerance
-from optim_core.engine.stopping import StopCriteria, check_termination
+from optim_core.engine.stopping import StopCriteria
 from optim_core.losses.base import Loss
 from optim_core.optimizers.base import FloatRule
 from optim_core.schedules import Schedule
@@ -43,6 +42,8 @@ SMALL_WORK = 48
 SCHEDULE_BLOCK = 1024  # scheduled values are computed this many steps at a time
 _INF, _NAN = math.inf, math.nan
 _RUNNING = int(Status.RUNNING)
+_DIVERGED, _CONVERGED, _STALLED, _MAX_STEPS = (
+    int(Status.DIVERGED), int(Status.CONVERGED), int(Status.STALLED), int(Status.MAX_STEPS))
 _TIME_LIMIT, _CANCELLED = int(Status.TIME_LIMIT), int(Status.CANCELLED)
 
 
@@ -163,7 +164,7 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
     state = [[0.0] * d for _ in range(rule.n_state)]
     step_fn = rule.step
     grad_tol, factor = stop.grad_tol, stop.divergence_factor
-    loss_tol, step_tol, patience = stop.loss_tol, stop.step_tol, stop.patience
+    rare = stop.loss_tol is not None or stop.step_tol is not None or stop.patience is not None
     isfinite, sqrt, monotonic = math.isfinite, math.sqrt, time.monotonic
     hp = hyper.at(0)
     lr = hp.get("lr", _NAN)  # a rule without lr records nan, as the vectorised path does
@@ -183,17 +184,11 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
         if t == 0:
             f0 = value
             blow_up = factor * max(1.0, abs(f0))
-        # a cheap screen on floats; where some criterion may hold, the engine's one
-        # check_termination decides (the same priorities as the vectorised path, by
-        # construction), on one-row arrays: ~20 µs, once or twice a run
-        if (t >= max_steps or grad_norm <= grad_tol or not value - f0 <= blow_up
-                or not isfinite(value + grad_norm + sum(params))
-                or (loss_tol is not None and value <= loss_tol)
-                or (step_tol is not None and last_step_norm is not None
-                    and last_step_norm <= step_tol)
-                or (patience is not None and t - last_improvement >= patience)):
+        # the cheap screen of loop.py; the full check only when something may stop
+        if (rare or t >= max_steps or grad_norm <= grad_tol or not value - f0 <= blow_up
+                or not isfinite(value + grad_norm + sum(params))):
             status, reason = _verdict(stop, t, max_steps, value, grad_norm, params, f0,
-                                      last_step_norm, last_improvement)
+                                      blow_up, last_step_norm, last_improvement)
         else:
             status = _RUNNING
         if value < best:  # as np.fmin from +inf: a nan never becomes the best
@@ -242,15 +237,26 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
 
 
 def _verdict(stop: StopCriteria, t: int, max_steps: int, value: float, grad_norm: float,
-             params: list[float], f0: float, last_step_norm: float | None,
+             params: list[float], f0: float, blow_up: float, last_step_norm: float | None,
              last_improvement: int) -> tuple[int, int]:
-    """check_termination for one run of floats: (status, reason)."""
-    status, reason = check_termination(
-        stop, t=t, max_steps=max_steps, values=np.array([value]),
-        grad_norms=np.array([grad_norm]), params=np.array([params]), f0=np.array([f0]),
-        last_step_norm=None if last_step_norm is None else np.array([last_step_norm]),
-        last_improvement=np.array([last_improvement]), may_converge=None)
-    return int(status[0]), int(reason[0])
+    """check_termination for one run: (status, reason), in the same priority order."""
+    if not (math.isfinite(value) and math.isfinite(grad_norm)
+            and all(map(math.isfinite, params))):
+        return _DIVERGED, int(Reason.NON_FINITE)
+    if value - f0 > blow_up:
+        return _DIVERGED, int(Reason.BLOW_UP)
+    if grad_norm <= stop.grad_tol:
+        return _CONVERGED, int(Reason.GRAD_TOL)
+    if stop.loss_tol is not None and value <= stop.loss_tol:
+        return _CONVERGED, int(Reason.LOSS_TOL)
+    if (stop.step_tol is not None and last_step_norm is not None
+            and last_step_norm <= stop.step_tol):
+        return _CONVERGED, int(Reason.STEP_TOL)
+    if stop.patience is not None and t - last_improvement >= stop.patience:
+        return _STALLED, int(Reason.PATIENCE)
+    if t >= max_steps:
+        return _MAX_STEPS, int(Reason.MAX_STEPS)
+    return _RUNNING, 0
 
 
 def _columns(outcomes: list[_Outcome], d: int) -> dict[str, Any]:

@@ -95,8 +95,8 @@ def run(
     `path` picks the implementation: "vectorised" (the (K, d) loop), "floats" (each run on
     Python floats; first-order rules on deterministic losses only) or "auto", which takes
     the float path for small batches (K·(d + 4) ≤ small.SMALL_WORK), where it is faster
-    (~13× at K = 1). Both give the same results; engine/small.py names the two by-design
-    differences.
+    (~13× at K = 1). Both give the same results; engine/small.py names the one by-design
+    difference.
     """
     starts = np.asarray(starts, dtype=float)
     groups = list(groups)

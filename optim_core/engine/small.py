@@ -9,10 +9,10 @@ The path gives the same RunBatch as the vectorised loop: same formulas in the sa
 operations, same stopping priority and recording rule (tests compare the two field by field).
 Numbers agree to the last bit or two: NumPy's SIMD pow, sin, exp… round differently from
 libm's in the last bit.
-The runs go one after another, so two things differ by design: a deadline or a cancel
+The runs go one after another, so one thing differs by design: a deadline or a cancel
 reached during one run stops the runs after it at their step 0 rather than all runs at a
-shared step, and a run that stops early keeps its own trajectory thinning instead of the one
-the longest run in the batch would impose later.
+shared step. (A run that stops early keeps its own trajectory thinning on both paths: the
+vectorised recorder assembles a stopped run before its next decimation.)
 """
 
 from __future__ import annotations

@@ -98,11 +98,17 @@ def diagnostics_arrays(loss: Loss, batch: RunBatch) -> dict[str, Any]:
     }
 
 
+SMALL_COLUMN = 64  # below this many runs a plain list comprehension converts faster
+
+
 def _column(values: Array | None, k: int) -> list[float | None]:
     """A per-run column as JSON-ready floats (None for NaN and ±inf), converted at once."""
     if values is None:
         return [None] * k
     values = np.asarray(values, dtype=float)
+    if values.size <= SMALL_COLUMN:
+        isfinite = math.isfinite
+        return [x if isfinite(x) else None for x in values.tolist()]
     column = values.astype(object)
     column[~np.isfinite(values)] = None
     return column.tolist()
@@ -110,20 +116,16 @@ def _column(values: Array | None, k: int) -> list[float | None]:
 
 def _hyper_columns(batch: RunBatch, name: str) -> list[float | None]:
     """Each run's value of hyperparameter `name` at step 0 (None where its rule has none)."""
-    k = batch.status.shape[0]
-    out = np.full(k, np.nan)
-    has = np.zeros(k, dtype=bool)
-    start = 0
+    out: list[float | None] = []
     for group in batch.groups:
-        hp = group.hyper_at(0)
-        if hasattr(hp, name):
-            column = getattr(hp, name)
-            out[start:start + group.size] = column[:, 0] if column.shape[0] > 1 else column[0, 0]
-            has[start:start + group.size] = True
-        start += group.size
-    values = out.astype(object)
-    values[~has] = None
-    return values.tolist()
+        column = getattr(group.hyper_at(0), name, None)
+        if column is None:
+            out += [None] * group.size
+        elif column.shape[0] > 1:
+            out += column[:, 0].tolist()
+        else:  # (1, 1): every run of the group shares it
+            out += [float(column[0, 0])] * group.size
+    return out
 
 
 def _finite_rows(lam: Array | None, k: int) -> Array:

@@ -186,11 +186,14 @@ def run_shard(work: ShardWork, runs: Array, *, deadline_wall: float | None = Non
 
 def _run_batch(work: ShardWork, runs: Array, deadline_wall: float | None,
                cancel: Callable[[], bool] | None,
-               progress: Callable[[int, int, int], None] | None) -> RunBatch:
+               progress: Callable[[int, int, int], None] | None,
+               groups: list[RunGroup] | None = None) -> RunBatch:
+    """The engine on these runs; `groups` when the caller has them for exactly these runs
+    (the whole plan in one shard: its own groups, not built twice)."""
     start_of = runs % work.starts.shape[0]
     deadline = None if deadline_wall is None else time.monotonic() + (deadline_wall - time.time())
     o = work.options
-    return run(work.loss, shard_groups(work, runs), work.starts[start_of],
+    return run(work.loss, groups or shard_groups(work, runs), work.starts[start_of],
                max_steps=o.max_steps, stop=o.stop, record=o.record, seed=o.seed,
                streams=start_of, deadline=deadline, cancel=cancel, progress=progress,
                eval_every=o.eval_every, path=o.path)
@@ -247,7 +250,9 @@ def execute(plan: Plan, *, shards: Sequence[Array] | None = None,
     shards = list(shards)
     work = plan.work
     if executor is None and len(shards) == 1 and np.array_equal(shards[0], np.arange(work.n_runs)):
-        batch = _run_batch(work, shards[0], _wall(deadline), cancel, progress)
+        # the plan's groups: any grouping computes the same numbers (per-row columns)
+        batch = _run_batch(work, shards[0], _wall(deadline), cancel, progress,
+                           groups=list(plan.groups))
         batch.groups, batch.group_index = plan.groups, plan.group_index
         return batch
     tracker = ProgressTracker(shards, work.options.max_steps, progress)

@@ -44,9 +44,13 @@ class ComputeGate:
         return int(self.limiter.borrowed_tokens)
 
     @property
+    def slots_for_requests(self) -> int:
+        """Compute slots not held by jobs (jobs on a cluster hold none)."""
+        return self.max_concurrency - (self.jobs_running if self.jobs_hold_slots else 0)
+
+    @property
     def waiting(self) -> int:
-        held_by_jobs = self.jobs_running if self.jobs_hold_slots else 0
-        return max(0, self.admitted - (self.max_concurrency - held_by_jobs))
+        return max(0, self.admitted - self.slots_for_requests)
 
     @property
     def job_slot_free(self) -> bool:
@@ -64,7 +68,7 @@ class ComputeGate:
         """
         if inline and self.busy < self.max_concurrency:
             return fn(*args, **kwargs)
-        if self.admitted >= self.max_concurrency - self.jobs_running + self.max_queue:
+        if self.admitted >= self.slots_for_requests + self.max_queue:
             raise OverloadedError(self.retry_after_s)
         self.admitted += 1
         try:

@@ -135,7 +135,16 @@ async def test_jobs_on_a_cluster_hold_no_compute_slot():
     assert gate.busy == 0 and gate.job_slot_free and gate.waiting == 0
     answers = await asyncio.gather(*(gate.run(lambda: "answered", wait_s=1) for _ in range(2)))
     assert answers == ["answered", "answered"]  # both slots were the requests'
+    # admission counts only slots jobs hold: with more remote jobs than slots + queue,
+    # requests are still admitted
+    small = ComputeGate(1, 0, 3, job_slots=4, jobs_hold_slots=False)
+    more = [asyncio.get_running_loop().create_task(small.run_job(release.wait))
+            for _ in range(3)]
+    while small.jobs_running < 3:
+        await asyncio.sleep(0.01)
+    assert await small.run(lambda: "admitted", wait_s=1) == "admitted"
     release.set()
+    assert await asyncio.gather(*more) == [True, True, True]
     assert await asyncio.gather(*jobs) == [True, True, True]
 
 

@@ -173,9 +173,8 @@ def _build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: Sto
     if start_lam is not None:
         with np.errstate(all="ignore"):
             top, bottom = start_lam.max(axis=1), start_lam.min(axis=1)
-            lam_max0 = np.where(start_ok, top, np.nan).tolist()
+            lam_max0 = _column(np.where(start_ok, top, np.nan), k)
             kappa0 = _column(np.where(start_ok & (bottom > 0), top / bottom, np.nan), k)
-        lam_max0 = [None if x != x else x for x in lam_max0]
     final_lam_rows = final_lam.tolist() if final_lam is not None else None
     final_condition = _column(arrays["final_condition"], k)
     final_kind = arrays["final_kind"]

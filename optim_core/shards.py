@@ -7,11 +7,11 @@ engine path (floats or vectorised). Every run draws its minibatches from the str
 global start index, and its recorded trajectory depends only on its own steps (see
 engine/recording.py), so a run computes the same numbers in whatever shard it lands:
 
-* bit-equal for builtin, expression, Newton and seeded-minibatch losses (tested with 1-run
-  shards, uneven shards and shuffled shards);
-* full-batch dataset and quadratic losses evaluate the whole shard with one matrix product,
-  whose BLAS kernel may block a row's sums differently at another batch size: there a split
-  answer matches to ~1e-12 relative (tested), not bit for bit.
+* bit-equal for builtin, expression, Newton, seeded-minibatch and full-batch dataset losses
+  (tested with 1-run shards, uneven shards and shuffled shards);
+* explicit quadratics evaluate the whole shard with one matrix product `params @ A`, whose
+  BLAS kernel may block a row's sums differently at another batch size: there a split answer
+  matches to ~1e-12 relative (tested), not bit for bit.
 
 `ShardWork` is what travels to another process (the loss pickles by its definition); the
 merge puts each shard's per-run arrays back at their global rows and gives the RunBatch the
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -66,7 +66,8 @@ class EngineOptions:
 
 @dataclass(frozen=True, slots=True)
 class ShardWork:
-    """What every shard needs: sent once per process (Ray: put in the object store once)."""
+    """What every shard needs (Ray puts it in the object store once per job; the local pool
+    sends it with each shard)."""
 
     loss: Loss
     starts: Array  # (S, d)
@@ -121,9 +122,7 @@ def make_plan(loss: Loss, starts: Array, entries: Sequence[tuple[str, Mapping[st
     starts = np.asarray(starts, dtype=float)
     k, d = len(entries) * starts.shape[0], loss.dim
     path = "floats" if small.fits(loss, groups, k, d) else "vectorised"
-    options = EngineOptions(options.max_steps, options.stop, options.record, options.seed,
-                            options.eval_every, path)
-    work = ShardWork(loss, starts, tuple(entries), options)
+    work = ShardWork(loss, starts, tuple(entries), replace(options, path=path))
     group_index = np.repeat(np.arange(len(groups)), [g.size for g in groups])
     if group_index.size != k:
         raise ValueError(f"groups hold {group_index.size} runs, the plan {k}")
@@ -304,13 +303,14 @@ class InProcess:
                    progress: ShardProgressFn | None) -> list[ShardResult]:
         results = []
         for i, runs in enumerate(shards):
-            report = None if progress is None else _for_shard(progress, i)
+            report = None if progress is None else shard_progress(progress, i)
             results.append(run_shard(work, runs, deadline_wall=deadline_wall, cancel=cancel,
                                      progress=report))
         return results
 
 
-def _for_shard(progress: ShardProgressFn, shard: int) -> Callable[[int, int, int], None]:
+def shard_progress(progress: ShardProgressFn, shard: int) -> Callable[[int, int, int], None]:
+    """The engine's progress callback of one shard, reporting under the shard's index."""
     def report(done: int, total: int, active: int) -> None:
         progress(shard, done, total, active)
     return report

@@ -195,7 +195,7 @@ ACTIVE_FIELDS: tuple[ActiveField, ...] = (
     # step-major (RATE_WINDOW, K): each step writes a row
     ActiveField("ring", 1, lambda k, d, starts: np.full((RATE_WINDOW, k), np.nan)),
     ActiveField("hess_evals", 0, lambda k, d, starts: np.zeros(k)),
-    ActiveField("last_step_norm", 0, lambda k, d, starts: None),  # None before a step
+    ActiveField("last_step_norm"),  # None until the first step
 )
 
 

@@ -24,6 +24,7 @@ from optim_core.shards import (
     ShardWork,
     parallel_shards,
     run_shard,
+    shard_progress,
 )
 from service.executors.throttle import throttled
 from service.problems import ShardFailedError
@@ -59,7 +60,7 @@ class PoolExecutor:
         """The shards on the pool; a worker process that dies (killed, out of memory) breaks
         the pool: it is replaced and the shards run once more (they are deterministic)."""
         if len(shards) == 1:  # nothing to spread: no pool round trip
-            report = None if progress is None else (lambda *state: progress(0, *state))
+            report = None if progress is None else shard_progress(progress, 0)
             return [run_shard(work, shards[0], deadline_wall=deadline_wall, cancel=cancel,
                               progress=report)]
         for attempt in range(1 + POOL_RETRIES):

@@ -176,7 +176,8 @@ class Recorder:
                 room.tolist(), strict=True):
             steps = step_arrays.get(final)
             if steps is None:
-                steps = np.append(recorded[:end], final) if append else recorded[:end].copy()
+                steps = (np.append(recorded[:end], final) if append
+                         else recorded[:end].copy() if copy else recorded[:end])
                 step_arrays[final] = steps
             n = end + append
             if has_room or not append:

@@ -62,13 +62,14 @@ class SymbolicTimeoutError(Exception):
 
 
 class ShardFailedError(Exception):
-    """A shard of a job failed on the cluster after its retries: the job fails, naming it."""
+    """A shard of a job failed (an exception in it, or its worker lost on every retry): the
+    job fails, naming it. `retries`: the retries spent, 0 for an exception (not retried)."""
 
     def __init__(self, shard: int, runs: Any, retries: int, cause: Exception) -> None:
         first, last = int(runs[0]), int(runs[-1])
         reason = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
-        self.detail = (f"Shard {shard} (runs {first}–{last}) failed after {retries} "
-                       f"retr{'y' if retries == 1 else 'ies'}: {reason[:300]}")
+        tried = f" after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""
+        self.detail = f"Shard {shard} (runs {first}–{last}) failed{tried}: {reason[:300]}"
         super().__init__(self.detail)
         self.shard, self.first_run, self.last_run = shard, first, last
 

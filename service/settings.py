@@ -65,8 +65,10 @@ class Settings(BaseSettings):
     workers_cpu: int = Field(default_factory=lambda: usable_cpus(), gt=0,
                              description="processes of the local pool (CPUs of a 'local' Ray "
                                          "cluster); default the usable CPUs")
-    shard_retries: int = Field(2, ge=0, description="Ray retries of a failed shard before its "
-                                                    "job fails")
+    shard_retries: int = Field(
+        2, ge=0, description="Ray retries of a shard whose worker died (killed, out of memory, "
+        "node lost) before its job fails; an exception in a shard is not retried (shards are "
+        "deterministic: it would raise again)")
     job_max_running: int | None = Field(
         None, gt=0, description="jobs one replica runs at once; default: all but one compute "
         "slot with executor=local (they compute here, and never take the last slot), four per "

@@ -1,12 +1,19 @@
 """Shards as Ray tasks on a cluster (OPTIM_EXECUTOR=ray, OPTIM_RAY_ADDRESS).
 
 One task per shard, retried by Ray when its worker dies (shards are deterministic, so a
-retry computes the same numbers); the job's work (loss, starts, options) goes into the
-object store once; a small actor carries each job's progress one way and its cancel flag
-the other. The actor is one per API process, keyed by job, not one per job: an actor is a
-worker process of its own, and starting one cost ~1 s of a 2-CPU machine per job. The
-deadline travels as wall-clock time. A shard that still fails after its retries fails the
-job with a problem document naming the shard.
+retry computes the same numbers); an exception raised in a shard is not retried, since the
+same numbers raise it again (and a retry would wait behind every queued shard). The job's
+work (loss, starts, options) goes into the object store once; a small actor carries each
+job's progress one way and its cancel flag the other. The actor is one per API process,
+keyed by job, not one per job: an actor is a worker process of its own, and starting one
+cost ~1 s of a 2-CPU machine per job. The deadline travels as wall-clock time. A shard that
+fails fails the job with a problem document naming the shard, and the job's other shards
+stop at their next check of the flag.
+
+Shards are only ever stopped through that flag, never by `ray.cancel`: cancelling a task
+whose large result is already in the object store but whose reply is still in flight trips
+a check in Ray's core worker (ray 2.60: "Tried to complete task that was not pending") that
+ends the calling process, which for us is an API replica.
 """
 
 from __future__ import annotations
@@ -90,13 +97,13 @@ class RayExecutor:
         self._connect()
         work_ref = ray.put(work)
         control, job = self._control, uuid.uuid4().hex
-        task = self._remote.options(max_retries=self.retries, retry_exceptions=True)
+        task = self._remote.options(max_retries=self.retries, retry_exceptions=False)
         refs = [task.remote(work_ref, runs, deadline_wall, control, job, i)
                 for i, runs in enumerate(shards)]
         index = {ref.hex(): i for i, ref in enumerate(refs)}
         results: list[ShardResult | None] = [None] * len(refs)
+        pending, seen, cancelled = list(refs), {}, False
         try:
-            pending, seen, cancelled = list(refs), {}, False
             while pending:
                 done, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_S)
                 for ref in done:  # each result fetched once, as its shard finishes
@@ -104,8 +111,9 @@ class RayExecutor:
                     try:
                         results[i] = ray.get(ref)
                     except Exception as exc:
-                        control.cancel.remote(job)
-                        raise ShardFailedError(i, shards[i], self.retries, exc) from None
+                        lost = not isinstance(exc, ray.exceptions.RayTaskError)
+                        raise ShardFailedError(i, shards[i], self.retries if lost else 0,
+                                               exc) from None
                 if not cancelled and cancel is not None and cancel():
                     control.cancel.remote(job)
                     cancelled = True
@@ -116,9 +124,7 @@ class RayExecutor:
                             progress(shard, *state)
             return results  # type: ignore[return-value]
         finally:
-            for ref in refs:
-                ray.cancel(ref)  # a no-op for finished tasks
-            control.forget.remote(job)
+            _release(control, job, stop_the_rest=bool(pending) and not cancelled)
 
     def status(self) -> dict[str, Any]:
         """Reachable when this process is connected and the cluster answers."""
@@ -139,12 +145,29 @@ class RayExecutor:
         self._owns_ray = False
 
 
+def _release(control: Any, job: str, *, stop_the_rest: bool) -> None:
+    """The job's progress is dropped; shards still queued or running (a shard failed, the
+    cluster went away) are told to stop. Best effort: the actor may be gone with the cluster."""
+    try:
+        if stop_the_rest:
+            control.cancel.remote(job)
+        control.forget.remote(job)
+    except Exception:  # noqa: BLE001 - nothing left to tell
+        pass
+
+
 class JobControl:
-    """Shards report progress here; a job's thread sets its cancel flag (keyed by job)."""
+    """Shards report progress here; a job's thread sets its cancel flag (keyed by job).
+
+    A cancel flag outlives `forget`: a job's thread leaves as soon as one shard fails, while
+    its other shards may still be queued and must find the flag when they start. The newest
+    KEEP_CANCELLED flags are kept (a job id is 32 characters)."""
+
+    KEEP_CANCELLED = 10_000
 
     def __init__(self) -> None:
         self.progress: dict[str, dict[int, tuple[int, int, int]]] = {}
-        self.cancelled: set[str] = set()
+        self.cancelled: dict[str, None] = {}  # insertion-ordered: the oldest go first
 
     def report(self, job: str, shard: int, done: int, total: int, active: int) -> None:
         self.progress.setdefault(job, {})[shard] = (done, total, active)
@@ -153,14 +176,15 @@ class JobControl:
         return dict(self.progress.get(job, {}))
 
     def cancel(self, job: str) -> None:
-        self.cancelled.add(job)
+        self.cancelled[job] = None
+        while len(self.cancelled) > self.KEEP_CANCELLED:
+            del self.cancelled[next(iter(self.cancelled))]
 
     def is_cancelled(self, job: str) -> bool:
         return job in self.cancelled
 
     def forget(self, job: str) -> None:
         self.progress.pop(job, None)
-        self.cancelled.discard(job)
 
 
 def _run_shard(work: ShardWork, runs: np.ndarray, deadline_wall: float | None, control: Any,

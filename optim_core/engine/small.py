@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import mul
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ from optim_core.types import Array
 # K·(d + 4) ≤ SMALL_WORK, which keeps it below ~3/4 of the vectorised cost (K ≤ 8 at d = 2).
 SMALL_WORK = 48
 SCHEDULE_BLOCK = 1024  # scheduled values are computed this many steps at a time
+DEADLINE_MASK = 15  # the clock is read every 16 steps (~60 ns a read against ~3 µs a step)
 _INF, _NAN = math.inf, math.nan
 _RUNNING = int(Status.RUNNING)
 _DIVERGED, _CONVERGED, _STALLED, _MAX_STEPS = (
@@ -180,7 +182,7 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
     t = 0
     while True:
         value, grads = value_grad(params)
-        grad_norm = sqrt(sum([g * g for g in grads]))
+        grad_norm = sqrt(sum(map(mul, grads, grads)))
         if t == 0:
             f0 = value
             blow_up = factor * max(1.0, abs(f0))
@@ -206,7 +208,7 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
                 log.write(t, params, value, grad_norm, lr)  # type: ignore[union-attr]
                 record_every = log.stride  # type: ignore[union-attr]
         if status == _RUNNING:
-            if deadline is not None and monotonic() >= deadline:
+            if deadline is not None and not t & DEADLINE_MASK and monotonic() >= deadline:
                 status, reason = _TIME_LIMIT, int(Reason.TIME_LIMIT)
             elif cancel is not None and t % every == 0 and cancel():
                 status, reason = _CANCELLED, int(Reason.CANCELLED)
@@ -215,7 +217,7 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
         step = step_fn(grads, state, params, hp, t)
         squares = 0.0
         moved = []
-        for p, s, before in zip(params, step, prev_step, strict=True):
+        for p, s, before in zip(params, step, prev_step):  # all d long (pyproject: B905)
             squares += s * s
             if s * before < 0.0:
                 flips += 1

@@ -158,9 +158,9 @@ def _rastrigin_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
 
     def value_grad(x: list[float]) -> tuple[float, list[float]]:
         angles = [2.0 * math.pi * xi for xi in x]
-        value = A * dim + sum([xi * xi - A * math.cos(a) for xi, a in zip(x, angles, strict=True)])
+        value = A * dim + sum([xi * xi - A * math.cos(a) for xi, a in zip(x, angles)])
         grads = [2.0 * xi + 2.0 * math.pi * A * math.sin(a)
-                 for xi, a in zip(x, angles, strict=True)]
+                 for xi, a in zip(x, angles)]
         return value, grads
 
     return value_grad
@@ -231,8 +231,8 @@ def _ravine_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
     weights = _ravine_weights(dim, p["condition"]).tolist()
 
     def value_grad(x: list[float]) -> tuple[float, list[float]]:
-        grads = [xi * wi for xi, wi in zip(x, weights, strict=True)]
-        return 0.5 * sum([xi * gi for xi, gi in zip(x, grads, strict=True)]), grads
+        grads = [xi * wi for xi, wi in zip(x, weights)]
+        return 0.5 * sum([xi * gi for xi, gi in zip(x, grads)]), grads
 
     return value_grad
 
@@ -412,6 +412,10 @@ class BuiltinLoss(LossBase):
             expression_loss(spec.formula, list(self.names)) if spec.evaluate is None else None
         )
         self._floats = spec.floats(dim, values) if spec.floats is not None else None
+        if self._expression is not None or self._floats is not None:  # bound once, no hop
+            self.point_value_grad = (  # type: ignore[method-assign]
+                self._expression.point_value_grad if self._expression is not None
+                else self._floats)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickled as its name, dimension and parameters (shards travel to other processes;
@@ -428,13 +432,6 @@ class BuiltinLoss(LossBase):
             return self._expression.value_grad(params)
         values, grads, _ = self.spec.evaluate(params, self.params, 1)  # type: ignore[misc]
         return values, grads  # type: ignore[return-value]
-
-    def point_value_grad(self, point: list[float]) -> tuple[float, list[float]]:
-        if self._expression is not None:
-            return self._expression.point_value_grad(point)
-        if self._floats is not None:
-            return self._floats(point)
-        return super().point_value_grad(point)
 
     def hess(self, params: Params) -> Hess:
         if self._expression is not None:

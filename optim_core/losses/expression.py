@@ -102,6 +102,8 @@ class ExpressionLoss(LossBase):
         self._value_tape = compile_outputs([parts.expr], symbols)
         self._value_grad_tape = compile_outputs([parts.expr, *parts.gradient], symbols)
         self._value_grad_floats = float_tape(self._value_grad_tape)
+        if self._value_grad_floats is not None:  # the float form itself: no call in between
+            self.point_value_grad = self._value_grad_floats.value_grad  # type: ignore[method-assign]
         upper = [(i, j) for i in range(self.dim) for j in range(i, self.dim)]
         self._hess_index = np.array(upper, dtype=int).reshape(-1, 2).T
         self._hess_tape: Tape = compile_outputs([parts.hessian[i][j] for i, j in upper], symbols)
@@ -114,11 +116,6 @@ class ExpressionLoss(LossBase):
         out = self._value_grad_tape.evaluate(params)
         return out[:, 0], out[:, 1:]
 
-    def point_value_grad(self, point: list[float]) -> tuple[float, list[float]]:
-        if self._value_grad_floats is None:
-            return super().point_value_grad(point)
-        out = self._value_grad_floats.evaluate(point)
-        return out[0], out[1:]
 
     def hess(self, params: Params) -> Hess:
         flat = self._hess_tape.evaluate(params)

@@ -51,22 +51,30 @@ def _update(grads, state, params, hp, t, ctx=None, *, decoupled: bool):  # noqa:
     return step, AdamState(m, v, v_max)
 
 
-def _update_floats(grads, state, params, hp, t, *, decoupled: bool):  # noqa: ANN001, ANN202
+def _update_floats(grads, state, params, hp, t, decoupled=False):  # noqa: ANN001, ANN202
     m, v, v_max = state
     lr, beta1, beta2, eps, wd = hp["lr"], hp["beta1"], hp["beta2"], hp["eps"], hp["weight_decay"]
-    amsgrad, sqrt = hp["amsgrad"], math.sqrt
+    sqrt = math.sqrt
     scale = -(lr / (1.0 - beta1 ** (t + 1)))
     root_bc2 = sqrt(1.0 - beta2 ** (t + 1))
     keep1, keep2 = 1.0 - beta1, 1.0 - beta2
+    if wd and not decoupled:
+        grads = coupled_decay_floats(grads, params, wd)
+    amsgrad = hp["amsgrad"]
     step = []
-    for i, g in enumerate(grads if decoupled else coupled_decay_floats(grads, params, wd)):
-        mi = m[i] = beta1 * m[i] + keep1 * g
-        vi = v[i] = beta2 * v[i] + keep2 * g * g
+    for i, g in enumerate(grads):
+        m[i] = mi = beta1 * m[i] + keep1 * g
+        v[i] = vi = beta2 * v[i] + keep2 * g * g
         if amsgrad:
-            vi = v_max[i] = nan_maximum(v_max[i], vi)
-        si = scale * mi / (sqrt(vi) / root_bc2 + eps)
-        step.append(si - lr * wd * params[i] if decoupled and wd else si)
+            v_max[i] = vi = nan_maximum(v_max[i], vi)
+        step.append(scale * mi / (sqrt(vi) / root_bc2 + eps))
+    if decoupled and wd:
+        step = [si - lr * wd * p for si, p in zip(step, params)]
     return step
+
+
+def _update_adamw_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN202
+    return _update_floats(grads, state, params, hp, t, True)
 
 
 def _hyperparams(weight_decay: float, wd_doc: str) -> tuple[HyperParam, ...]:
@@ -84,8 +92,8 @@ def _hyperparams(weight_decay: float, wd_doc: str) -> tuple[HyperParam, ...]:
 ADAM = StepRule("adam", init, partial(_update, decoupled=False),
                 _hyperparams(0.0, "L2 term added to the gradient (coupled)"),
                 "Momentum plus per-coordinate RMS scaling, bias-corrected.",
-                floats=FloatRule(3, partial(_update_floats, decoupled=False)))
+                floats=FloatRule(3, _update_floats))
 ADAMW = StepRule("adamw", init, partial(_update, decoupled=True),
                  _hyperparams(0.01, "decoupled decay: p ← p·(1 − lr·wd) before the step"),
                  "Adam with decoupled weight decay.",
-                 floats=FloatRule(3, partial(_update_floats, decoupled=True)))
+                 floats=FloatRule(3, _update_adamw_floats))

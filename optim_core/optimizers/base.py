@@ -165,7 +165,7 @@ def coupled_decay_floats(grads: list[float], params: list[float], weight_decay: 
     """coupled_decay on one run's floats: the gradient itself when wd = 0."""
     if not weight_decay:
         return grads
-    return [g + weight_decay * p for g, p in zip(grads, params, strict=True)]
+    return [g + weight_decay * p for g, p in zip(grads, params)]
 
 
 def optional_decoupled_decay(grads: Array, params: Array, hp: Any) -> Array:

@@ -63,9 +63,37 @@ def test_float_tape_matches_numpy_tape(text):
     assert floats is not None
     points = RNG.uniform(-0.9, 0.9, size=(25, loss.dim))
     expected = loss._value_grad_tape.evaluate(points)
-    got = np.array([floats.evaluate(p.tolist()) for p in points])
+    got = np.array([[v, *g] for v, g in map(floats.value_grad, points.tolist())])
     for g, e in zip(got, expected, strict=True):
         assert_same(g, e, rtol=1e-13, scaled=True)
+
+
+FUSABLE = ["(1-x)^2 + 100*(y-x^2)^2", "x*y*z - 3*x*y + 2*z^2 - x", "-(x - y)^2 - 2*x*y*z*w",
+           "x + 2*y + 3*z + 4*w - x*y*z*w*5", "(x - 1)*(y - 2)*(z - 3) - w*(x - w)",
+           "sin(x - y)*exp(-x*y) - 0.5*(z - w)^2"]
+
+
+@pytest.mark.parametrize("text", FUSABLE + EVERY_FUNCTION)
+def test_fused_products_give_the_unfused_tape_to_the_bit(text):
+    """SUB and MULADD are exact rewrites: every bit equal to one instruction per tape entry,
+    including where products are chained through one slot (n-ary products and sums)."""
+    loss = expression_loss(text)
+    fused = float_tape(loss._value_grad_tape)
+    plain = float_tape(loss._value_grad_tape, fused=False)
+    assert fused is not None and plain is not None
+    points = RNG.uniform(-3, 3, size=(50, loss.dim))
+    for p in points.tolist():
+        got, want = (np.array([v, *g]) for v, g in (fused.value_grad(p), plain.value_grad(p)))
+        assert np.array_equal(got, want, equal_nan=True)
+        assert np.array_equal(np.signbit(got), np.signbit(want))  # −0.0 stays −0.0
+    if text in FUSABLE:
+        assert len(fused.program) < len(plain.program)
+
+
+def test_rosenbrock_tape_fuses_to_eleven_instructions():
+    loss = expression_loss("(1-x)^2 + 100*(y-x^2)^2")
+    assert len(float_tape(loss._value_grad_tape, fused=False).program) == 17
+    assert len(loss._value_grad_floats.program) == 11
 
 
 @pytest.mark.parametrize(("text", "point"), [

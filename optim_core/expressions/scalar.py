@@ -137,15 +137,13 @@ class FloatTape:
         slots = [0.0] * tape.n_slots
         for slot, value in tape.constants:
             slots[slot] = value
-        self.initial = slots
-        self.n_inputs = tape.n_inputs
+        self.after_inputs = slots[tape.n_inputs:]  # the inputs are slots 0 … n − 1
         self.value_slot, *self.grad_slots = tape.outputs
 
     def value_grad(self, point: list[float]) -> tuple[float, list[float]]:
         """The tape's first output (the value) and the others (the gradient): the float form
         of the loss itself, one call a step."""
-        slots = self.initial.copy()
-        slots[: self.n_inputs] = point
+        slots = point + self.after_inputs
         try:
             for op, dst, a, b, c in self.program:
                 if op == _MULADD:

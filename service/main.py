@@ -15,6 +15,7 @@ from fastapi_offline import FastAPIOffline
 
 from service.compute import ComputeGate
 from service.executors import open_executor
+from service.heap import freeze_startup_heap
 from service.jobs.manager import JobManager
 from service.jobs.store import open_job_store
 from service.middleware import BodyLimitMiddleware
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if app.state.executor.name == "ray":  # connect now: the first job should not wait
             await anyio.to_thread.run_sync(app.state.executor.status)
         app.state.jobs.start()  # queued jobs (this process's or another's) run from now on
+        logging.getLogger("service").info("start-up heap frozen: %d objects",
+                                          freeze_startup_heap())
         sweeper = asyncio.get_running_loop().create_task(app.state.jobs.sweep_expired())
         try:
             yield

@@ -31,7 +31,7 @@ import numpy as np
 from optim_core.engine.groups import RunGroup
 from optim_core.engine.recording import PointLog, RecordSpec, Trajectory
 from optim_core.engine.status import Reason, Status, at_tolerance
-from optim_core.engine.stopping import StopCriteria
+from optim_core.engine.stopping import StopCriteria, run_verdict
 from optim_core.losses.base import Loss
 from optim_core.optimizers.base import FloatRule
 from optim_core.schedules import Schedule
@@ -46,8 +46,6 @@ SCHEDULE_BLOCK = 1024  # scheduled values are computed this many steps at a time
 DEADLINE_MASK = 15  # the clock is read every 16 steps (~60 ns a read against ~3 µs a step)
 _INF, _NAN = math.inf, math.nan
 _RUNNING = int(Status.RUNNING)
-_DIVERGED, _CONVERGED, _STALLED, _MAX_STEPS = (
-    int(Status.DIVERGED), int(Status.CONVERGED), int(Status.STALLED), int(Status.MAX_STEPS))
 _TIME_LIMIT, _CANCELLED = int(Status.TIME_LIMIT), int(Status.CANCELLED)
 
 
@@ -191,8 +189,10 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
         # the cheap screen of loop.py; the full check only when something may stop
         if (rare or t >= max_steps or grad_norm <= grad_tol or not value - f0 <= blow_up
                 or not isfinite(value + grad_norm + sum(params))):
-            status, reason = _verdict(stop, t, max_steps, value, grad_norm, params, f0,
-                                      blow_up, last_step_norm, last_improvement)
+            status, reason = run_verdict(
+                stop, t=t, max_steps=max_steps, values=value, grad_norms=grad_norm,
+                params=params, f0=f0, last_step_norm=last_step_norm,
+                last_improvement=last_improvement)
         else:
             status = _RUNNING
         if value < best:  # as np.fmin from +inf: a nan never becomes the best
@@ -238,29 +238,6 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
     if log is not None:
         outcome.trajectory = log.trajectory(t, (params, value, grad_norm, lr))
     return outcome
-
-
-def _verdict(stop: StopCriteria, t: int, max_steps: int, value: float, grad_norm: float,
-             params: list[float], f0: float, blow_up: float, last_step_norm: float | None,
-             last_improvement: int) -> tuple[int, int]:
-    """check_termination for one run: (status, reason), in the same priority order."""
-    if not (math.isfinite(value) and math.isfinite(grad_norm)
-            and all(map(math.isfinite, params))):
-        return _DIVERGED, int(Reason.NON_FINITE)
-    if value - f0 > blow_up:
-        return _DIVERGED, int(Reason.BLOW_UP)
-    if grad_norm <= stop.grad_tol:
-        return _CONVERGED, int(Reason.GRAD_TOL)
-    if stop.loss_tol is not None and value <= stop.loss_tol:
-        return _CONVERGED, int(Reason.LOSS_TOL)
-    if (stop.step_tol is not None and last_step_norm is not None
-            and last_step_norm <= stop.step_tol):
-        return _CONVERGED, int(Reason.STEP_TOL)
-    if stop.patience is not None and t - last_improvement >= stop.patience:
-        return _STALLED, int(Reason.PATIENCE)
-    if t >= max_steps:
-        return _MAX_STEPS, int(Reason.MAX_STEPS)
-    return _RUNNING, 0
 
 
 def _columns(outcomes: list[_Outcome], d: int) -> dict[str, Any]:

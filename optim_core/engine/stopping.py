@@ -8,13 +8,18 @@ near zero still needs a real rise).
 
 from __future__ import annotations
 
+import math
+import operator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from optim_core.engine.status import Reason, Status
 from optim_core.types import Array
 
+_RUNNING = int(Status.RUNNING)
 # Plain ints in the hot path: attribute access on IntEnum members costs microseconds.
 _CODES = (int(Status.DIVERGED), int(Status.CONVERGED), int(Status.STALLED), int(Status.MAX_STEPS))
 _R_NON_FINITE, _R_BLOW_UP, _R_GRAD_TOL, _R_LOSS_TOL, _R_STEP_TOL, _R_PATIENCE, _R_MAX_STEPS = (
@@ -63,6 +68,46 @@ def blow_up_threshold(criteria: StopCriteria, f0: Array) -> Array:
     return f0 + criteria.divergence_factor * np.maximum(1.0, np.abs(f0))
 
 
+@dataclass(frozen=True, slots=True)
+class StopOps:
+    """The few operations whose spelling differs between a batch of runs (arrays) and one
+    run (floats); the tests themselves are written once, in `stop_tests`."""
+
+    finite: Callable[[Any], Any]
+    rows_finite: Callable[[Any], Any]  # parameters: per row (arrays), or all of one run's
+    maximum: Callable[[Any, Any], Any]
+    absolute: Callable[[Any], Any]
+    negate: Callable[[Any], Any]
+
+
+ARRAY_OPS = StopOps(np.isfinite, lambda p: np.all(np.isfinite(p), axis=1), np.maximum,
+                    np.abs, np.logical_not)
+FLOAT_OPS = StopOps(math.isfinite, lambda p: all(map(math.isfinite, p)), max, abs,
+                    operator.not_)
+
+
+def stop_tests(criteria: StopCriteria, ops: StopOps, *, t: int, max_steps: Any, values: Any,
+               grad_norms: Any, params: Any, f0: Any, last_step_norm: Any,
+               last_improvement: Any, may_converge: Any = True, converge_checked: bool = True
+               ) -> Iterator[tuple[int, int, Any]]:
+    """Each criterion as (status, reason, where it holds), in priority order: one definition
+    for both engine paths (arrays over the active rows, or one run's floats)."""
+    diverged, converged, stalled, max_steps_status = _CODES
+    finite = ops.finite(values) & ops.finite(grad_norms) & ops.rows_finite(params)
+    yield diverged, _R_NON_FINITE, ops.negate(finite)
+    yield (diverged, _R_BLOW_UP,
+           values - f0 > criteria.divergence_factor * ops.maximum(1.0, ops.absolute(f0)))
+    if converge_checked:
+        yield converged, _R_GRAD_TOL, (grad_norms <= criteria.grad_tol) & may_converge
+        if criteria.loss_tol is not None:
+            yield converged, _R_LOSS_TOL, values <= criteria.loss_tol
+    if criteria.step_tol is not None and last_step_norm is not None:
+        yield converged, _R_STEP_TOL, last_step_norm <= criteria.step_tol
+    if criteria.patience is not None:
+        yield stalled, _R_PATIENCE, t - last_improvement >= criteria.patience
+    yield max_steps_status, _R_MAX_STEPS, t >= max_steps
+
+
 def check_termination(
     criteria: StopCriteria,
     *,
@@ -81,25 +126,26 @@ def check_termination(
     ka = values.shape[0]
     status = np.zeros(ka, dtype=np.int8)
     reason = np.zeros(ka, dtype=np.int8)
-
-    def assign(mask: Array, s: int, r: int) -> None:
-        fresh = mask & (status == 0)
-        status[fresh] = s
-        reason[fresh] = r
-
-    DIVERGED, CONVERGED, STALLED, MAX_STEPS = _CODES
-    finite = np.isfinite(values) & np.isfinite(grad_norms) & np.all(np.isfinite(params), axis=1)
-    assign(~finite, DIVERGED, _R_NON_FINITE)
-    rise = values - f0
-    assign(rise > criteria.divergence_factor * np.maximum(1.0, np.abs(f0)), DIVERGED, _R_BLOW_UP)
-    if converge_checked:
-        allowed = np.ones(ka, dtype=bool) if may_converge is None else may_converge
-        assign((grad_norms <= criteria.grad_tol) & allowed, CONVERGED, _R_GRAD_TOL)
-        if criteria.loss_tol is not None:
-            assign(values <= criteria.loss_tol, CONVERGED, _R_LOSS_TOL)
-    if criteria.step_tol is not None and last_step_norm is not None:
-        assign(last_step_norm <= criteria.step_tol, CONVERGED, _R_STEP_TOL)
-    if criteria.patience is not None:
-        assign(t - last_improvement >= criteria.patience, STALLED, _R_PATIENCE)
-    assign(np.broadcast_to(t >= np.asarray(max_steps), (ka,)), MAX_STEPS, _R_MAX_STEPS)
+    for code, why, holds in stop_tests(
+            criteria, ARRAY_OPS, t=t, max_steps=max_steps, values=values,
+            grad_norms=grad_norms, params=params, f0=f0, last_step_norm=last_step_norm,
+            last_improvement=last_improvement,
+            may_converge=True if may_converge is None else may_converge,
+            converge_checked=converge_checked):
+        if isinstance(holds, np.ndarray):
+            fresh = holds & (status == 0)
+        elif holds:  # a test that holds for every row (t ≥ one max_steps)
+            fresh = status == 0
+        else:
+            continue
+        status[fresh] = code
+        reason[fresh] = why
     return status, reason
+
+
+def run_verdict(criteria: StopCriteria, **run: Any) -> tuple[int, int]:
+    """check_termination for one run on floats: (status, reason); RUNNING while none holds."""
+    for code, why, holds in stop_tests(criteria, FLOAT_OPS, **run):
+        if holds:
+            return code, why
+    return _RUNNING, 0

@@ -385,3 +385,35 @@ def test_every_per_run_array_of_the_loop_is_compressed(monkeypatch):
     batch = run(loss, [make_group("sgd", settings)], starts, max_steps=400,
                 stop=StopCriteria(grad_tol=1e-6), path="vectorised")
     assert len(checked) >= 3 and batch.status.tolist().count(1) >= 20
+
+
+@pytest.mark.parametrize("criteria", [
+    StopCriteria(),
+    StopCriteria(grad_tol=0.3, loss_tol=0.2, step_tol=0.1, divergence_factor=2.0, patience=3),
+    StopCriteria(grad_tol=0.0, loss_tol=None, step_tol=0.5, patience=None),
+])
+def test_one_run_and_a_batch_apply_the_same_stop_tests(criteria):
+    """check_termination (arrays) and run_verdict (one run's floats) come from one list of
+    tests: every row of a batch gets the verdict it gets alone, in the same priority."""
+    from optim_core.engine.stopping import check_termination, run_verdict
+
+    rng = np.random.default_rng(7)
+    k = 400
+    values = rng.choice([0.1, 0.5, 5.0, 50.0, np.nan, np.inf, -np.inf], size=k)
+    grad_norms = rng.choice([0.0, 0.2, 1.0, np.nan], size=k)
+    params = rng.choice([0.0, 1.0, np.inf, np.nan], p=[0.45, 0.45, 0.05, 0.05], size=(k, 2))
+    f0 = rng.choice([-3.0, 0.0, 1.0, 10.0], size=k)
+    last_step = rng.choice([0.05, 0.3, 1.0], size=k)
+    last_improvement = rng.integers(0, 10, size=k)
+    max_steps = rng.integers(5, 12, size=k)
+    for t in (0, 6, 11):
+        status, reason = check_termination(
+            criteria, t=t, max_steps=max_steps, values=values, grad_norms=grad_norms,
+            params=params, f0=f0, last_step_norm=last_step, last_improvement=last_improvement,
+            may_converge=None)
+        alone = [run_verdict(criteria, t=t, max_steps=int(max_steps[i]), values=values[i],
+                             grad_norms=grad_norms[i], params=params[i].tolist(), f0=f0[i],
+                             last_step_norm=last_step[i], last_improvement=last_improvement[i])
+                 for i in range(k)]
+        assert [(int(s), int(r)) for s, r in zip(status, reason, strict=True)] == alone
+        assert len(set(alone)) >= 3  # the cases reach several criteria

@@ -6,8 +6,9 @@ vectorised engine that advances many runs at once, diagnostics and findings.
 
 from optim_core.api import BatchReport, SweepReport, optimize, resolve_starts, summarize, sweep
 from optim_core.engine.groups import RunGroup, make_group
-from optim_core.engine.loop import RunBatch, run
+from optim_core.engine.loop import run
 from optim_core.engine.recording import RecordSpec
+from optim_core.engine.results import RunBatch
 from optim_core.engine.status import Reason, Status
 from optim_core.engine.stopping import StopCriteria
 from optim_core.errors import (

@@ -15,7 +15,7 @@ import numpy as np
 
 from optim_core.diagnostics import curvature, path, rates
 from optim_core.engine.groups import echo_settings
-from optim_core.engine.loop import RunBatch
+from optim_core.engine.results import RunBatch
 from optim_core.engine.status import REASON_LABELS, STATUS_LABELS, Status
 from optim_core.engine.stopping import StopCriteria
 from optim_core.findings import compare_finding, run_findings

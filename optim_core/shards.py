@@ -29,8 +29,9 @@ import numpy as np
 
 from optim_core.engine import small
 from optim_core.engine.groups import RunGroup, make_group
-from optim_core.engine.loop import RunBatch, run
+from optim_core.engine.loop import run
 from optim_core.engine.recording import RecordSpec, Trajectory
+from optim_core.engine.results import PER_RUN_ARRAYS, RunBatch
 from optim_core.engine.stopping import StopCriteria
 from optim_core.losses.base import Loss
 from optim_core.types import Array
@@ -44,10 +45,6 @@ SPLIT_AT_CHUNKS = 2
 # Shards below this many runs cost more in per-step overhead and transport than they gain.
 MIN_SHARD_RUNS = 256
 
-# Per-run arrays of a RunBatch, in the order a ShardResult carries them.
-RUN_FIELDS = ("status", "reason", "steps", "final_params", "final_loss", "final_grad_norm",
-              "initial_loss", "best_loss", "steps_to_tol", "path_length", "sign_flips",
-              "step_pairs", "recent_losses", "grad_evals", "hess_evals")
 
 ShardProgressFn = Callable[[int, int, int, int], None]  # (shard, steps_done, total, active)
 
@@ -179,7 +176,7 @@ def run_shard(work: ShardWork, runs: Array, *, deadline_wall: float | None = Non
     """Run the given global run indices (ascending) on this process."""
     runs = np.asarray(runs, dtype=np.int64)
     batch = _run_batch(work, runs, deadline_wall, cancel, progress)
-    return ShardResult(runs, {name: getattr(batch, name) for name in RUN_FIELDS},
+    return ShardResult(runs, {name: getattr(batch, name) for name in PER_RUN_ARRAYS},
                        batch.counters, batch.trajectories, batch.engine_steps, batch.elapsed_s)
 
 
@@ -208,7 +205,7 @@ def merge(plan: Plan, results: Sequence[ShardResult], elapsed_s: float) -> RunBa
         missing, twice = int((seen == 0).sum()), int((seen > 1).sum())
         raise ValueError(f"shards must cover every run once: {missing} missing, {twice} repeated")
     fields: dict[str, Array] = {}
-    for name in RUN_FIELDS:
+    for name in PER_RUN_ARRAYS:
         parts = [r.fields[name] for r in results]
         out = np.empty((k, *parts[0].shape[1:]), dtype=parts[0].dtype) if parts else np.empty(0)
         for result, part in zip(results, parts, strict=True):

@@ -11,15 +11,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from optim_core.engine import small
 from optim_core.engine.allocator import reuse_large_blocks
 from optim_core.engine.groups import RunGroup
-from optim_core.engine.recording import Recorder, RecordSpec, Trajectory
-from optim_core.engine.status import Reason, Status, at_tolerance
+from optim_core.engine.recording import Recorder, RecordSpec
+from optim_core.engine.results import RunBatch, empty_results, run_batch, write_rows
+from optim_core.engine.status import Reason, Status
 from optim_core.engine.stopping import (
     StopCriteria,
     blow_up_threshold,
@@ -37,36 +38,6 @@ RATE_WINDOW = 100  # the convergence rate looks at most at the last 100 losses
 # host's case), since on a busy machine each sleep also gives up the CPU for a while.
 YIELD_EVERY = 16
 ProgressFn = Callable[[int, int, int], None]  # (steps_done, steps_total, runs_active)
-
-
-@dataclass(slots=True)
-class RunBatch:
-    """Everything the engine measured, one row per run (rows ordered by group)."""
-
-    starts: Array  # (K, d)
-    group_index: Array  # (K,) which group each row belongs to
-    groups: list[RunGroup]
-    status: Array  # (K,) Status codes
-    reason: Array  # (K,) Reason codes
-    steps: Array  # (K,) updates applied
-    final_params: Array  # (K, d)
-    final_loss: Array  # (K,)
-    final_grad_norm: Array  # (K,)
-    initial_loss: Array  # (K,)
-    best_loss: Array  # (K,)
-    steps_to_tol: Array  # (K,) −1 where the run never met grad_tol / loss_tol
-    path_length: Array  # (K,)
-    sign_flips: Array  # (K,) summed fraction of coordinates whose step flipped sign
-    step_pairs: Array  # (K,) number of consecutive step pairs compared
-    recent_losses: Array  # (K, RATE_WINDOW) the last losses, ring-ordered by step
-    grad_evals: Array  # (K,)
-    hess_evals: Array  # (K,)
-    counters: dict[str, Array]  # rule counters (newton_steps, …), (K,)
-    trajectories: list[Trajectory] | None
-    elapsed_s: float
-    engine_steps: int
-    stochastic: bool = False
-    extras: dict[str, Array] = field(default_factory=dict)
 
 
 def run(
@@ -126,23 +97,14 @@ def _run_floats(loss: Loss, groups: list[RunGroup], starts: Array, max_steps: in
     if loss.stochastic or any(g.rule.floats is None for g in groups):
         raise ValueError("the float path takes first-order rules on deterministic losses only")
     row_max_steps = np.broadcast_to(np.asarray(max_steps, dtype=np.int64), (k,))
-    out = small.run_small(loss, groups, starts, max_steps=row_max_steps, stop=stop,
-                          record=record, deadline=deadline, cancel=cancel, progress=progress,
-                          progress_every=progress_every, rate_window=RATE_WINDOW,
-                          yield_every=YIELD_EVERY)
-    steps = out["steps"]
-    return RunBatch(
-        starts=starts, group_index=np.repeat(np.arange(len(groups)), [g.size for g in groups]),
-        groups=groups, status=out["status"], reason=out["reason"], steps=steps,
-        final_params=out["final_params"], final_loss=out["final_loss"],
-        final_grad_norm=out["final_grad_norm"], initial_loss=out["initial_loss"],
-        best_loss=out["best_loss"], steps_to_tol=out["steps_to_tol"],
-        path_length=out["path_length"], sign_flips=out["flips"] / max(d, 1),
-        step_pairs=np.maximum(steps - 1, 0).astype(float), recent_losses=out["recent_losses"],
-        grad_evals=out["grad_evals"], hess_evals=out["hess_evals"], counters={},
-        trajectories=out["trajectories"], elapsed_s=time.perf_counter() - began,
-        engine_steps=int(steps.max()) if k else 0, stochastic=False,
-    )
+    results, trajectories = small.run_small(
+        loss, groups, starts, max_steps=row_max_steps, stop=stop, record=record,
+        deadline=deadline, cancel=cancel, progress=progress, progress_every=progress_every,
+        rate_window=RATE_WINDOW, yield_every=YIELD_EVERY)
+    steps = results["steps"]
+    return run_batch(results, starts=starts, groups=groups, counters={},
+                     trajectories=trajectories, elapsed_s=time.perf_counter() - began,
+                     engine_steps=int(steps.max()) if k else 0, stochastic=False)
 
 
 def _keep_rows(ctx: StepContext, keep: Array) -> StepContext:
@@ -225,24 +187,13 @@ class _Loop:
         self.sampler = (loss.make_sampler(stream_ids, seed if seed is not None else 0,  # type: ignore
                                           horizon=self.max_steps)
                         if loss.stochastic else None)
-        # Results, full size.
-        self.status = np.zeros(k, dtype=np.int8)
-        self.reason = np.zeros(k, dtype=np.int8)
-        self.steps = np.zeros(k, dtype=np.int64)
-        self.final_params = starts.copy()
-        self.final_loss = np.full(k, np.nan)
-        self.final_grad_norm = np.full(k, np.nan)
-        self.final_lr = np.full(k, np.nan)
-        self.initial_loss = np.full(k, np.nan)
-        self.best_loss_out = np.full(k, np.nan)
-        self.steps_to_tol = np.full(k, -1, dtype=np.int64)
-        self.path_length_out = np.zeros(k)
-        self.flips_out = np.zeros(k)
-        self.ring_out = np.full((RATE_WINDOW, k), np.nan)  # step-major, as self.ring
-        self.grad_evals_out = np.zeros(k)
-        self.hess_evals_out = np.zeros(k)
-        self.finals = {"params": self.final_params, "loss": self.final_loss,
-                       "grad_norm": self.final_grad_norm, "lr": self.final_lr}
+        # Results, full size (RESULT_FIELDS), written as rows stop.
+        self.results = empty_results(k, d, RATE_WINDOW)
+        self.results["final_params"][:] = starts
+        self.finals = {"params": self.results["final_params"],
+                       "loss": self.results["final_loss"],
+                       "grad_norm": self.results["final_grad_norm"],
+                       "lr": self.results["final_lr"]}
         self.counters_out: dict[str, Array] = {
             name: np.zeros(k) for g in groups for name in g.rule.counters}
         # Active state (ACTIVE_FIELDS), compressed as rows stop.
@@ -310,7 +261,6 @@ class _Loop:
             values, grads, grad_norms, full, checked = self._evaluate(t)
             if t == 0:
                 self.f0 = values.copy()
-                self.initial_loss[:] = values
                 self.blow_up_at = blow_up_threshold(self.stop, self.f0)
             bounds = self._bounds()
             contexts = self._curvature(bounds)
@@ -438,22 +388,16 @@ class _Loop:
         sel: Array | slice = slice(None) if stopped.all() else stopped
         row_index = self.rows[stopped]
         rows: Array | slice = slice(None) if row_index.size == self.k else row_index
-        self.status[rows] = status[sel]
-        self.reason[rows] = reason[sel]
-        self.steps[rows] = t
-        self.final_params[rows] = self.params[sel]
-        self.final_loss[rows] = values[sel]
-        self.final_grad_norm[rows] = grad_norms[sel]
-        self.final_lr[rows] = lr[sel]
-        converged_at_tol = at_tolerance(reason[stopped])
-        self.steps_to_tol[row_index[converged_at_tol]] = t
-        self.best_loss_out[rows] = np.fmin(self.best[sel], values[sel])
-        self.path_length_out[rows] = self.path_length[sel]
-        self.flips_out[rows] = np.dot(self.flips[sel], np.ones(self.d))
-        self.ring_out[:, rows] = self.ring[:, sel]
-        self.grad_evals_out[rows] = t + 1
-        self.hess_evals_out[rows] = self.hess_evals[sel]
-        self.recorder.retire(row_index, self.steps, self.finals)
+        write_rows(self.results, rows, {
+            "status": status[sel], "reason": reason[sel], "steps": t,
+            "final_params": self.params[sel], "final_loss": values[sel],
+            "final_grad_norm": grad_norms[sel], "final_lr": lr[sel],
+            "initial_loss": self.f0[sel], "best_loss": np.fmin(self.best[sel], values[sel]),
+            "path_length": self.path_length[sel],
+            "flips": np.dot(self.flips[sel], np.ones(self.d)),
+            "recent_losses": self.ring[:, sel].T, "hess_evals": self.hess_evals[sel],
+        })
+        self.recorder.retire(row_index, self.results["steps"], self.finals)
         bounds = self._bounds()
         for i, group in enumerate(self.groups):
             start, end = bounds[i]
@@ -476,17 +420,9 @@ class _Loop:
         self.bounds_cache = self.lr_cache = None  # both are per active row
 
     def _result(self, elapsed: float, t: int) -> RunBatch:
-        trajectories = (self.recorder.assemble(self.steps, self.finals)
+        trajectories = (self.recorder.assemble(self.results["steps"], self.finals)
                         if self.recorder.spec.enabled else None)
-        return RunBatch(
-            starts=self.starts, group_index=self.group_index, groups=self.original_groups,
-            status=self.status, reason=self.reason, steps=self.steps,
-            final_params=self.final_params, final_loss=self.final_loss,
-            final_grad_norm=self.final_grad_norm, initial_loss=self.initial_loss,
-            best_loss=self.best_loss_out, steps_to_tol=self.steps_to_tol,
-            path_length=self.path_length_out, sign_flips=self.flips_out / max(self.d, 1),
-            step_pairs=np.maximum(self.steps - 1, 0).astype(float), recent_losses=self.ring_out.T,
-            grad_evals=self.grad_evals_out, hess_evals=self.hess_evals_out,
-            counters=self.counters_out, trajectories=trajectories, elapsed_s=elapsed,
-            engine_steps=t, stochastic=bool(self.loss.stochastic),
-        )
+        return run_batch(self.results, starts=self.starts, groups=self.original_groups,
+                         counters=self.counters_out, trajectories=trajectories,
+                         elapsed_s=elapsed, engine_steps=t,
+                         stochastic=bool(self.loss.stochastic))

@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from operator import mul
 from typing import Any
 
-import numpy as np
-
 from optim_core.engine.groups import RunGroup
 from optim_core.engine.recording import PointLog, RecordSpec, Trajectory
-from optim_core.engine.status import Reason, Status, at_tolerance
+from optim_core.engine.results import results_from_runs
+from optim_core.engine.status import Reason, Status
 from optim_core.engine.stopping import StopCriteria, run_verdict
 from optim_core.losses.base import Loss
 from optim_core.optimizers.base import FloatRule
@@ -53,25 +52,6 @@ def fits(loss: Loss, groups: Sequence[RunGroup], k: int, d: int) -> bool:
     """Whether the float path serves this batch (and is the faster one)."""
     return (0 < k and k * (d + 4) <= SMALL_WORK and not loss.stochastic
             and all(g.rule.floats is not None for g in groups))
-
-
-@dataclass(slots=True)
-class _Outcome:
-    """What one run measured (the fields of a RunBatch row)."""
-
-    status: int
-    reason: int
-    steps: int
-    final_params: list[float]
-    final_loss: float
-    final_grad_norm: float
-    final_lr: float
-    initial_loss: float
-    best_loss: float
-    path_length: float
-    flips: int
-    ring: list[float]
-    trajectory: Trajectory | None = None
 
 
 @dataclass(slots=True)
@@ -121,13 +101,15 @@ def run_small(
     progress_every: int,
     rate_window: int,
     yield_every: int,
-) -> dict[str, Any]:
-    """Run every row of `starts` on floats; return the RunBatch fields, one row per run."""
+) -> tuple[dict[str, Array], list[Trajectory] | None]:
+    """Run every row of `starts` on floats: the RESULT_FIELDS, one row per run, and the
+    trajectories (None when nothing is recorded)."""
     k, d = starts.shape
     longest = int(max_steps.max())
     every = max(1, progress_every)
     yields = threading.current_thread() is not threading.main_thread()
-    outcomes: list[_Outcome] = []
+    outcomes: list[dict[str, Any]] = []  # each run's RESULT_FIELDS
+    trajectories: list[Trajectory] = []
     row = 0
     for group in groups:
         rule = group.rule.floats
@@ -135,14 +117,18 @@ def run_small(
         for j in range(group.size):
             log = PointLog(record, d, longest) if record.enabled else None
             report = None if progress is None else _progress_for(progress, row, k, longest)
-            outcomes.append(_run_one(
+            outcome, trajectory = _run_one(
                 loss.point_value_grad, rule, _Hyper.of(group.settings[j]),
                 starts[row].tolist(), int(max_steps[row]), stop, log, deadline, cancel,
-                report, every, yield_every if yields else 0, rate_window))
+                report, every, yield_every if yields else 0, rate_window)
+            outcomes.append(outcome)
+            if trajectory is not None:
+                trajectories.append(trajectory)
             row += 1
     if progress is not None:
-        progress(max((o.steps for o in outcomes), default=0), longest, 0)
-    return _columns(outcomes, d)
+        progress(max((o["steps"] for o in outcomes), default=0), longest, 0)
+    return results_from_runs(outcomes, d, rate_window), (trajectories if record.enabled
+                                                          else None)
 
 
 def _progress_for(progress: Callable[[int, int, int], None], row: int, k: int, longest: int
@@ -157,7 +143,7 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
              hyper: _Hyper, params: list[float], max_steps: int, stop: StopCriteria,
              log: PointLog | None, deadline: float | None, cancel: Callable[[], bool] | None,
              report: Callable[[int], None] | None, every: int, yield_every: int,
-             rate_window: int) -> _Outcome:
+             rate_window: int) -> tuple[dict[str, Any], Trajectory | None]:
     """The vectorised loop's step for one run: evaluate, check, record, step (see loop.py).
 
     `yield_every` > 0 sleeps 0 s every that many steps (the GIL hand-over of the loop).
@@ -233,30 +219,9 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
             time.sleep(0)  # hand the GIL over, as the vectorised loop does
         if report is not None and t % every == 0:
             report(t)
-    outcome = _Outcome(status, reason, t, params, value, grad_norm, lr, f0, best, path_length,
-                       flips, ring)
-    if log is not None:
-        outcome.trajectory = log.trajectory(t, (params, value, grad_norm, lr))
-    return outcome
-
-
-def _columns(outcomes: list[_Outcome], d: int) -> dict[str, Any]:
-    # one array per dtype, its rows the columns: an np.array call costs more than K = 1 data
-    status, reason, steps = np.array([(o.status, o.reason, o.steps) for o in outcomes],
-                                     dtype=np.int64).reshape(-1, 3).T.copy()
-    final_loss, final_grad_norm, initial_loss, best_loss, path_length, flips = np.array(
-        [(o.final_loss, o.final_grad_norm, o.initial_loss, o.best_loss, o.path_length, o.flips)
-         for o in outcomes], dtype=float).reshape(-1, 6).T.copy()
-    reason = reason.astype(np.int8)
-    return {
-        "status": status.astype(np.int8), "reason": reason, "steps": steps,
-        "final_params": np.array([o.final_params for o in outcomes], dtype=float).reshape(-1, d),
-        "final_loss": final_loss, "final_grad_norm": final_grad_norm,
-        "initial_loss": initial_loss, "best_loss": best_loss,
-        "steps_to_tol": np.where(at_tolerance(reason), steps, -1),
-        "path_length": path_length, "flips": flips,
-        "recent_losses": np.array([o.ring for o in outcomes], dtype=float),
-        "grad_evals": steps + 1.0, "hess_evals": np.zeros(len(outcomes)),
-        "trajectories": [o.trajectory for o in outcomes] if outcomes and
-        outcomes[0].trajectory is not None else None,
-    }
+    outcome = {"status": status, "reason": reason, "steps": t, "final_params": params,
+               "final_loss": value, "final_grad_norm": grad_norm, "final_lr": lr,
+               "initial_loss": f0, "best_loss": best, "path_length": path_length,
+               "flips": flips, "recent_losses": ring, "hess_evals": 0.0}
+    trajectory = None if log is None else log.trajectory(t, (params, value, grad_norm, lr))
+    return outcome, trajectory

@@ -417,3 +417,36 @@ def test_one_run_and_a_batch_apply_the_same_stop_tests(criteria):
                  for i in range(k)]
         assert [(int(s), int(r)) for s, r in zip(status, reason, strict=True)] == alone
         assert len(set(alone)) >= 3  # the cases reach several criteria
+
+
+def test_both_paths_fill_every_declared_result_field():
+    """RESULT_FIELDS is the one list of per-run results: each path gives every field (a
+    missing or unknown one raises), and the batches they build agree field by field."""
+    from optim_core.engine.results import (
+        NAMES,
+        RESULT_FIELDS,
+        empty_results,
+        results_from_runs,
+        write_rows,
+    )
+
+    shapes = {name: a.shape for name, a in empty_results(3, 2, 5).items()}
+    assert shapes["final_params"] == (3, 2) and shapes["recent_losses"] == (3, 5)
+    assert set(shapes) == set(NAMES) and len(NAMES) == len(RESULT_FIELDS)
+    row = dict.fromkeys(NAMES, 0) | {"final_params": [1.0, 2.0],
+                                          "recent_losses": [0.0] * 5}
+    with pytest.raises(KeyError):
+        write_rows(empty_results(3, 2, 5), slice(None), {k: v for k, v in row.items()
+                                                          if k != "path_length"})
+    with pytest.raises(KeyError):
+        results_from_runs([row | {"path_lenght": 1.0}], 2, 5)
+    loss = BuiltinLoss("rosenbrock")
+    starts = np.array([[-1.2, 1.0], [0.5, 0.5]])
+    groups = [make_group("momentum", [{"lr": 0.001, "momentum": 0.9}] * 2)]
+    on_floats = run(loss, groups, starts, max_steps=60, path="floats")
+    vectorised = run(loss, groups, starts, max_steps=60, path="vectorised")
+    for name in ("status", "reason", "steps", "final_params", "final_loss", "initial_loss",
+                 "best_loss", "path_length", "sign_flips", "recent_losses", "hess_evals",
+                 "grad_evals", "steps_to_tol"):
+        np.testing.assert_allclose(getattr(on_floats, name), getattr(vectorised, name),
+                                   rtol=1e-12, err_msg=name)

@@ -8,12 +8,14 @@ eigenvalues at the start and at the end), and never contradict the status.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from optim_core.diagnostics.curvature import KIND_RTOL
 from optim_core.optimizers.base import StepRule
+from optim_core.types import Array
 
 # Oscillation above this means most steps reverse at least one coordinate in two dimensions
 # (0.5 is a perfect zig-zag in 2-D; a smooth descent scores 0).
@@ -41,88 +43,151 @@ def stability_limit(rule: StepRule, lam_max: float | None, momentum: float) -> f
     return rule.model.stability_limit(lam_max, momentum)
 
 
-def run_findings(run: dict[str, Any], context: dict[str, Any]) -> list[dict[str, Any]]:
-    """Findings for one run. `context`: the rule (a StepRule: what it knows decides which
-    findings apply), lr0, momentum0, λmax and κ at the start (None unless finite and
-    positive), the final eigenvalues, …"""
-    found: list[dict[str, Any]] = []
-    status, steps = run["status"], run["steps"]
-    diag = run["diagnostics"]
-    rule: StepRule = context["rule"]
-    lr0, mom0 = context.get("lr0"), context.get("momentum0") or 0.0
-    lam_end = context.get("final_eigenvalues")
-    final = run["final"]
+@dataclass(frozen=True, slots=True)
+class RunFacts:
+    """What the findings read, one entry per run of a batch, built once by the reports: the
+    JSON-ready values the messages and data quote (None where undefined), and NumPy columns
+    (NaN where undefined) that select the runs each finding applies to."""
 
-    def add(code: str, message: str, **data: Any) -> None:
-        found.append({"code": code, "message": message, "data": data})
+    rules: list[StepRule]
+    status: list[str]
+    reason: list[str]
+    steps: list[int]
+    final_loss: list[float | None]
+    grad_norm: list[float | None]
+    initial_loss: list[float | None]
+    best_loss: list[float | None]
+    oscillation: Array  # (K,)
+    convergence_rate: Array  # (K,)
+    final_curvature: list[dict[str, Any] | None]
+    final_eigenvalues: list[Array | None]
+    work: list[dict[str, int]]
+    lr0: list[float | None]
+    momentum0: list[float | None]
+    lambda_max0: list[float | None]
+    condition0: list[float | None]
+    fallback: list[Any]
+    scheduled: list[bool]
+    noise_floor: list[dict[str, Any] | None]
+    patience: int | None
+    stochastic: bool
 
-    lam_max0 = context.get("lambda_max0")
-    limit = stability_limit(rule, lam_max0, mom0) if lr0 is not None else None
-    if status == "converged":
-        message = (f"Converged in {steps} steps ({run['reason']}): final loss "
-                   f"{_fmt(final['loss'])}, gradient norm {_fmt(final['grad_norm'])}.")
-        add("converged", message, steps=steps, reason=run["reason"], loss=final["loss"],
-            grad_norm=final["grad_norm"])
-    elif status == "diverged":
-        cause = ("the loss, gradient or parameters stopped being finite"
-                 if run["reason"] == "non_finite" else
-                 f"the loss rose from {_fmt(context['initial_loss'])} to {_fmt(final['loss'])}")
-        extra = ""
-        if limit is not None and lr0 is not None and lr0 > limit:
-            extra = f"; lr = {_fmt(lr0)} is above the stability limit {_fmt(limit)}"
-        add("diverged", f"Diverged at step {steps}: {cause}{extra}.", step=steps,
-            cause=run["reason"], loss=final["loss"], initial_loss=context["initial_loss"])
-    elif status == "stalled":
-        add("stalled", f"Stalled at step {steps}: the best loss {_fmt(diag['best_loss'])} did "
-            f"not improve for {context.get('patience')} steps (gradient norm "
-            f"{_fmt(final['grad_norm'])}); a plateau or too small a step.", step=steps,
-            best_loss=diag["best_loss"], patience=context.get("patience"),
-            grad_norm=final["grad_norm"])
-    elif status == "max_steps":
-        add("max_steps", f"Stopped after the maximum of {steps} steps without meeting the "
-            f"tolerance: loss {_fmt(final['loss'])}, gradient norm {_fmt(final['grad_norm'])}.",
-            steps=steps, loss=final["loss"], grad_norm=final["grad_norm"])
-    elif status == "time_limit":
-        add("time_limit", f"Stopped by the time budget after {steps} steps: loss "
-            f"{_fmt(final['loss'])}.", steps=steps, loss=final["loss"])
 
-    if limit is not None and lr0 is not None:
-        ratio = lr0 / limit
-        if ratio > 1.0:
-            add("unstable_lr", f"lr = {_fmt(lr0)} is {ratio:.0%} of the stability limit "
-                f"{_fmt(limit)} (2/λmax with λmax = {_fmt(lam_max0)} where it started): every "
-                "step overshoots along the steepest direction.", lr=lr0, stability_limit=limit,
-                lambda_max=lam_max0, ratio=ratio)
-    oscillation = diag.get("oscillation")
+def batch_findings(facts: RunFacts) -> list[list[dict[str, Any]]]:
+    """Each run's findings, in a fixed order of codes: every kind of finding selects its runs
+    over the whole batch, and only those are formatted (a batch of 4,096 runs that all hit
+    max_steps formats one message each)."""
+    found: list[list[dict[str, Any]]] = [[] for _ in facts.status]
+    limits = _stability_limits(facts)
+    for finding in (_status, _unstable_lr, _zigzag, _slow_ravine, _newton_fallback, _saddle,
+                    _rate_vs_theory, _noise_floor):
+        finding(facts, limits, found)
+    return found
+
+
+def _add(found: list[dict[str, Any]], code: str, message: str, **data: Any) -> None:
+    found.append({"code": code, "message": message, "data": data})
+
+
+def _stability_limits(facts: RunFacts) -> list[float | None]:
+    """Each run's largest stable lr at its start (None: no lr, no model, or no curvature)."""
+    limits: list[float | None] = [None] * len(facts.status)
+    for i, (rule, lr0, lam) in enumerate(zip(facts.rules, facts.lr0, facts.lambda_max0,
+                                             strict=True)):
+        if lr0 is not None and rule.model is not None and lam is not None:
+            limits[i] = stability_limit(rule, lam, facts.momentum0[i] or 0.0)
+    return limits
+
+
+def _status(facts: RunFacts, limits: list[float | None], found: list[list]) -> None:
+    steps, final_loss, grad_norm = facts.steps, facts.final_loss, facts.grad_norm
+    for i, status in enumerate(facts.status):
+        n = steps[i]
+        if status == "max_steps":
+            _add(found[i], "max_steps", f"Stopped after the maximum of {n} steps without "
+                 f"meeting the tolerance: loss {_fmt(final_loss[i])}, gradient norm "
+                 f"{_fmt(grad_norm[i])}.", steps=n, loss=final_loss[i], grad_norm=grad_norm[i])
+        elif status == "converged":
+            _add(found[i], "converged", f"Converged in {n} steps ({facts.reason[i]}): final "
+                 f"loss {_fmt(final_loss[i])}, gradient norm {_fmt(grad_norm[i])}.", steps=n,
+                 reason=facts.reason[i], loss=final_loss[i], grad_norm=grad_norm[i])
+        elif status == "diverged":
+            cause = ("the loss, gradient or parameters stopped being finite"
+                     if facts.reason[i] == "non_finite" else
+                     f"the loss rose from {_fmt(facts.initial_loss[i])} to "
+                     f"{_fmt(final_loss[i])}")
+            lr0, limit = facts.lr0[i], limits[i]
+            extra = ""
+            if limit is not None and lr0 is not None and lr0 > limit:
+                extra = f"; lr = {_fmt(lr0)} is above the stability limit {_fmt(limit)}"
+            _add(found[i], "diverged", f"Diverged at step {n}: {cause}{extra}.", step=n,
+                 cause=facts.reason[i], loss=final_loss[i], initial_loss=facts.initial_loss[i])
+        elif status == "stalled":
+            _add(found[i], "stalled", f"Stalled at step {n}: the best loss "
+                 f"{_fmt(facts.best_loss[i])} did not improve for {facts.patience} steps "
+                 f"(gradient norm {_fmt(grad_norm[i])}); a plateau or too small a step.",
+                 step=n, best_loss=facts.best_loss[i], patience=facts.patience,
+                 grad_norm=grad_norm[i])
+        elif status == "time_limit":
+            _add(found[i], "time_limit", f"Stopped by the time budget after {n} steps: loss "
+                 f"{_fmt(final_loss[i])}.", steps=n, loss=final_loss[i])
+
+
+def _unstable_lr(facts: RunFacts, limits: list[float | None], found: list[list]) -> None:
+    for i, limit in enumerate(limits):
+        lr0 = facts.lr0[i]
+        if limit is not None and lr0 is not None and lr0 / limit > 1.0:
+            lam = facts.lambda_max0[i]
+            _add(found[i], "unstable_lr", f"lr = {_fmt(lr0)} is {lr0 / limit:.0%} of the "
+                 f"stability limit {_fmt(limit)} (2/λmax with λmax = {_fmt(lam)} where it "
+                 "started): every step overshoots along the steepest direction.", lr=lr0,
+                 stability_limit=limit, lambda_max=lam, ratio=lr0 / limit)
+
+
+def _zigzag(facts: RunFacts, limits: list[float | None], found: list[list]) -> None:
     # Minibatch noise flips signs too: on stochastic runs that is the noise floor, not a zig-zag.
-    if (oscillation is not None and math.isfinite(oscillation)
-            and oscillation >= ZIGZAG_OSCILLATION and steps >= ZIGZAG_MIN_STEPS
-            and status != "diverged" and not context.get("stochastic")):
+    if facts.stochastic:
+        return
+    with np.errstate(invalid="ignore"):
+        candidates = np.flatnonzero((facts.oscillation >= ZIGZAG_OSCILLATION)
+                                    & (np.asarray(facts.steps) >= ZIGZAG_MIN_STEPS))
+    for i in candidates.tolist():
+        if facts.status[i] == "diverged":
+            continue
+        oscillation = float(facts.oscillation[i])
         message = f"Zig-zags across the steep direction: oscillation {oscillation:.2f}"
         data: dict[str, Any] = {"oscillation": oscillation}
+        lr0, limit = facts.lr0[i], limits[i]
         if limit is not None and lr0 is not None:
             message += (f"; lr = {_fmt(lr0)} is {lr0 / limit:.0%} of the stability limit "
                         f"{_fmt(limit)}")
             data |= {"lr": lr0, "stability_limit": limit, "ratio": lr0 / limit}
-        add("zigzag", message + ".", **data)
-    kappa0 = context.get("condition0")
-    if (rule.model is not None and rule.model.slow_in_ravines and kappa0 is not None
-            and kappa0 >= SLOW_RAVINE_CONDITION and status != "diverged"):
-        add("slow_ravine", f"Condition number {_fmt(kappa0)} where it started: plain gradient "
-            f"descent needs on the order of κ steps; momentum or Adam would help.",
-            condition_number=kappa0, steps=steps)
-    counters = run.get("work", {})
-    if counters.get("fallback_steps", 0) > 0:  # a second-order rule stepped without H⁻¹
-        fb = int(counters["fallback_steps"])
+        _add(found[i], "zigzag", message + ".", **data)
+
+
+def _slow_ravine(facts: RunFacts, limits: list[float | None], found: list[list]) -> None:
+    for i, kappa in enumerate(facts.condition0):
+        rule = facts.rules[i]
+        if (kappa is not None and kappa >= SLOW_RAVINE_CONDITION and rule.model is not None
+                and rule.model.slow_in_ravines and facts.status[i] != "diverged"):
+            _add(found[i], "slow_ravine", f"Condition number {_fmt(kappa)} where it started: "
+                 "plain gradient descent needs on the order of κ steps; momentum or Adam "
+                 "would help.", condition_number=kappa, steps=facts.steps[i])
+
+
+def _newton_fallback(facts: RunFacts, limits: list[float | None], found: list[list]) -> None:
+    for i, counters in enumerate(facts.work):
+        if counters.get("fallback_steps", 0) <= 0:  # a second-order rule stepped without H⁻¹
+            continue
+        fb, steps = int(counters["fallback_steps"]), facts.steps[i]
         esc = int(counters.get("escape_steps", 0))
-        how = context.get("fallback", "gradient")
-        message = (f"{rule.name.title()} fell back on {fb} of {steps} steps where the "
-                   f"Hessian was not "
-                   f"positive definite (using the {how} fallback)")
+        how = facts.fallback[i]
+        message = (f"{facts.rules[i].name.title()} fell back on {fb} of {steps} steps where "
+                   f"the Hessian was not positive definite (using the {how} fallback)")
         if esc:
             message += f"; {esc} escape step(s) along the negative-curvature direction"
         data = {"fallback_steps": fb, "escape_steps": esc, "steps": steps, "fallback": how}
-        flat = _flat_directions(diag.get("final_curvature"))
+        flat = _flat_directions(facts.final_curvature[i])
         if flat is not None:
             count, total, scale = flat
             message += (f". At the end {count} of {total} curvatures are flat (|λ| ≤ 1e-8 of "
@@ -130,36 +195,50 @@ def run_findings(run: dict[str, Any], context: dict[str, Any]) -> list[dict[str,
                         "along, such as a shift shared by all softmax classes without l2, "
                         "where no Newton step exists")
             data["flat_directions"] = count
-        if how == "gradient" and status != "converged":
+        if how == "gradient" and facts.status[i] != "converged":
             message += ('; fallback "damped" (or "saddle_free") takes curvature-scaled steps '
                         "there instead of gradient steps of fallback_lr")
-        add("newton_fallback", message + ".", **data)
-    kind = diag.get("final_curvature", {}) or {}
-    if kind.get("kind") in ("saddle", "indefinite") and status != "diverged":
-        lam = kind.get("eigenvalues")
-        where = ("a saddle point, not a minimum" if kind["kind"] == "saddle" else
-                 f"the gradient is still {_fmt(final.get('grad_norm') or math.nan)} there, so "
+        _add(found[i], "newton_fallback", message + ".", **data)
+
+
+def _saddle(facts: RunFacts, limits: list[float | None], found: list[list]) -> None:
+    for i, curvature in enumerate(facts.final_curvature):
+        if (curvature is None or curvature["kind"] not in ("saddle", "indefinite")
+                or facts.status[i] == "diverged"):
+            continue
+        lam = curvature["eigenvalues"]
+        where = ("a saddle point, not a minimum" if curvature["kind"] == "saddle" else
+                 f"the gradient is still {_fmt(facts.grad_norm[i] or math.nan)} there, so "
                  "not at a saddle point yet, but no minimum either")
-        add("saddle", f"Ended where the Hessian is indefinite (eigenvalues {_fmt(min(lam))} to "
-            f"{_fmt(max(lam))}): {where}.", eigenvalues=lam)
-    measured = diag.get("convergence_rate")
-    if (lam_end is not None and lr0 is not None and measured is not None
-            and math.isfinite(measured) and status in ("converged", "max_steps")
-            and kind.get("kind") in ("minimum", "convex") and not context.get("scheduled")):
-        predicted = (None if rule.model is None else
-                     rule.model.loss_rate(lr0, mom0, np.asarray(lam_end)))
+        _add(found[i], "saddle", f"Ended where the Hessian is indefinite (eigenvalues "
+             f"{_fmt(min(lam))} to {_fmt(max(lam))}): {where}.", eigenvalues=lam)
+
+
+def _rate_vs_theory(facts: RunFacts, limits: list[float | None], found: list[list]) -> None:
+    candidates = np.flatnonzero(np.isfinite(facts.convergence_rate))
+    for i in candidates.tolist():
+        curvature, lr0, rule = facts.final_curvature[i], facts.lr0[i], facts.rules[i]
+        lam_end = facts.final_eigenvalues[i]
+        if (lam_end is None or lr0 is None or curvature is None or rule.model is None
+                or facts.status[i] not in ("converged", "max_steps")
+                or curvature["kind"] not in ("minimum", "convex") or facts.scheduled[i]):
+            continue
+        measured = float(facts.convergence_rate[i])
+        predicted = rule.model.loss_rate(lr0, facts.momentum0[i] or 0.0, np.asarray(lam_end))
         if predicted is not None and 0 < predicted < 1:
             agrees = abs(measured - predicted) <= RATE_AGREEMENT * predicted
             verdict = "agrees with" if agrees else "differs from"
-            add("rate_vs_theory", f"Measured loss-gap ratio {measured:.4g} per step {verdict} "
-                f"the {predicted:.4g} the local quadratic model predicts at lr = {_fmt(lr0)} "
-                f"(curvatures {_fmt(float(np.min(lam_end)))} to "
-                f"{_fmt(float(np.max(lam_end)))}).", measured=measured, predicted=predicted,
-                agrees=agrees)
-    noise = context.get("noise_floor")
-    if noise is not None:
-        add("noise_floor", noise["message"], **noise["data"])
-    return found
+            _add(found[i], "rate_vs_theory", f"Measured loss-gap ratio {measured:.4g} per step "
+                 f"{verdict} the {predicted:.4g} the local quadratic model predicts at lr = "
+                 f"{_fmt(lr0)} (curvatures {_fmt(float(np.min(lam_end)))} to "
+                 f"{_fmt(float(np.max(lam_end)))}).", measured=measured, predicted=predicted,
+                 agrees=agrees)
+
+
+def _noise_floor(facts: RunFacts, limits: list[float | None], found: list[list]) -> None:
+    for i, noise in enumerate(facts.noise_floor):
+        if noise is not None:
+            _add(found[i], "noise_floor", noise["message"], **noise["data"])
 
 
 def _flat_directions(curvature: dict[str, Any] | None) -> tuple[int, int, float] | None:

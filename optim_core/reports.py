@@ -18,8 +18,9 @@ from optim_core.engine.groups import echo_settings
 from optim_core.engine.results import RunBatch
 from optim_core.engine.status import REASON_LABELS, STATUS_LABELS, Status
 from optim_core.engine.stopping import StopCriteria
-from optim_core.findings import compare_finding, run_findings
+from optim_core.findings import RunFacts, batch_findings, compare_finding
 from optim_core.losses.base import Loss
+from optim_core.optimizers.base import StepRule
 from optim_core.schedules import Schedule
 from optim_core.shards import Plan
 from optim_core.types import Array
@@ -199,7 +200,11 @@ def _build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: Sto
     rule_facts = [(g.rule.name, [c for c in g.rule.counters if c in counters])
                   for g in batch.groups]
     scheduled: dict[int, bool] = {}  # per distinct settings object
-    reports = []
+    reports: list[dict[str, Any]] = []
+    rules: list[StepRule] = []
+    fallback: list[Any] = []
+    is_scheduled: list[bool] = []
+    noise: list[dict[str, Any] | None] = [None] * k
     for i in range(k):
         gi = group_index[i]
         group = batch.groups[gi]
@@ -238,25 +243,27 @@ def _build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: Sto
         settings = group.settings[local] if local < len(group.settings) else {}
         if id(settings) not in scheduled:
             scheduled[id(settings)] = any(isinstance(v, Schedule) for v in settings.values())
-        context = {
-            "rule": group.rule,
-            "lr0": lr0[i],
-            "momentum0": mom0[i],
-            "lambda_max0": lam_max0[i],
-            "condition0": kappa0[i],
-            "final_eigenvalues": final_lam[i] if final_curvature else None,  # type: ignore[index]
-            "initial_loss": initial[i],
-            "patience": stop.patience,
-            "fallback": settings.get("fallback"),
-            "scheduled": scheduled[id(settings)],
-            "stochastic": batch.stochastic,
-        }
+        fallback.append(settings.get("fallback"))
+        is_scheduled.append(scheduled[id(settings)])
+        rules.append(group.rule)
         if batch.trajectories is not None:
             traj = batch.trajectories[i]
             report["trajectory"] = traj.as_dict()
-            context["noise_floor"] = _noise_floor(batch, i, traj, loss)
-        report["findings"] = run_findings(report, context)
+            noise[i] = _noise_floor(batch, i, traj, loss)
         reports.append(report)
+    facts = RunFacts(
+        rules=rules, status=status, reason=reason, steps=steps, final_loss=final_loss,
+        grad_norm=grad_norm, initial_loss=initial, best_loss=best,
+        oscillation=np.asarray(arrays["oscillation"], dtype=float),
+        convergence_rate=np.asarray(arrays["convergence_rate"], dtype=float),
+        final_curvature=[r["diagnostics"]["final_curvature"] for r in reports],
+        final_eigenvalues=[final_lam[i] if final_ok[i] else None  # type: ignore[index]
+                           for i in range(k)],
+        work=[r["work"] for r in reports], lr0=lr0, momentum0=mom0, lambda_max0=lam_max0,
+        condition0=kappa0, fallback=fallback, scheduled=is_scheduled, noise_floor=noise,
+        patience=stop.patience, stochastic=batch.stochastic)
+    for report, found in zip(reports, batch_findings(facts), strict=True):
+        report["findings"] = found
     return reports
 
 

@@ -31,12 +31,27 @@ def loss_reduction(initial: Array, final: Array, f_min: float | None) -> Array:
 
 
 def chronological(ring: Array, final_steps: Array) -> Array:
-    """Reorder ring buffers (K, W) so column W−1 is each run's final step; NaN before step 0."""
+    """Reorder ring buffers (K, W) so column W−1 is each run's final step; NaN before step 0.
+
+    A run's oldest kept loss sits in slot (final + 1) mod W, so its row is that rotation:
+    done once per distinct rotation (runs that stop together share one), not by a (K, W)
+    gather, which took ~6 ms at K = 4,096, W = 100."""
     k, w = ring.shape
-    offsets = np.arange(w) - (w - 1)  # −(W−1) … 0
-    steps = final_steps[:, None] + offsets[None, :]
-    ordered = ring[np.arange(k)[:, None], steps % w]
-    return np.where(steps >= 0, ordered, np.nan)
+    oldest = (final_steps + 1) % w
+    shifts = np.unique(oldest).tolist()
+    if len(shifts) == 1:  # every run stopped at the same step (max_steps): one copy
+        ordered = np.concatenate((ring[:, shifts[0]:], ring[:, :shifts[0]]), axis=1)
+    else:
+        ordered = np.empty(ring.shape)
+        for shift in shifts:
+            rows = oldest == shift
+            block = ring[rows]
+            ordered[rows] = np.concatenate((block[:, shift:], block[:, :shift]), axis=1)
+    young = final_steps < w - 1  # fewer than W steps taken: the first columns precede step 0
+    if young.any():
+        before_start = np.arange(w)[None, :] < (w - 1 - final_steps[young])[:, None]
+        ordered[young] = np.where(before_start, np.nan, ordered[young])
+    return ordered
 
 
 def convergence_rate(ring: Array, final_steps: Array, f_min: float | None) -> Array:

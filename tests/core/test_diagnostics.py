@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from optim_core.diagnostics import curvature, rates
 
@@ -49,3 +50,20 @@ def test_convergence_rate_needs_three_losses_and_recovers_a_geometric_rate():
     assert only_short.shape == (1,) and math.isnan(only_short[0])
     unknown_min = rates.convergence_rate(ring[1:2], np.array([5]), None)
     np.testing.assert_allclose(unknown_min, [0.5])
+
+
+@pytest.mark.parametrize("window", [1, 2, 5, 100])
+def test_chronological_is_each_rings_rotation(window):
+    """Column W−1 is the run's final step, column j the step W−1−j before it, NaN before step
+    0: the rotation per distinct shift equals the gather it replaced, element by element."""
+    from optim_core.diagnostics.rates import chronological
+
+    rng = np.random.default_rng(window)
+    for k in (0, 1, 9, 300):
+        ring = rng.normal(size=(k, window))
+        for final in (rng.integers(0, 3 * window, size=k), np.full(k, 2 * window + 3),
+                      np.full(k, 1)):
+            steps = final[:, None] + np.arange(window)[None, :] - (window - 1)
+            gathered = ring[np.arange(k)[:, None], steps % window]
+            expected = np.where(steps >= 0, gathered, np.nan)
+            assert np.array_equal(chronological(ring, final), expected, equal_nan=True)

@@ -36,11 +36,12 @@ from optim_core.optimizers.base import FloatRule
 from optim_core.schedules import Schedule
 from optim_core.types import Array
 
-# A float run costs about (3 + 0.7·d) µs a step (Adam on Rosenbrock: 4.5 µs at d = 2, 9.8 µs
-# at d = 10), a vectorised step ~60 µs for any K up to ~16: the float path takes a batch when
-# K·(d + 4) ≤ SMALL_WORK, which keeps it below ~3/4 of the vectorised cost (K ≤ 8 at d = 2).
-# (Measured 2026-11; the float step has since become ~2× cheaper, so the bound is cautious.)
-SMALL_WORK = 48
+# A float run costs about (1.3 + 0.4·d) µs a step (Adam: 2.1 µs on 2-D Rosenbrock, 5.3 µs at
+# d = 10), a vectorised step ~45 µs for any K up to ~32: the float path takes a batch when
+# K·(d + 4) ≤ SMALL_WORK, which keeps it below ~3/4 of the vectorised cost (measured
+# 2026-12-04, 300 Adam steps, float/vectorised time: K = 12 at d = 2, 0.63–0.71; K = 8 at
+# d = 5, 0.57; K = 4 at d = 10, 0.51; past the bound, K = 16 at d = 2, 0.82–0.89).
+SMALL_WORK = 72
 SCHEDULE_BLOCK = 1024  # scheduled values are computed this many steps at a time
 DEADLINE_MASK = 15  # the clock is read every 16 steps (~60 ns a read against ~3 µs a step)
 _INF, _NAN = math.inf, math.nan

@@ -334,12 +334,13 @@ def test_deadline_cancel_and_progress_on_the_float_path():
 def test_auto_takes_the_float_path_only_where_it_applies():
     adam = make_group("adam", [{}])
     assert small.fits(ROSENBROCK, [adam], 1, 2)
-    assert small.fits(ROSENBROCK, [make_group("adam", [{}] * 8)], 8, 2)
-    assert not small.fits(ROSENBROCK, [make_group("adam", [{}] * 9)], 9, 2)
+    assert small.fits(ROSENBROCK, [make_group("adam", [{}] * 12)], 12, 2)
+    assert not small.fits(ROSENBROCK, [make_group("adam", [{}] * 13)], 13, 2)
     assert not small.fits(ROSENBROCK, [make_group("newton", [{}])], 1, 2)
-    assert small.fits(BuiltinLoss("sphere", 44), [adam], 1, 44)
-    assert not small.fits(BuiltinLoss("sphere", 45), [adam], 1, 45)
-    assert not small.fits(ROSENBROCK, [make_group("adam", [{}] * 4)], 4, 9)
+    assert small.fits(BuiltinLoss("sphere", 68), [adam], 1, 68)
+    assert not small.fits(BuiltinLoss("sphere", 69), [adam], 1, 69)
+    assert small.fits(ROSENBROCK, [make_group("adam", [{}] * 4)], 4, 14)
+    assert not small.fits(ROSENBROCK, [make_group("adam", [{}] * 4)], 4, 15)
     synthetic = {"n_samples": 50, "n_features": 2, "noise": 0.1, "seed": 0}
     stochastic = dataset_loss({"model": "linear", "synthetic": synthetic, "batch_size": 10})
     assert not small.fits(stochastic, [adam], 1, stochastic.dim)

@@ -32,7 +32,7 @@ from optim_core.engine.results import results_from_runs
 from optim_core.engine.status import Reason, Status
 from optim_core.engine.stopping import StopCriteria, run_verdict
 from optim_core.losses.base import Loss
-from optim_core.optimizers.base import FloatRule
+from optim_core.optimizers.base import FloatRule, Hyper
 from optim_core.schedules import Schedule
 from optim_core.types import Array
 
@@ -59,7 +59,7 @@ def fits(loss: Loss, groups: Sequence[RunGroup], k: int, d: int) -> bool:
 class _Hyper:
     """One run's hyperparameters at step t: fixed values, plus blocks of scheduled ones."""
 
-    values: dict[str, Any]
+    values: Hyper  # the same attribute form as the vectorised path's columns: hp.lr
     scheduled: list[tuple[str, Schedule]]
     block_start: int = -SCHEDULE_BLOCK
     blocks: dict[str, list[float]] = field(default_factory=dict)
@@ -75,16 +75,16 @@ class _Hyper:
                 scheduled.append((name, value))
             else:
                 values[name] = value
-        return cls(values, scheduled)
+        return cls(Hyper(**values), scheduled)
 
-    def at(self, t: int) -> dict[str, Any]:
+    def at(self, t: int) -> Hyper:
         if self.scheduled:
             offset = t - self.block_start
             if offset >= SCHEDULE_BLOCK:
                 self.block_start, offset = t, 0
                 self.blocks = {name: s.table(t, SCHEDULE_BLOCK) for name, s in self.scheduled}
             for name, block in self.blocks.items():
-                self.values[name] = block[offset]
+                setattr(self.values, name, block[offset])
         return self.values
 
 
@@ -156,7 +156,7 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
     rare = stop.loss_tol is not None or stop.step_tol is not None or stop.patience is not None
     isfinite, sqrt, monotonic = math.isfinite, math.sqrt, time.monotonic
     hp = hyper.at(0)
-    lr = hp.get("lr", _NAN)  # a rule without lr records nan, as the vectorised path does
+    lr = getattr(hp, "lr", _NAN)  # a rule without lr records nan, as the vectorised path does
     scheduled = bool(hyper.scheduled)
     record_every = log.stride if log is not None else 0
     log_steps, log_rows = (log.steps, log.rows) if log is not None else ([], [])
@@ -188,7 +188,7 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
         ring[t % rate_window] = value
         if scheduled:
             hp = hyper.at(t)
-            lr = hp.get("lr", _NAN)
+            lr = getattr(hp, "lr", _NAN)
         if record_every and t % record_every == 0:
             if len(log_steps) < capacity:  # PointLog.write without the call, while not full
                 log_steps.append(t)

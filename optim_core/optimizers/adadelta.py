@@ -45,9 +45,9 @@ def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201
 def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201
     """`update` on one run's floats, operation by operation."""
     square_avg, acc_delta = state
-    lr, rho, eps = hp["lr"], hp["rho"], hp["eps"]
+    lr, rho, eps = hp.lr, hp.rho, hp.eps
     step = []
-    for i, g in enumerate(coupled_decay_floats(grads, params, hp["weight_decay"])):
+    for i, g in enumerate(coupled_decay_floats(grads, params, hp.weight_decay)):
         si = square_avg[i] = rho * square_avg[i] + (1.0 - rho) * g * g
         delta = safe_sqrt(acc_delta[i] + eps) / safe_sqrt(si + eps) * g
         acc_delta[i] = rho * acc_delta[i] + (1.0 - rho) * delta * delta

@@ -36,7 +36,7 @@ def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201
 
 def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201 - see FloatRule
     (s,) = state
-    neg_lr, eps, wd = -hp["lr"], hp["eps"], hp["weight_decay"]
+    neg_lr, eps, wd = -hp.lr, hp.eps, hp.weight_decay
     step = []
     for i, g in enumerate(coupled_decay_floats(grads, params, wd)):
         si = s[i] = s[i] + g * g

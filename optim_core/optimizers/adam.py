@@ -53,14 +53,14 @@ def _update(grads, state, params, hp, t, ctx=None, *, decoupled: bool):  # noqa:
 
 def _update_floats(grads, state, params, hp, t, decoupled=False):  # noqa: ANN001, ANN202
     m, v, v_max = state
-    lr, beta1, beta2, eps, wd = hp["lr"], hp["beta1"], hp["beta2"], hp["eps"], hp["weight_decay"]
+    lr, beta1, beta2, eps, wd = hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay
     sqrt = math.sqrt
     scale = -(lr / (1.0 - beta1 ** (t + 1)))
     root_bc2 = sqrt(1.0 - beta2 ** (t + 1))
     keep1, keep2 = 1.0 - beta1, 1.0 - beta2
     if wd and not decoupled:
         grads = coupled_decay_floats(grads, params, wd)
-    amsgrad = hp["amsgrad"]
+    amsgrad = hp.amsgrad
     step = []
     for i, g in enumerate(grads):
         m[i] = mi = beta1 * m[i] + keep1 * g

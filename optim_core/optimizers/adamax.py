@@ -46,10 +46,10 @@ def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201
 def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201
     """`update` on one run's floats, operation by operation."""
     m, u = state
-    beta1, beta2, eps = hp["beta1"], hp["beta2"], hp["eps"]
-    scale = -(hp["lr"] / (1.0 - beta1 ** (t + 1)))
+    beta1, beta2, eps = hp.beta1, hp.beta2, hp.eps
+    scale = -(hp.lr / (1.0 - beta1 ** (t + 1)))
     step = []
-    for i, g in enumerate(coupled_decay_floats(grads, params, hp["weight_decay"])):
+    for i, g in enumerate(coupled_decay_floats(grads, params, hp.weight_decay)):
         mi = m[i] = beta1 * m[i] + (1.0 - beta1) * g
         ui = u[i] = nan_maximum(beta2 * u[i], abs(g) + eps)
         step.append(scale * mi / ui)

@@ -47,8 +47,9 @@ FloatStep = Callable[[list[float], list[list[float]], list[float], dict[str, Any
 class FloatRule:
     """A rule on one run: step(grads, state, params, hp, t) -> step, updating `state` in place.
 
-    `state` is `n_state` lists of d floats, all zero at the start; `hp` maps each
-    hyperparameter to its value at step t (a float, or a bool for flags). Unlike the
+    `state` is `n_state` lists of d floats, all zero at the start; `hp` holds each
+    hyperparameter's value at step t as an attribute, as the vectorised form's columns do
+    (`hp.lr`: a float, or a bool for flags). Unlike the
     vectorised form this one is not pure: its lists belong to one run of the float path and
     nothing else sees them, and new lists every step would cost more than the arithmetic.
     """
@@ -185,9 +186,9 @@ def decoupled_decay_step(step: Array, params: Array, hp: Any) -> Array:
 def optional_decoupled_decay_floats(grads: list[float], params: list[float],
                                     hp: dict[str, Any]) -> list[float]:
     """optional_decoupled_decay on one run's floats."""
-    if hp["decoupled_weight_decay"]:
+    if hp.decoupled_weight_decay:
         return grads
-    return coupled_decay_floats(grads, params, hp["weight_decay"])
+    return coupled_decay_floats(grads, params, hp.weight_decay)
 
 
 def bias_correction(beta: Column, t: int) -> Column:

@@ -43,7 +43,7 @@ def _update(grads, state, params, hp, t, ctx=None, *, nesterov: bool):  # noqa: 
 
 def _update_floats(grads, state, params, hp, t, *, nesterov: bool):  # noqa: ANN001, ANN202
     (v,) = state
-    neg_lr, mu, wd = -hp["lr"], hp["momentum"], hp["weight_decay"]
+    neg_lr, mu, wd = -hp.lr, hp.momentum, hp.weight_decay
     step = []
     for i, g in enumerate(coupled_decay_floats(grads, params, wd)):
         vi = v[i] = mu * v[i] + g

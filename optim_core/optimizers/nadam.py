@@ -57,8 +57,8 @@ def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201
     """`update` on one run's floats, operation by operation. The product Πₜ is kept in the
     first slot of the third state list (float state starts at zero: Π₁ is taken as μ₁)."""
     m, v, product = state
-    lr, beta1, beta2, eps, wd = hp["lr"], hp["beta1"], hp["beta2"], hp["eps"], hp["weight_decay"]
-    decoupled, psi, step_number = hp["decoupled_weight_decay"], hp["momentum_decay"], t + 1
+    lr, beta1, beta2, eps, wd = hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay
+    decoupled, psi, step_number = hp.decoupled_weight_decay, hp.momentum_decay, t + 1
     grads = optional_decoupled_decay_floats(grads, params, hp)
     mu = beta1 * (1.0 - 0.5 * 0.96 ** (step_number * psi))
     mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step_number + 1) * psi))

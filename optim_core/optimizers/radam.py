@@ -64,8 +64,8 @@ def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201
 def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201
     """`update` on one run's floats, operation by operation."""
     m, v = state
-    lr, beta1, beta2, eps, wd = hp["lr"], hp["beta1"], hp["beta2"], hp["eps"], hp["weight_decay"]
-    decoupled, step_number = hp["decoupled_weight_decay"], t + 1
+    lr, beta1, beta2, eps, wd = hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay
+    decoupled, step_number = hp.decoupled_weight_decay, t + 1
     grads = optional_decoupled_decay_floats(grads, params, hp)
     bc1, bc2 = 1.0 - beta1 ** (t + 1), 1.0 - beta2 ** (t + 1)
     rho_inf = 2.0 / (1.0 - beta2) - 1.0

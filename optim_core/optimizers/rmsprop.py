@@ -51,8 +51,8 @@ def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201
 
 def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201 - see FloatRule
     s, g_avg, b = state
-    neg_lr, rho, eps, wd = -hp["lr"], hp["rho"], hp["eps"], hp["weight_decay"]
-    mu, centered = hp["momentum"], hp["centered"]
+    neg_lr, rho, eps, wd = -hp.lr, hp.rho, hp.eps, hp.weight_decay
+    mu, centered = hp.momentum, hp.centered
     step = []
     for i, g in enumerate(coupled_decay_floats(grads, params, wd)):
         si = s[i] = rho * s[i] + (1.0 - rho) * g * g

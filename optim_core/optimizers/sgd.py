@@ -32,8 +32,8 @@ def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201 - see
 
 
 def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201 - see FloatRule
-    neg_lr = -hp["lr"]
-    return [neg_lr * g for g in coupled_decay_floats(grads, params, hp["weight_decay"])]
+    neg_lr = -hp.lr
+    return [neg_lr * g for g in coupled_decay_floats(grads, params, hp.weight_decay)]
 
 
 HYPERPARAMS = (

@@ -23,6 +23,7 @@ from optim_core.losses.catalog import BUILTINS, BuiltinLoss
 from optim_core.losses.dataset import dataset_loss
 from optim_core.losses.expression import expression_loss
 from optim_core.losses.quadratic import QuadraticLoss
+from optim_core.optimizers.base import Hyper
 from tests.core.optimizer_cases import CASES
 
 RTOL = 1e-12
@@ -175,7 +176,7 @@ def test_float_rule_matches_vectorised_update(name):
     for setting in RULE_SETTINGS[name]:
         group = make_group(name, [setting])
         hp = group.hyper_at(0)
-        floats_hp = dict(group.settings[0])
+        floats_hp = Hyper(**group.settings[0])
         params = RNG.normal(size=(1, 3))
         state = rule.init(params)
         float_state = [[0.0] * 3 for _ in range(rule.floats.n_state)]
@@ -372,7 +373,7 @@ def test_a_rule_without_lr_runs_on_both_paths(monkeypatch):
         return -hp.scale * grads, state
 
     def update_floats(grads, state, params, hp, t):
-        return [-hp["scale"] * g for g in grads]
+        return [-hp.scale * g for g in grads]
 
     rule = StepRule("scaled", sgd.init, update, (HyperParam("scale", 0.1, gt=0),),
                     "gradient steps of a fixed scale", floats=FloatRule(0, update_floats))

@@ -180,6 +180,8 @@ def float_tape(tape: Tape, *, fused: bool = True) -> FloatTape | None:
             program.extend((op, slot, slot, a, binary) for a in args[2:])
         elif fn is vectorised._square:
             program.append((_SQUARE, slot, args[0], 0, None))
+        elif fn is np.subtract:  # the vectorised tape's own a − b (see _signed_sum)
+            program.append((_SUB, slot, args[0], args[1], None))
         elif fn in _FLOAT_FUNCTIONS:
             scalar = _FLOAT_FUNCTIONS[fn]
             if fn is vectorised._zeros_like or len(args) == 1:

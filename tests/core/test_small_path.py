@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 from optim_core import OPTIMIZERS, RecordSpec, Status, StopCriteria, make_group, run
 from optim_core.engine import small
 from optim_core.expressions import compile as vectorised
+from optim_core.expressions.compile import compile_outputs
 from optim_core.expressions.functions import FUNCTIONS
 from optim_core.expressions.scalar import _FLOAT_FUNCTIONS, float_tape
 from optim_core.losses.catalog import BUILTINS, BuiltinLoss
 from optim_core.losses.dataset import dataset_loss
-from optim_core.losses.expression import expression_loss
+from optim_core.losses.expression import ExpressionLimits, derive, expression_loss
 from optim_core.losses.quadratic import QuadraticLoss
 from optim_core.optimizers.base import Hyper
 from tests.core.optimizer_cases import CASES
@@ -91,10 +92,37 @@ def test_fused_products_give_the_unfused_tape_to_the_bit(text):
         assert len(fused.program) < len(plain.program)
 
 
+def _plain_and_differences(text):
+    """The value-and-gradient tape of `text` without and with differences (a − b)."""
+    parts = derive(text, None, ExpressionLimits())
+    outputs = [parts.expr, *parts.gradient]
+    return (compile_outputs(outputs, parts.symbols, differences=False),
+            compile_outputs(outputs, parts.symbols))
+
+
 def test_rosenbrock_tape_fuses_to_eleven_instructions():
-    loss = expression_loss("(1-x)^2 + 100*(y-x^2)^2")
-    assert len(float_tape(loss._value_grad_tape, fused=False).program) == 17
-    assert len(loss._value_grad_floats.program) == 11
+    plain, differences = _plain_and_differences("(1-x)^2 + 100*(y-x^2)^2")
+    assert len(float_tape(plain, fused=False).program) == 17
+    assert len(float_tape(differences, fused=False).program) == 15  # y − x², 1 − x subtracted
+    assert len(float_tape(differences).program) == 11
+    assert len(expression_loss("(1-x)^2 + 100*(y-x^2)^2")._value_grad_floats.program) == 11
+
+
+@pytest.mark.parametrize("text", FUSABLE + EVERY_FUNCTION + [
+    "x - y", "-x + y", "-x - y + 3", "-x - y - x*y", "3 - x - y - x*y + y^2",
+    "exp(-(x - 1)^2 - y^2) - 0.5*log(1 + (x - y)^2)", "-(x - y)^2 - 2*x*y"])
+def test_differences_give_the_plain_tape_to_the_bit(text):
+    """The vectorised tape computes a + (−b) as a − b instead of multiplying by −1 and adding:
+    the same numbers, every bit (NaN and signed zeros included), never more instructions."""
+    plain, differences = _plain_and_differences(text)
+    points = np.vstack([RNG.uniform(-3, 3, size=(200, plain.n_inputs)),
+                        np.zeros((1, plain.n_inputs)), np.full((1, plain.n_inputs), -0.0)])
+    got, want = differences.evaluate(points), plain.evaluate(points)
+    assert np.array_equal(got, want, equal_nan=True)
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+    assert len(differences.instructions) <= len(plain.instructions)
+    if text in ("x - y", "-x + y", "(1-x)^2 + 100*(y-x^2)^2"):
+        assert len(differences.instructions) < len(plain.instructions)
 
 
 @pytest.mark.parametrize(("text", "point"), [

@@ -1,7 +1,9 @@
 """The builtin test functions: one table entry each, with minima, domain, default start.
 
 Fixed 2-D functions are formulas run through the expression pipeline (exact derivatives);
-N-d functions have analytic NumPy value, gradient and Hessian. Minima are the global ones.
+N-d functions have analytic value, gradient and Hessian, their value and gradient written once
+as elementwise terms that both the vectorised form and the float form run (see "N-d
+functions" below; Ackley has no float form). Minima are the global ones.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from optim_core.types import Array, Grads, Hess, Params, Values
 NdFunction = Callable[[Params, Mapping[str, float], int],
                       tuple[Values, Grads | None, Hess | None]]
 PointFunction = Callable[[list[float]], tuple[float, list[float]]]
-# (dim, params) -> value and gradient at one point of floats: the batch formula written for
-# the engine's small-batch path, in the batch form's order of operations
+# (dim, params) -> value and gradient at one point of floats, for the engine's small-batch
+# path: built from the same terms as the batch form, in its order of operations
 FloatFactory = Callable[[int, Mapping[str, float]], PointFunction]
 
 
@@ -70,26 +72,90 @@ def _none(dim: int, p: Mapping[str, float]) -> None:
 
 
 # ---- N-d functions -------------------------------------------------------------------------
+#
+# Each is written once, as elementwise arithmetic that runs on a (K, d) array (the vectorised
+# form) and on one coordinate's floats (the float form of the small-batch path); `ops` is
+# `np` or `math` for the few functions whose spelling differs. A separable function is a sum
+# of one term per coordinate (`_separable` builds both forms from its term); Rosenbrock sums
+# one term per pair of neighbours. The Hessians are vectorised only (the float path is
+# first-order).
 
-def _sphere(x: Params, p: Mapping[str, float], order: int) -> tuple[Values, Grads | None,
-                                                                    Hess | None]:
-    k, d = x.shape
-    return (np.einsum("ki,ki->k", x, x), 2.0 * x if order else None,
-            np.broadcast_to(2.0 * np.eye(d), (k, d, d)) if order == 2 else None)
+# (ops, x, params, weight) -> (the coordinate's term, its derivative)
+Term = Callable[[Any, Any, Mapping[str, float], Any], tuple[Any, Any]]
+
+
+def _separable(term: Term, *, offset: Callable[[int, Mapping[str, float]], float] | None = None,
+               scale: float = 1.0, weights: Callable[[int, Mapping[str, float]], Array] | None
+               = None, hessian: Callable[[Params, Mapping[str, float]], Hess] | None = None
+               ) -> tuple[NdFunction, FloatFactory]:
+    """The vectorised and the float form of Σᵢ scale·term(xᵢ) (+ offset)."""
+
+    def evaluate(x: Params, p: Mapping[str, float], order: int
+                 ) -> tuple[Values, Grads | None, Hess | None]:
+        d = x.shape[1]
+        terms, derivatives = term(np, x, p, None if weights is None else weights(d, p))
+        values = np.einsum("ki->k", terms)  # a per-row sum, the same at any K
+        values = scale * values if scale != 1.0 else values
+        if offset is not None:
+            values = offset(d, p) + values
+        return (values, derivatives if order else None,
+                hessian(x, p) if order == 2 and hessian is not None else None)
+
+    def floats(dim: int, p: Mapping[str, float]) -> PointFunction:
+        per_coordinate = [None] * dim if weights is None else weights(dim, p).tolist()
+        base = None if offset is None else offset(dim, p)
+
+        def value_grad(x: list[float]) -> tuple[float, list[float]]:
+            value, grads = 0.0, []
+            for xi, wi in zip(x, per_coordinate):
+                t, g = term(math, xi, p, wi)
+                value += t
+                grads.append(g)
+            value = scale * value if scale != 1.0 else value
+            return (value if base is None else base + value), grads
+
+        return value_grad
+
+    return evaluate, floats
+
+
+def _sphere_term(ops: Any, x: Any, p: Mapping[str, float], w: Any) -> tuple[Any, Any]:
+    return x * x, 2.0 * x
+
+
+def _rastrigin_term(ops: Any, x: Any, p: Mapping[str, float], w: Any) -> tuple[Any, Any]:
+    A = p["A"]
+    angle = 2.0 * math.pi * x
+    return x * x - A * ops.cos(angle), 2.0 * x + 2.0 * math.pi * A * ops.sin(angle)
+
+
+def _styblinski_tang_term(ops: Any, x: Any, p: Mapping[str, float], w: Any
+                          ) -> tuple[Any, Any]:
+    x2 = x * x
+    return x2 * x2 - 16.0 * x2 + 5.0 * x, 2.0 * x2 * x - 16.0 * x + 2.5
+
+
+def _ravine_term(ops: Any, x: Any, p: Mapping[str, float], w: Any) -> tuple[Any, Any]:
+    g = x * w
+    return x * g, g
+
+
+def _rosenbrock_pair(head: Any, tail: Any, a: float, b: float) -> tuple[Any, Any, Any]:
+    """The term of one neighbouring pair and its derivatives in head and in tail."""
+    inner = tail - head * head
+    gap = a - head
+    return b * inner * inner + gap * gap, -4.0 * b * head * inner - 2.0 * gap, 2.0 * b * inner
 
 
 def _rosenbrock(x: Params, p: Mapping[str, float], order: int) -> tuple[Values, Grads | None,
                                                                         Hess | None]:
-    a, b = p["a"], p["b"]
-    head, tail = x[:, :-1], x[:, 1:]
-    inner = tail - head * head
-    gap = a - head
-    values = np.sum(b * inner * inner + gap * gap, axis=1)
+    terms, d_head, d_tail = _rosenbrock_pair(x[:, :-1], x[:, 1:], p["a"], p["b"])
+    values = np.sum(terms, axis=1)
     if not order:
         return values, None, None
     grads = np.zeros_like(x)
-    grads[:, :-1] = -4.0 * b * head * inner - 2.0 * gap
-    grads[:, 1:] += 2.0 * b * inner
+    grads[:, :-1] = d_head
+    grads[:, 1:] += d_tail
     return values, grads, _rosenbrock_hess(x, p) if order == 2 else None
 
 
@@ -97,18 +163,17 @@ def _rosenbrock_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
     a, b = p["a"], p["b"]
 
     def value_grad(x: list[float]) -> tuple[float, list[float]]:
-        value = 0.0
-        grads = [0.0] * dim
-        inners = []
-        for i in range(dim - 1):
-            head = x[i]
-            inner = x[i + 1] - head * head
-            gap = a - head
-            value += b * inner * inner + gap * gap
-            grads[i] = -4.0 * b * head * inner - 2.0 * gap
-            inners.append(inner)
-        for i, inner in enumerate(inners):
-            grads[i + 1] += 2.0 * b * inner
+        # grads[:, :-1] = d_head, then grads[:, 1:] += d_tail, in one pass: each coordinate
+        # gets its d_head, plus the d_tail of the pair before it
+        value, grads, carry = 0.0, [], None
+        head = x[0]
+        for i in range(1, dim):
+            tail = x[i]
+            t, d_head, d_tail = _rosenbrock_pair(head, tail, a, b)
+            value += t
+            grads.append(d_head if carry is None else d_head + carry)
+            head, carry = tail, d_tail
+        grads.append(0.0 + carry)
         return value, grads
 
     return value_grad
@@ -128,42 +193,11 @@ def _rosenbrock_hess(x: Params, p: Mapping[str, float]) -> Hess:
     return hess
 
 
-def _sphere_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
-    def value_grad(x: list[float]) -> tuple[float, list[float]]:
-        return sum([xi * xi for xi in x]), [2.0 * xi for xi in x]
-
-    return value_grad
-
-
 def _diagonal_hess(diag: Array) -> Hess:
     k, d = diag.shape
     hess = np.zeros((k, d, d))
     hess.reshape(k, d * d)[:, :: d + 1] = diag
     return hess
-
-
-def _rastrigin(x: Params, p: Mapping[str, float], order: int) -> tuple[Values, Grads | None,
-                                                                       Hess | None]:
-    A = p["A"]
-    angle = 2.0 * math.pi * x
-    cosine = np.cos(angle)
-    values = A * x.shape[1] + np.sum(x * x - A * cosine, axis=1)
-    grads = 2.0 * x + 2.0 * math.pi * A * np.sin(angle) if order else None
-    return values, grads, (_diagonal_hess(2.0 + 4.0 * math.pi**2 * A * cosine) if order == 2
-                           else None)
-
-
-def _rastrigin_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
-    A = p["A"]
-
-    def value_grad(x: list[float]) -> tuple[float, list[float]]:
-        angles = [2.0 * math.pi * xi for xi in x]
-        value = A * dim + sum([xi * xi - A * math.cos(a) for xi, a in zip(x, angles)])
-        grads = [2.0 * xi + 2.0 * math.pi * A * math.sin(a)
-                 for xi, a in zip(x, angles)]
-        return value, grads
-
-    return value_grad
 
 
 def _ackley(x: Params, p: Mapping[str, float], order: int) -> tuple[Values, Grads | None,
@@ -197,44 +231,23 @@ def _ackley(x: Params, p: Mapping[str, float], order: int) -> tuple[Values, Grad
 _ST_ROOT = -2.903534027771178  # the root of 2x³ − 16x + 2.5 = 0 that is the global minimiser
 
 
-def _styblinski_tang(x: Params, p: Mapping[str, float], order: int
-                     ) -> tuple[Values, Grads | None, Hess | None]:
-    x2 = x * x
-    values = 0.5 * np.sum(x2 * x2 - 16.0 * x2 + 5.0 * x, axis=1)
-    return (values, 2.0 * x2 * x - 16.0 * x + 2.5 if order else None,
-            _diagonal_hess(6.0 * x2 - 16.0) if order == 2 else None)
-
-
-def _styblinski_tang_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
-    def value_grad(x: list[float]) -> tuple[float, list[float]]:
-        pairs = [(xi, xi * xi) for xi in x]
-        value = 0.5 * sum([x2 * x2 - 16.0 * x2 + 5.0 * xi for xi, x2 in pairs])
-        return value, [2.0 * x2 * xi - 16.0 * xi + 2.5 for xi, x2 in pairs]
-
-    return value_grad
-
-
 def _ravine_weights(d: int, condition: float) -> Array:
     return condition ** (np.arange(d) / (d - 1)) if d > 1 else np.ones(1)
 
 
-def _ravine(x: Params, p: Mapping[str, float], order: int) -> tuple[Values, Grads | None,
-                                                                    Hess | None]:
-    w = _ravine_weights(x.shape[1], p["condition"])
-    grads = x * w
-    k, d = x.shape
-    return (0.5 * np.einsum("ki,ki->k", x, grads), grads if order else None,
-            np.broadcast_to(np.diag(w), (k, d, d)) if order == 2 else None)
-
-
-def _ravine_floats(dim: int, p: Mapping[str, float]) -> PointFunction:
-    weights = _ravine_weights(dim, p["condition"]).tolist()
-
-    def value_grad(x: list[float]) -> tuple[float, list[float]]:
-        grads = [xi * wi for xi, wi in zip(x, weights)]
-        return 0.5 * sum([xi * gi for xi, gi in zip(x, grads)]), grads
-
-    return value_grad
+_sphere, _sphere_floats = _separable(
+    _sphere_term, hessian=lambda x, p: np.broadcast_to(2.0 * np.eye(x.shape[1]),
+                                                       (x.shape[0], x.shape[1], x.shape[1])))
+_rastrigin, _rastrigin_floats = _separable(
+    _rastrigin_term, offset=lambda d, p: p["A"] * d,
+    hessian=lambda x, p: _diagonal_hess(2.0 + 4.0 * math.pi**2 * p["A"]
+                                        * np.cos(2.0 * math.pi * x)))
+_styblinski_tang, _styblinski_tang_floats = _separable(
+    _styblinski_tang_term, scale=0.5, hessian=lambda x, p: _diagonal_hess(6.0 * x * x - 16.0))
+_ravine, _ravine_floats = _separable(
+    _ravine_term, scale=0.5, weights=lambda d, p: _ravine_weights(d, p["condition"]),
+    hessian=lambda x, p: np.broadcast_to(np.diag(_ravine_weights(x.shape[1], p["condition"])),
+                                         (x.shape[0], x.shape[1], x.shape[1])))
 
 
 def _rosenbrock_minima(dim: int, p: Mapping[str, float]) -> Array | None:

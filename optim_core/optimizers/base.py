@@ -38,9 +38,8 @@ class StepContext(NamedTuple):
     # eigendecomposition covers only the other rows, in order (None: every row has it)
 
 
-Hyper = SimpleNamespace  # attribute access to the (K, 1) columns: hp.lr, hp.momentum, …
-FloatStep = Callable[[list[float], list[list[float]], list[float], dict[str, Any], int],
-                     list[float]]
+Hyper = SimpleNamespace  # hp.lr, hp.momentum, …: (K, 1) columns, or one run's floats
+FloatStep = Callable[[list[float], list[list[float]], list[float], Hyper, int], list[float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +183,7 @@ def decoupled_decay_step(step: Array, params: Array, hp: Any) -> Array:
 
 
 def optional_decoupled_decay_floats(grads: list[float], params: list[float],
-                                    hp: dict[str, Any]) -> list[float]:
+                                    hp: Hyper) -> list[float]:
     """optional_decoupled_decay on one run's floats."""
     if hp.decoupled_weight_decay:
         return grads

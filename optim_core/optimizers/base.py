@@ -190,6 +190,24 @@ def optional_decoupled_decay_floats(grads: list[float], params: list[float],
     return coupled_decay_floats(grads, params, hp.weight_decay)
 
 
+def decoupled_decay_step_floats(step: list[float], params: list[float], hp: Hyper
+                                ) -> list[float]:
+    """decoupled_decay_step on one run's floats."""
+    if not (hp.decoupled_weight_decay and hp.weight_decay):
+        return step
+    decay = hp.lr * hp.weight_decay
+    return [s - decay * p for s, p in zip(step, params)]
+
+
+# The two hyperparameters of torch's optional decoupled decay (NAdam, RAdam), which the four
+# functions above apply; each rule places them in its torch signature's order.
+OPTIONAL_WEIGHT_DECAY = HyperParam("weight_decay", 0.0, ge=0,
+                                   doc="L2 term (coupled, or decoupled: see below)")
+DECOUPLED_WEIGHT_DECAY = HyperParam(
+    "decoupled_weight_decay", False, kind="bool",
+    doc="decay the parameters (p ← p·(1 − lr·wd)) instead of the gradient")
+
+
 def bias_correction(beta: Column, t: int) -> Column:
     """1 − βᵗ⁺¹ for the 0-based step t (torch counts steps from 1)."""
     return 1.0 - beta ** (t + 1)

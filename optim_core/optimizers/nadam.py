@@ -14,11 +14,14 @@ from typing import NamedTuple
 import numpy as np
 
 from optim_core.optimizers.base import (
+    DECOUPLED_WEIGHT_DECAY,
+    OPTIONAL_WEIGHT_DECAY,
     FloatRule,
     HyperParam,
     StepRule,
     bias_correction,
     decoupled_decay_step,
+    decoupled_decay_step_floats,
     optional_decoupled_decay,
     optional_decoupled_decay_floats,
     safe_sqrt,
@@ -57,8 +60,8 @@ def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201
     """`update` on one run's floats, operation by operation. The product Πₜ is kept in the
     first slot of the third state list (float state starts at zero: Π₁ is taken as μ₁)."""
     m, v, product = state
-    lr, beta1, beta2, eps, wd = hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay
-    decoupled, psi, step_number = hp.decoupled_weight_decay, hp.momentum_decay, t + 1
+    lr, beta1, beta2, eps = hp.lr, hp.beta1, hp.beta2, hp.eps
+    psi, step_number = hp.momentum_decay, t + 1
     grads = optional_decoupled_decay_floats(grads, params, hp)
     mu = beta1 * (1.0 - 0.5 * 0.96 ** (step_number * psi))
     mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step_number + 1) * psi))
@@ -72,8 +75,8 @@ def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201
         vi = v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
         denom = safe_sqrt(vi / bc2) + eps
         si = scale_g * g / denom + scale_m * mi / denom
-        step.append(si - lr * wd * params[i] if decoupled and wd else si)
-    return step
+        step.append(si)
+    return decoupled_decay_step_floats(step, params, hp)
 
 
 NADAM = StepRule(
@@ -82,10 +85,9 @@ NADAM = StepRule(
      HyperParam("beta1", 0.9, ge=0, lt=1, doc="decay of the first moment (momentum)"),
      HyperParam("beta2", 0.999, ge=0, lt=1, doc="decay of the second moment"),
      HyperParam("eps", 1e-8, gt=0, doc="added to the root, outside it"),
-     HyperParam("weight_decay", 0.0, ge=0, doc="L2 term (coupled, or decoupled: see below)"),
+     OPTIONAL_WEIGHT_DECAY,
      HyperParam("momentum_decay", 0.004, ge=0, doc="ψ: how fast the momentum coefficient "
                                                   "warms up to beta1"),
-     HyperParam("decoupled_weight_decay", False, kind="bool",
-                doc="decay the parameters (p ← p·(1 − lr·wd)) instead of the gradient")),
+     DECOUPLED_WEIGHT_DECAY),
     "Adam with Nesterov momentum (the gradient looked ahead), its momentum warming up.",
     floats=FloatRule(3, update_floats))

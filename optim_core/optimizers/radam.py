@@ -15,11 +15,14 @@ from typing import NamedTuple
 import numpy as np
 
 from optim_core.optimizers.base import (
+    DECOUPLED_WEIGHT_DECAY,
+    OPTIONAL_WEIGHT_DECAY,
     FloatRule,
     HyperParam,
     StepRule,
     bias_correction,
     decoupled_decay_step,
+    decoupled_decay_step_floats,
     optional_decoupled_decay,
     optional_decoupled_decay_floats,
     safe_sqrt,
@@ -64,8 +67,8 @@ def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201
 def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201
     """`update` on one run's floats, operation by operation."""
     m, v = state
-    lr, beta1, beta2, eps, wd = hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay
-    decoupled, step_number = hp.decoupled_weight_decay, t + 1
+    lr, beta1, beta2, eps = hp.lr, hp.beta1, hp.beta2, hp.eps
+    step_number = t + 1
     grads = optional_decoupled_decay_floats(grads, params, hp)
     bc1, bc2 = 1.0 - beta1 ** (t + 1), 1.0 - beta2 ** (t + 1)
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
@@ -81,8 +84,8 @@ def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201
         m_hat = mi / bc1
         si = (-(m_hat * lr * (root_bc2 / (safe_sqrt(vi) + eps)) * rect) if tractable
               else -(m_hat * lr))
-        step.append(si - lr * wd * params[i] if decoupled and wd else si)
-    return step
+        step.append(si)
+    return decoupled_decay_step_floats(step, params, hp)
 
 
 RADAM = StepRule(
@@ -91,9 +94,8 @@ RADAM = StepRule(
      HyperParam("beta1", 0.9, ge=0, lt=1, doc="decay of the first moment (momentum)"),
      HyperParam("beta2", 0.999, ge=0, lt=1, doc="decay of the second moment"),
      HyperParam("eps", 1e-8, gt=0, doc="added to the root, outside it"),
-     HyperParam("weight_decay", 0.0, ge=0, doc="L2 term (coupled, or decoupled: see below)"),
-     HyperParam("decoupled_weight_decay", False, kind="bool",
-                doc="decay the parameters (p ← p·(1 − lr·wd)) instead of the gradient")),
+     OPTIONAL_WEIGHT_DECAY,
+     DECOUPLED_WEIGHT_DECAY),
     "Adam that takes plain momentum steps until its adaptive rate is reliable, then rectifies "
     "it: no warm-up schedule needed.",
     floats=FloatRule(2, update_floats))

@@ -107,6 +107,13 @@ def _run_floats(loss: Loss, groups: list[RunGroup], starts: Array, max_steps: in
                      engine_steps=int(steps.max()) if k else 0, stochastic=False)
 
 
+def _state_rows(state: tuple[Array, ...], keep: Array) -> tuple[Array, ...]:
+    """A rule's state for the rows that go on: a plain tuple (rules written once) or the
+    rule's NamedTuple (Newton)."""
+    rows = [a[keep] for a in state]
+    return type(state)(*rows) if hasattr(state, "_fields") else tuple(rows)
+
+
 def _keep_rows(ctx: StepContext, keep: Array) -> StepContext:
     """The context of the rows that go on."""
     decomposed = keep if ctx.certified is None else keep[~ctx.certified]
@@ -410,7 +417,7 @@ class _Loop:
         for i, (start, end) in enumerate(bounds):
             local = keep[start:end]
             if not local.all():
-                self.states[i] = type(self.states[i])(*[a[local] for a in self.states[i]])
+                self.states[i] = _state_rows(self.states[i], local)
                 self.groups[i] = self.groups[i].take(local)
         for active in ACTIVE_FIELDS:
             value = getattr(self, active.name)

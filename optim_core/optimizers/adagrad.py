@@ -5,43 +5,21 @@
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
-
-import numpy as np
-
-from optim_core.optimizers.base import (
-    FloatRule,
-    HyperParam,
-    StepRule,
-    coupled_decay,
-    coupled_decay_floats,
-)
-from optim_core.types import Array
+from optim_core.optimizers.base import Elementwise, HyperParam, decay_terms, elementwise_rule
 
 
-class AdagradState(NamedTuple):
-    s: Array  # (K, d) sum of g²
+def coefficients(ops, hp, t):  # noqa: ANN001, ANN201 - see Elementwise
+    coupled, _ = decay_terms(ops, hp)
+    return ops, -hp.lr, hp.eps, coupled
 
 
-def init(params: Array) -> AdagradState:
-    return AdagradState(np.zeros_like(params))
-
-
-def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201
-    g = coupled_decay(grads, params, hp.weight_decay)
-    s = state.s + g * g
-    return -hp.lr * g / (np.sqrt(s) + hp.eps), AdagradState(s)
-
-
-def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201 - see FloatRule
+def kernel(c, g, p, state):  # noqa: ANN001, ANN201
+    ops, neg_lr, eps, coupled = c
     (s,) = state
-    neg_lr, eps, wd = -hp.lr, hp.eps, hp.weight_decay
-    step = []
-    for i, g in enumerate(coupled_decay_floats(grads, params, wd)):
-        si = s[i] = s[i] + g * g
-        step.append(neg_lr * g / (math.sqrt(si) + eps))
-    return step
+    if coupled is not None:
+        g = g + coupled * p
+    s = s + g * g
+    return neg_lr * g / (ops.sqrt(s) + eps), (s,)
 
 
 HYPERPARAMS = (
@@ -49,6 +27,6 @@ HYPERPARAMS = (
     HyperParam("eps", 1e-10, gt=0, doc="added to √s, outside the root"),
     HyperParam("weight_decay", 0.0, ge=0, doc="L2 term added to the gradient (coupled)"),
 )
-ADAGRAD = StepRule("adagrad", init, update, HYPERPARAMS,
-                   "Scales each coordinate by the root of its summed squared gradients.",
-                   floats=FloatRule(1, update_floats))
+ADAGRAD = elementwise_rule(
+    "adagrad", Elementwise({"s": 0.0}, coefficients, kernel), HYPERPARAMS,
+    "Scales each coordinate by the root of its summed squared gradients.")

@@ -10,71 +10,41 @@ A scheduled β1 enters the bias correction at its current value, as torch does.
 
 from __future__ import annotations
 
-import math
-from functools import partial
-from typing import NamedTuple
-
-import numpy as np
-
 from optim_core.optimizers.base import (
-    FloatRule,
+    Coefficients,
+    Elementwise,
     HyperParam,
-    StepRule,
-    bias_correction,
-    coupled_decay,
-    coupled_decay_floats,
-    nan_maximum,
-    zeros_state,
+    decay_terms,
+    elementwise_rule,
 )
-from optim_core.types import Array
 
 
-class AdamState(NamedTuple):
-    m: Array  # (K, d) first moment
-    v: Array  # (K, d) second moment
-    v_max: Array  # (K, d) running max of v (amsgrad)
+def _coefficients(decoupled: bool) -> Coefficients:
+    """Adam's (decoupled False) or AdamW's coefficients (a closure: no partial on the float
+    path's every step)."""
+    def coefficients(ops, hp, t):  # noqa: ANN001, ANN202 - see Elementwise
+        beta1, beta2 = hp.beta1, hp.beta2
+        step_number = t + 1  # torch counts steps from 1
+        coupled, decay_rate = decay_terms(ops, hp, decoupled)
+        return (ops, -(hp.lr / (1.0 - beta1 ** step_number)),
+                ops.sqrt(1.0 - beta2 ** step_number), beta1, 1.0 - beta1, beta2, 1.0 - beta2,
+                hp.eps, ops.any(hp.amsgrad), hp.amsgrad, coupled, decay_rate)
+    return coefficients
 
 
-def init(params: Array) -> AdamState:
-    return AdamState(*zeros_state(params, 3))
-
-
-def _update(grads, state, params, hp, t, ctx=None, *, decoupled: bool):  # noqa: ANN001, ANN202
-    g = grads if decoupled else coupled_decay(grads, params, hp.weight_decay)
-    m = hp.beta1 * state.m + (1.0 - hp.beta1) * g
-    v = hp.beta2 * state.v + (1.0 - hp.beta2) * g * g
-    v_max = np.where(hp.amsgrad, np.maximum(state.v_max, v), v) if hp.amsgrad.any() else v
-    denom = np.sqrt(v_max) / np.sqrt(bias_correction(hp.beta2, t)) + hp.eps
-    step = -(hp.lr / bias_correction(hp.beta1, t)) * m / denom
-    if decoupled and np.any(hp.weight_decay):
-        step = step - hp.lr * hp.weight_decay * params
-    return step, AdamState(m, v, v_max)
-
-
-def _update_floats(grads, state, params, hp, t, decoupled=False):  # noqa: ANN001, ANN202
+def kernel(c, g, p, state):  # noqa: ANN001, ANN201
+    (ops, scale, root_bc2, beta1, keep1, beta2, keep2, eps, any_amsgrad, amsgrad, coupled,
+     decay_rate) = c
     m, v, v_max = state
-    lr, beta1, beta2, eps, wd = hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay
-    sqrt = math.sqrt
-    scale = -(lr / (1.0 - beta1 ** (t + 1)))
-    root_bc2 = sqrt(1.0 - beta2 ** (t + 1))
-    keep1, keep2 = 1.0 - beta1, 1.0 - beta2
-    if wd and not decoupled:
-        grads = coupled_decay_floats(grads, params, wd)
-    amsgrad = hp.amsgrad
-    step = []
-    for i, g in enumerate(grads):
-        m[i] = mi = beta1 * m[i] + keep1 * g
-        v[i] = vi = beta2 * v[i] + keep2 * g * g
-        if amsgrad:
-            v_max[i] = vi = nan_maximum(v_max[i], vi)
-        step.append(scale * mi / (sqrt(vi) / root_bc2 + eps))
-    if decoupled and wd:
-        step = [si - lr * wd * p for si, p in zip(step, params)]
-    return step
-
-
-def _update_adamw_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN202
-    return _update_floats(grads, state, params, hp, t, True)
+    if coupled is not None:
+        g = g + coupled * p
+    m = beta1 * m + keep1 * g
+    v = beta2 * v + keep2 * g * g
+    v_max = ops.where(amsgrad, ops.maximum(v_max, v), v) if any_amsgrad else v
+    step = scale * m / (ops.sqrt(v_max) / root_bc2 + eps)
+    if decay_rate is not None:
+        step = step - decay_rate * p
+    return step, (m, v, v_max)
 
 
 def _hyperparams(weight_decay: float, wd_doc: str) -> tuple[HyperParam, ...]:
@@ -89,11 +59,12 @@ def _hyperparams(weight_decay: float, wd_doc: str) -> tuple[HyperParam, ...]:
     )
 
 
-ADAM = StepRule("adam", init, partial(_update, decoupled=False),
-                _hyperparams(0.0, "L2 term added to the gradient (coupled)"),
-                "Momentum plus per-coordinate RMS scaling, bias-corrected.",
-                floats=FloatRule(3, _update_floats))
-ADAMW = StepRule("adamw", init, partial(_update, decoupled=True),
-                 _hyperparams(0.01, "decoupled decay: p ← p·(1 − lr·wd) before the step"),
-                 "Adam with decoupled weight decay.",
-                 floats=FloatRule(3, _update_adamw_floats))
+STATE = {"m": 0.0, "v": 0.0, "v_max": 0.0}  # moments, and the running max of v (amsgrad)
+ADAM = elementwise_rule(
+    "adam", Elementwise(STATE, _coefficients(False), kernel),
+    _hyperparams(0.0, "L2 term added to the gradient (coupled)"),
+    "Momentum plus per-coordinate RMS scaling, bias-corrected.")
+ADAMW = elementwise_rule(
+    "adamw", Elementwise(STATE, _coefficients(True), kernel),
+    _hyperparams(0.01, "decoupled decay: p ← p·(1 − lr·wd) before the step"),
+    "Adam with decoupled weight decay.")

@@ -9,59 +9,35 @@ eps sits inside the max, as torch has it, so u > 0 from the first step.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import numpy as np
-
 from optim_core.optimizers.base import (
-    FloatRule,
+    Elementwise,
     HyperParam,
-    StepRule,
-    bias_correction,
-    coupled_decay,
-    coupled_decay_floats,
-    nan_maximum,
-    zeros_state,
+    decay_terms,
+    elementwise_rule,
 )
-from optim_core.types import Array
 
 
-class AdamaxState(NamedTuple):
-    m: Array  # (K, d) first moment
-    u: Array  # (K, d) exponentially weighted infinity norm
+def coefficients(ops, hp, t):  # noqa: ANN001, ANN201 - see Elementwise
+    coupled, _ = decay_terms(ops, hp)
+    return (ops, -(hp.lr / (1.0 - hp.beta1 ** (t + 1))), hp.beta1, 1.0 - hp.beta1, hp.beta2,
+            hp.eps, coupled)
 
 
-def init(params: Array) -> AdamaxState:
-    return AdamaxState(*zeros_state(params, 2))
-
-
-def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201
-    g = coupled_decay(grads, params, hp.weight_decay)
-    m = hp.beta1 * state.m + (1.0 - hp.beta1) * g
-    u = np.maximum(hp.beta2 * state.u, np.abs(g) + hp.eps)
-    step = -(hp.lr / bias_correction(hp.beta1, t)) * m / u
-    return step, AdamaxState(m, u)
-
-
-def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201
-    """`update` on one run's floats, operation by operation."""
+def kernel(c, g, p, state):  # noqa: ANN001, ANN201
+    ops, scale, beta1, keep1, beta2, eps, coupled = c
     m, u = state
-    beta1, beta2, eps = hp.beta1, hp.beta2, hp.eps
-    scale = -(hp.lr / (1.0 - beta1 ** (t + 1)))
-    step = []
-    for i, g in enumerate(coupled_decay_floats(grads, params, hp.weight_decay)):
-        mi = m[i] = beta1 * m[i] + (1.0 - beta1) * g
-        ui = u[i] = nan_maximum(beta2 * u[i], abs(g) + eps)
-        step.append(scale * mi / ui)
-    return step
+    if coupled is not None:
+        g = g + coupled * p
+    m = beta1 * m + keep1 * g
+    u = ops.maximum(beta2 * u, ops.abs(g) + eps)
+    return scale * m / u, (m, u)
 
 
-ADAMAX = StepRule(
-    "adamax", init, update,
+ADAMAX = elementwise_rule(
+    "adamax", Elementwise({"m": 0.0, "u": 0.0}, coefficients, kernel),
     (HyperParam("lr", 0.002, gt=0, schedulable=True, doc="step size (a number or a schedule)"),
      HyperParam("beta1", 0.9, ge=0, lt=1, doc="decay of the first moment (momentum)"),
      HyperParam("beta2", 0.999, ge=0, lt=1, doc="decay of the infinity norm"),
      HyperParam("eps", 1e-8, gt=0, doc="added to |g| inside the max"),
      HyperParam("weight_decay", 0.0, ge=0, doc="L2 term added to the gradient (coupled)")),
-    "Adam with the infinity norm of past gradients in place of their RMS: steps bounded by lr.",
-    floats=FloatRule(2, update_floats))
+    "Adam with the infinity norm of past gradients in place of their RMS: steps bounded by lr.")

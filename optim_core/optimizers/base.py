@@ -8,10 +8,12 @@ serves a whole sweep. The rule returns the step Δp; the engine owns params, sto
 recording. `ctx` carries what only some rules need (the Hessian and its eigendecomposition,
 the loss values, a value function for line searches).
 
-A first-order rule also has a float form (`FloatRule`): the same formula on one run's Python
-floats, used by the engine's small-batch path, where NumPy's per-call cost on arrays of two
-numbers would dominate. It keeps the vectorised form's order of operations, so both give the
-same numbers, and it never raises (every divisor carries eps).
+A first-order rule is written once, coordinate by coordinate (`Elementwise`): its per-step
+coefficients and its kernel are plain arithmetic plus a few operations (`Ops`), so the same
+code runs on (K, d) arrays with NumPy's operations (its `init` and `update` are derived from
+it) and on one coordinate's Python floats with their float twins, in the engine's small-batch
+path, where NumPy's per-call cost on arrays of two numbers would dominate. Same code, same
+order of operations: both give the same numbers, and the float form never raises.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from optim_core.errors import HyperparameterError
-from optim_core.types import Array, Column
+from optim_core.types import Array
 
 
 class StepContext(NamedTuple):
@@ -39,22 +41,68 @@ class StepContext(NamedTuple):
 
 
 Hyper = SimpleNamespace  # hp.lr, hp.momentum, …: (K, 1) columns, or one run's floats
-FloatStep = Callable[[list[float], list[list[float]], list[float], Hyper, int], list[float]]
 
 
 @dataclass(frozen=True, slots=True)
-class FloatRule:
-    """A rule on one run: step(grads, state, params, hp, t) -> step, updating `state` in place.
+class Ops:
+    """What a kernel may call besides arithmetic: NumPy's functions on arrays, or float twins
+    that give NumPy's answers on one coordinate (nan for the root of a negative, nan winning a
+    maximum, never an exception)."""
 
-    `state` is `n_state` lists of d floats, all zero at the start; `hp` holds each
-    hyperparameter's value at step t as an attribute, as the vectorised form's columns do
-    (`hp.lr`: a float, or a bool for flags). Unlike the
-    vectorised form this one is not pure: its lists belong to one run of the float path and
-    nothing else sees them, and new lists every step would cost more than the arithmetic.
+    sqrt: Callable[[Any], Any]
+    maximum: Callable[[Any, Any], Any]
+    where: Callable[[Any, Any, Any], Any]  # (rows, a, b): a where rows holds, else b
+    abs: Callable[[Any], Any]
+    any: Callable[[Any], bool]  # whether any run has a hyperparameter set (a flag, a decay)
+
+
+def safe_sqrt(x: float) -> float:
+    """math.sqrt with np.sqrt's answer (nan) for a negative number instead of an exception."""
+    return math.sqrt(x) if x >= 0.0 else math.nan
+
+
+def nan_maximum(a: float, b: float) -> float:
+    """np.maximum on floats: nan wins."""
+    if a != a or b != b:
+        return math.nan
+    return a if a > b else b
+
+
+def _pick(rows: Any, a: Any, b: Any) -> Any:
+    return a if rows else b
+
+
+ARRAY_OPS = Ops(sqrt=np.sqrt, maximum=np.maximum, where=np.where, abs=np.abs, any=np.any)
+FLOAT_OPS = Ops(sqrt=safe_sqrt, maximum=nan_maximum, where=_pick, abs=abs, any=bool)
+
+Coefficients = Callable[[Ops, Hyper, int], tuple]
+Kernel = Callable[[tuple, Any, Any, tuple], tuple[Any, tuple]]
+
+
+@dataclass(frozen=True, slots=True)
+class Elementwise:
+    """A first-order rule written once.
+
+    coefficients(ops, hp, t) -> c: what the step t shares across coordinates (bias
+    corrections, flags), from hp's columns or one run's floats; c[0] is `ops`.
+    kernel(c, g, p, state) -> (step, state): one coordinate's step and its new state, where g,
+    p and each state slot are (K, d) arrays or one coordinate's floats.
+    `state` names each slot and its value at the start (per coordinate).
+
+    The kernel is pure; the float path calls it once per coordinate, so a float kernel keeps
+    to arithmetic and `ops` (each call is ~60 ns there).
     """
 
-    n_state: int
-    step: FloatStep
+    state: dict[str, float]
+    coefficients: Coefficients
+    kernel: Kernel
+
+    def init(self, params: Array) -> tuple[Array, ...]:
+        return tuple(np.full_like(params, value) for value in self.state.values())
+
+    def update(self, grads: Array, state: tuple[Array, ...], params: Array, hp: Hyper, t: int,
+               ctx: StepContext | None = None) -> tuple[Array, tuple[Array, ...]]:
+        return self.kernel(self.coefficients(ARRAY_OPS, hp, t), grads, params, state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +184,7 @@ class StepRule:
     doc: str
     curvature: Curvature | None = None  # second-order rules: what they do with the Hessian
     counters: tuple[str, ...] = ()  # state fields that count per-run events, (K, 1) each
-    floats: FloatRule | None = None  # the same rule on one run's floats (small-batch path)
+    floats: Elementwise | None = None  # the rule written once (first-order rules)
     model: QuadraticModel | None = None  # stability limit and predicted rate, when they apply
 
     @property
@@ -152,78 +200,36 @@ class StepRule:
             f"{', '.join(h.name for h in self.hyperparams)}", loc=[name])
 
 
-def coupled_decay(grads: Array, params: Array, weight_decay: Column) -> Array:
-    """torch's L2 weight decay: added to the gradient (g + wd·p); two passes over (K, d)
-    saved when no run decays (the default)."""
-    if not np.any(weight_decay):
-        return grads
-    return grads + weight_decay * params
+def elementwise_rule(name: str, rule: Elementwise, hyperparams: tuple[HyperParam, ...],
+                     doc: str, model: QuadraticModel | None = None) -> StepRule:
+    """The StepRule of a rule written once: its array form is its kernel on NumPy's ops."""
+    return StepRule(name, rule.init, rule.update, hyperparams, doc, floats=rule, model=model)
 
 
-def coupled_decay_floats(grads: list[float], params: list[float], weight_decay: float
-                         ) -> list[float]:
-    """coupled_decay on one run's floats: the gradient itself when wd = 0."""
-    if not weight_decay:
-        return grads
-    return [g + weight_decay * p for g, p in zip(grads, params)]
+def decay_terms(ops: Ops, hp: Hyper, decoupled: Any = False) -> tuple[Any, Any]:
+    """(coupled, rate) of torch's weight decay: the kernel adds coupled·p to the gradient
+    (L2) and subtracts rate·p from the step (p ← p·(1 − lr·wd), AdamW); None when no run
+    needs the term, which saves two passes over (K, d) in the default case.
+
+    `decoupled` is False (L2), True (decoupled), or hp.decoupled_weight_decay (per run).
+    """
+    wd = hp.weight_decay
+    if not ops.any(wd):
+        return None, None
+    if decoupled is False:
+        return wd, None
+    if decoupled is True:
+        return None, hp.lr * wd
+    coupled = ops.where(decoupled, 0.0, wd)
+    return (coupled if ops.any(coupled) else None,
+            ops.where(decoupled, hp.lr * wd, 0.0) if ops.any(decoupled) else None)
 
 
-def optional_decoupled_decay(grads: Array, params: Array, hp: Any) -> Array:
-    """The gradient of a rule with `decoupled_weight_decay`: g + wd·p on the rows that couple
-    their decay (torch's NAdam and RAdam), g itself where every row decouples or wd = 0."""
-    coupled = np.where(hp.decoupled_weight_decay, 0.0, hp.weight_decay)
-    return grads + coupled * params if np.any(coupled) else grads
-
-
-def decoupled_decay_step(step: Array, params: Array, hp: Any) -> Array:
-    """The step with p ← p·(1 − lr·wd) folded in, on the rows that decouple their decay."""
-    if not (np.any(hp.weight_decay) and np.any(hp.decoupled_weight_decay)):
-        return step
-    return step - np.where(hp.decoupled_weight_decay, hp.lr * hp.weight_decay, 0.0) * params
-
-
-def optional_decoupled_decay_floats(grads: list[float], params: list[float],
-                                    hp: Hyper) -> list[float]:
-    """optional_decoupled_decay on one run's floats."""
-    if hp.decoupled_weight_decay:
-        return grads
-    return coupled_decay_floats(grads, params, hp.weight_decay)
-
-
-def decoupled_decay_step_floats(step: list[float], params: list[float], hp: Hyper
-                                ) -> list[float]:
-    """decoupled_decay_step on one run's floats."""
-    if not (hp.decoupled_weight_decay and hp.weight_decay):
-        return step
-    decay = hp.lr * hp.weight_decay
-    return [s - decay * p for s, p in zip(step, params)]
-
-
-# The two hyperparameters of torch's optional decoupled decay (NAdam, RAdam), which the four
-# functions above apply; each rule places them in its torch signature's order.
+# The two hyperparameters of torch's optional decoupled decay (NAdam, RAdam), which
+# decay_terms(ops, hp, hp.decoupled_weight_decay) applies; each rule places them in its torch
+# signature's order.
 OPTIONAL_WEIGHT_DECAY = HyperParam("weight_decay", 0.0, ge=0,
                                    doc="L2 term (coupled, or decoupled: see below)")
 DECOUPLED_WEIGHT_DECAY = HyperParam(
     "decoupled_weight_decay", False, kind="bool",
     doc="decay the parameters (p ← p·(1 − lr·wd)) instead of the gradient")
-
-
-def bias_correction(beta: Column, t: int) -> Column:
-    """1 − βᵗ⁺¹ for the 0-based step t (torch counts steps from 1)."""
-    return 1.0 - beta ** (t + 1)
-
-
-def safe_sqrt(x: float) -> float:
-    """math.sqrt with np.sqrt's answer (nan) for a negative number instead of an exception."""
-    return math.sqrt(x) if x >= 0.0 else math.nan
-
-
-def nan_maximum(a: float, b: float) -> float:
-    """np.maximum on floats: nan wins."""
-    if a != a or b != b:
-        return math.nan
-    return a if a > b else b
-
-
-def zeros_state(params: Array, n: int) -> tuple[Array, ...]:
-    return tuple(np.zeros_like(params) for _ in range(n))

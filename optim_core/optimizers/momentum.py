@@ -10,45 +10,34 @@ The velocity starts at 0, so the first step is v = g, as torch's buffer initiali
 from __future__ import annotations
 
 from functools import partial
-from typing import NamedTuple
-
-import numpy as np
 
 from optim_core.optimizers.base import (
-    FloatRule,
+    Coefficients,
+    Elementwise,
     HyperParam,
     QuadraticModel,
-    StepRule,
-    coupled_decay,
-    coupled_decay_floats,
+    decay_terms,
+    elementwise_rule,
 )
 from optim_core.theory import heavy_ball_rate
 from optim_core.types import Array
 
 
-class MomentumState(NamedTuple):
-    v: Array  # (K, d) velocity
+def _coefficients(nesterov: bool) -> Coefficients:
+    """Heavy ball's or Nesterov's coefficients (a closure: no partial on the float path)."""
+    def coefficients(ops, hp, t):  # noqa: ANN001, ANN202 - see Elementwise
+        coupled, _ = decay_terms(ops, hp)
+        return ops, -hp.lr, hp.momentum, coupled, nesterov
+    return coefficients
 
 
-def init(params: Array) -> MomentumState:
-    return MomentumState(v=np.zeros_like(params))
-
-
-def _update(grads, state, params, hp, t, ctx=None, *, nesterov: bool):  # noqa: ANN001, ANN202
-    g = coupled_decay(grads, params, hp.weight_decay)
-    v = hp.momentum * state.v + g
-    direction = g + hp.momentum * v if nesterov else v
-    return -hp.lr * direction, MomentumState(v=v)
-
-
-def _update_floats(grads, state, params, hp, t, *, nesterov: bool):  # noqa: ANN001, ANN202
+def kernel(c, g, p, state):  # noqa: ANN001, ANN201
+    _, neg_lr, mu, coupled, nesterov = c
     (v,) = state
-    neg_lr, mu, wd = -hp.lr, hp.momentum, hp.weight_decay
-    step = []
-    for i, g in enumerate(coupled_decay_floats(grads, params, wd)):
-        vi = v[i] = mu * v[i] + g
-        step.append(neg_lr * (g + mu * vi if nesterov else vi))
-    return step
+    if coupled is not None:
+        g = g + coupled * p
+    v = mu * v + g
+    return neg_lr * (g + mu * v if nesterov else v), (v,)
 
 
 HYPERPARAMS = (
@@ -69,12 +58,11 @@ def _loss_rate(lr: float, momentum: float, lam: Array, *, nesterov: bool) -> flo
     return heavy_ball_rate(lr, momentum, lam, nesterov=nesterov) ** 2
 
 
-MOMENTUM = StepRule("momentum", init, partial(_update, nesterov=False), HYPERPARAMS,
-                    "Heavy ball: a velocity accumulates gradients and damps the zig-zag.",
-                    floats=FloatRule(1, partial(_update_floats, nesterov=False)),
-                    model=QuadraticModel(_heavy_ball_limit,
-                                         partial(_loss_rate, nesterov=False)))
-NESTEROV = StepRule("nesterov", init, partial(_update, nesterov=True), HYPERPARAMS,
-                    "Nesterov momentum: looks ahead along the velocity before correcting.",
-                    floats=FloatRule(1, partial(_update_floats, nesterov=True)),
-                    model=QuadraticModel(_nesterov_limit, partial(_loss_rate, nesterov=True)))
+MOMENTUM = elementwise_rule(
+    "momentum", Elementwise({"v": 0.0}, _coefficients(False), kernel),
+    HYPERPARAMS, "Heavy ball: a velocity accumulates gradients and damps the zig-zag.",
+    model=QuadraticModel(_heavy_ball_limit, partial(_loss_rate, nesterov=False)))
+NESTEROV = elementwise_rule(
+    "nesterov", Elementwise({"v": 0.0}, _coefficients(True), kernel),
+    HYPERPARAMS, "Nesterov momentum: looks ahead along the velocity before correcting.",
+    model=QuadraticModel(_nesterov_limit, partial(_loss_rate, nesterov=True)))

@@ -9,78 +9,45 @@ momentum coefficient that warms up with momentum_decay ψ.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import numpy as np
-
 from optim_core.optimizers.base import (
     DECOUPLED_WEIGHT_DECAY,
     OPTIONAL_WEIGHT_DECAY,
-    FloatRule,
+    Elementwise,
     HyperParam,
-    StepRule,
-    bias_correction,
-    decoupled_decay_step,
-    decoupled_decay_step_floats,
-    optional_decoupled_decay,
-    optional_decoupled_decay_floats,
-    safe_sqrt,
-    zeros_state,
+    decay_terms,
+    elementwise_rule,
 )
-from optim_core.types import Array
 
 
-class NAdamState(NamedTuple):
-    m: Array  # (K, d) first moment
-    v: Array  # (K, d) second moment
-    mu_product: Array  # (K, 1) product of the momentum coefficients so far
-
-
-def init(params: Array) -> NAdamState:
-    m, v = zeros_state(params, 2)
-    return NAdamState(m, v, np.ones((params.shape[0], 1)))
-
-
-def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201
+def coefficients(ops, hp, t):  # noqa: ANN001, ANN201 - see Elementwise
     step_number = t + 1
-    g = optional_decoupled_decay(grads, params, hp)
-    mu = hp.beta1 * (1.0 - 0.5 * 0.96 ** (step_number * hp.momentum_decay))
-    mu_next = hp.beta1 * (1.0 - 0.5 * 0.96 ** ((step_number + 1) * hp.momentum_decay))
-    mu_product = state.mu_product * mu
-    m = hp.beta1 * state.m + (1.0 - hp.beta1) * g
-    v = hp.beta2 * state.v + (1.0 - hp.beta2) * g * g
-    denom = np.sqrt(v / bias_correction(hp.beta2, t)) + hp.eps
-    step = ((-hp.lr * (1.0 - mu) / (1.0 - mu_product)) * g / denom
-            + (-hp.lr * mu_next / (1.0 - mu_product * mu_next)) * m / denom)
-    step = decoupled_decay_step(step, params, hp)
-    return step, NAdamState(m, v, mu_product)
-
-
-def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201
-    """`update` on one run's floats, operation by operation. The product Πₜ is kept in the
-    first slot of the third state list (float state starts at zero: Π₁ is taken as μ₁)."""
-    m, v, product = state
-    lr, beta1, beta2, eps = hp.lr, hp.beta1, hp.beta2, hp.eps
-    psi, step_number = hp.momentum_decay, t + 1
-    grads = optional_decoupled_decay_floats(grads, params, hp)
+    beta1, psi = hp.beta1, hp.momentum_decay
     mu = beta1 * (1.0 - 0.5 * 0.96 ** (step_number * psi))
     mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step_number + 1) * psi))
-    mu_product = product[0] = mu if t == 0 else product[0] * mu
-    bc2 = 1.0 - beta2 ** (t + 1)
-    scale_g = -lr * (1.0 - mu) / (1.0 - mu_product)
-    scale_m = -lr * mu_next / (1.0 - mu_product * mu_next)
-    step = []
-    for i, g in enumerate(grads):
-        mi = m[i] = beta1 * m[i] + (1.0 - beta1) * g
-        vi = v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
-        denom = safe_sqrt(vi / bc2) + eps
-        si = scale_g * g / denom + scale_m * mi / denom
-        step.append(si)
-    return decoupled_decay_step_floats(step, params, hp)
+    coupled, decay_rate = decay_terms(ops, hp, hp.decoupled_weight_decay)
+    return (ops, -hp.lr, mu, mu_next, beta1, 1.0 - beta1, hp.beta2, 1.0 - hp.beta2,
+            1.0 - hp.beta2 ** step_number, hp.eps, coupled, decay_rate)
 
 
-NADAM = StepRule(
-    "nadam", init, update,
+def kernel(c, g, p, state):  # noqa: ANN001, ANN201
+    """Πₜ is kept per coordinate (all equal), so the kernel stays elementwise."""
+    ops, neg_lr, mu, mu_next, beta1, keep1, beta2, keep2, bc2, eps, coupled, decay_rate = c
+    m, v, mu_product = state
+    if coupled is not None:
+        g = g + coupled * p
+    mu_product = mu_product * mu
+    m = beta1 * m + keep1 * g
+    v = beta2 * v + keep2 * g * g
+    denom = ops.sqrt(v / bc2) + eps
+    step = ((neg_lr * (1.0 - mu) / (1.0 - mu_product)) * g / denom
+            + (neg_lr * mu_next / (1.0 - mu_product * mu_next)) * m / denom)
+    if decay_rate is not None:
+        step = step - decay_rate * p
+    return step, (m, v, mu_product)
+
+
+NADAM = elementwise_rule(
+    "nadam", Elementwise({"m": 0.0, "v": 0.0, "mu_product": 1.0}, coefficients, kernel),
     (HyperParam("lr", 0.002, gt=0, schedulable=True, doc="step size (a number or a schedule)"),
      HyperParam("beta1", 0.9, ge=0, lt=1, doc="decay of the first moment (momentum)"),
      HyperParam("beta2", 0.999, ge=0, lt=1, doc="decay of the second moment"),
@@ -89,5 +56,4 @@ NADAM = StepRule(
      HyperParam("momentum_decay", 0.004, ge=0, doc="ψ: how fast the momentum coefficient "
                                                   "warms up to beta1"),
      DECOUPLED_WEIGHT_DECAY),
-    "Adam with Nesterov momentum (the gradient looked ahead), its momentum warming up.",
-    floats=FloatRule(3, update_floats))
+    "Adam with Nesterov momentum (the gradient looked ahead), its momentum warming up.")

@@ -10,86 +10,57 @@ on only when the variance of the adaptive rate is tractable (ρₜ > 5), rectifi
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import numpy as np
-
 from optim_core.optimizers.base import (
     DECOUPLED_WEIGHT_DECAY,
     OPTIONAL_WEIGHT_DECAY,
-    FloatRule,
+    Elementwise,
     HyperParam,
-    StepRule,
-    bias_correction,
-    decoupled_decay_step,
-    decoupled_decay_step_floats,
-    optional_decoupled_decay,
-    optional_decoupled_decay_floats,
-    safe_sqrt,
-    zeros_state,
+    decay_terms,
+    elementwise_rule,
 )
-from optim_core.types import Array
 
 TRACTABLE = 5.0  # ρₜ above which the adaptive step is used
 
 
-class RAdamState(NamedTuple):
-    m: Array  # (K, d) first moment
-    v: Array  # (K, d) second moment
-
-
-def init(params: Array) -> RAdamState:
-    return RAdamState(*zeros_state(params, 2))
-
-
-def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201
+def coefficients(ops, hp, t):  # noqa: ANN001, ANN201 - see Elementwise
     step_number = t + 1
-    g = optional_decoupled_decay(grads, params, hp)
-    m = hp.beta1 * state.m + (1.0 - hp.beta1) * g
-    v = hp.beta2 * state.v + (1.0 - hp.beta2) * g * g
-    bc2 = bias_correction(hp.beta2, t)
-    m_hat = m / bias_correction(hp.beta1, t)
-    rho_inf = 2.0 / (1.0 - hp.beta2) - 1.0
-    rho_t = rho_inf - 2.0 * step_number * hp.beta2 ** step_number / bc2
-    tractable = rho_t > TRACTABLE
-    if np.any(tractable):
-        safe_rho = np.where(tractable, rho_t, 2 * TRACTABLE)  # no sqrt of a negative
-        rect = np.sqrt((safe_rho - 4.0) * (safe_rho - 2.0) * rho_inf
-                       / ((rho_inf - 4.0) * (rho_inf - 2.0) * safe_rho))
-        adaptive = np.sqrt(bc2) / (np.sqrt(v) + hp.eps)
-        step = -np.where(tractable, m_hat * hp.lr * adaptive * rect, m_hat * hp.lr)
-    else:
-        step = -(m_hat * hp.lr)
-    step = decoupled_decay_step(step, params, hp)
-    return step, RAdamState(m, v)
-
-
-def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201
-    """`update` on one run's floats, operation by operation."""
-    m, v = state
-    lr, beta1, beta2, eps = hp.lr, hp.beta1, hp.beta2, hp.eps
-    step_number = t + 1
-    grads = optional_decoupled_decay_floats(grads, params, hp)
-    bc1, bc2 = 1.0 - beta1 ** (t + 1), 1.0 - beta2 ** (t + 1)
+    beta1, beta2 = hp.beta1, hp.beta2
+    bc2 = 1.0 - beta2 ** step_number
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
     rho_t = rho_inf - 2.0 * step_number * beta2 ** step_number / bc2
     tractable = rho_t > TRACTABLE
-    rect = safe_sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
-                     / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)) if tractable else 0.0
-    root_bc2 = safe_sqrt(bc2)
-    step = []
-    for i, g in enumerate(grads):
-        mi = m[i] = beta1 * m[i] + (1.0 - beta1) * g
-        vi = v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
-        m_hat = mi / bc1
-        si = (-(m_hat * lr * (root_bc2 / (safe_sqrt(vi) + eps)) * rect) if tractable
-              else -(m_hat * lr))
-        step.append(si)
-    return decoupled_decay_step_floats(step, params, hp)
+    any_tractable = ops.any(tractable)
+    rect = None
+    if any_tractable:
+        safe_rho = ops.where(tractable, rho_t, 2 * TRACTABLE)  # no root of a negative
+        rect = ops.sqrt((safe_rho - 4.0) * (safe_rho - 2.0) * rho_inf
+                        / ((rho_inf - 4.0) * (rho_inf - 2.0) * safe_rho))
+    coupled, decay_rate = decay_terms(ops, hp, hp.decoupled_weight_decay)
+    return (ops, hp.lr, beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - beta1 ** step_number,
+            ops.sqrt(bc2), hp.eps, any_tractable, tractable, rect, coupled, decay_rate)
 
 
-RADAM = StepRule(
-    "radam", init, update,
+def kernel(c, g, p, state):  # noqa: ANN001, ANN201
+    (ops, lr, beta1, keep1, beta2, keep2, bc1, root_bc2, eps, any_tractable, tractable, rect,
+     coupled, decay_rate) = c
+    m, v = state
+    if coupled is not None:
+        g = g + coupled * p
+    m = beta1 * m + keep1 * g
+    v = beta2 * v + keep2 * g * g
+    m_hat = m / bc1
+    if any_tractable:
+        adaptive = root_bc2 / (ops.sqrt(v) + eps)
+        step = -ops.where(tractable, m_hat * lr * adaptive * rect, m_hat * lr)
+    else:
+        step = -(m_hat * lr)
+    if decay_rate is not None:
+        step = step - decay_rate * p
+    return step, (m, v)
+
+
+RADAM = elementwise_rule(
+    "radam", Elementwise({"m": 0.0, "v": 0.0}, coefficients, kernel),
     (HyperParam("lr", 0.001, gt=0, schedulable=True, doc="step size (a number or a schedule)"),
      HyperParam("beta1", 0.9, ge=0, lt=1, doc="decay of the first moment (momentum)"),
      HyperParam("beta2", 0.999, ge=0, lt=1, doc="decay of the second moment"),
@@ -97,5 +68,4 @@ RADAM = StepRule(
      OPTIONAL_WEIGHT_DECAY,
      DECOUPLED_WEIGHT_DECAY),
     "Adam that takes plain momentum steps until its adaptive rate is reliable, then rectifies "
-    "it: no warm-up schedule needed.",
-    floats=FloatRule(2, update_floats))
+    "it: no warm-up schedule needed.")

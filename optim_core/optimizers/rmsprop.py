@@ -10,60 +10,28 @@ lecture, not torch's 0.99).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import numpy as np
-
-from optim_core.optimizers.base import (
-    FloatRule,
-    HyperParam,
-    StepRule,
-    coupled_decay,
-    coupled_decay_floats,
-    safe_sqrt,
-    zeros_state,
-)
-from optim_core.types import Array
+from optim_core.optimizers.base import Elementwise, HyperParam, decay_terms, elementwise_rule
 
 
-class RmspropState(NamedTuple):
-    s: Array  # (K, d) running mean of g²
-    g_avg: Array  # (K, d) running mean of g (centered)
-    b: Array  # (K, d) momentum buffer
+def coefficients(ops, hp, t):  # noqa: ANN001, ANN201 - see Elementwise
+    coupled, _ = decay_terms(ops, hp)
+    return (ops, -hp.lr, hp.rho, 1.0 - hp.rho, hp.eps, hp.momentum, ops.any(hp.centered),
+            hp.centered, coupled)
 
 
-def init(params: Array) -> RmspropState:
-    return RmspropState(*zeros_state(params, 3))
-
-
-def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201
-    g = coupled_decay(grads, params, hp.weight_decay)
-    s = hp.rho * state.s + (1.0 - hp.rho) * g * g
-    g_avg = state.g_avg
-    if hp.centered.any():
-        g_avg = hp.rho * g_avg + (1.0 - hp.rho) * g
-        denom = np.sqrt(np.where(hp.centered, s - g_avg * g_avg, s)) + hp.eps
-    else:
-        denom = np.sqrt(s) + hp.eps
-    b = hp.momentum * state.b + g / denom
-    return -hp.lr * b, RmspropState(s, g_avg, b)
-
-
-def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201 - see FloatRule
+def kernel(c, g, p, state):  # noqa: ANN001, ANN201
+    ops, neg_lr, rho, keep, eps, mu, any_centered, centered, coupled = c
     s, g_avg, b = state
-    neg_lr, rho, eps, wd = -hp.lr, hp.rho, hp.eps, hp.weight_decay
-    mu, centered = hp.momentum, hp.centered
-    step = []
-    for i, g in enumerate(coupled_decay_floats(grads, params, wd)):
-        si = s[i] = rho * s[i] + (1.0 - rho) * g * g
-        if centered:
-            gi = g_avg[i] = rho * g_avg[i] + (1.0 - rho) * g
-            denom = safe_sqrt(si - gi * gi) + eps
-        else:
-            denom = safe_sqrt(si) + eps
-        bi = b[i] = mu * b[i] + g / denom
-        step.append(neg_lr * bi)
-    return step
+    if coupled is not None:
+        g = g + coupled * p
+    s = rho * s + keep * g * g
+    if any_centered:
+        g_avg = rho * g_avg + keep * g
+        denom = ops.sqrt(ops.where(centered, s - g_avg * g_avg, s)) + eps
+    else:
+        denom = ops.sqrt(s) + eps
+    b = mu * b + g / denom
+    return neg_lr * b, (s, g_avg, b)
 
 
 HYPERPARAMS = (
@@ -74,6 +42,6 @@ HYPERPARAMS = (
     HyperParam("centered", False, kind="bool", doc="divide by the variance, not the raw mean"),
     HyperParam("weight_decay", 0.0, ge=0, doc="L2 term added to the gradient (coupled)"),
 )
-RMSPROP = StepRule("rmsprop", init, update, HYPERPARAMS,
-                   "Scales each coordinate by a running RMS of its gradients.",
-                   floats=FloatRule(3, update_floats))
+RMSPROP = elementwise_rule(
+    "rmsprop", Elementwise({"s": 0.0, "g_avg": 0.0, "b": 0.0}, coefficients, kernel),
+    HYPERPARAMS, "Scales each coordinate by a running RMS of its gradients.")

@@ -5,35 +5,27 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from optim_core.optimizers.base import (
-    FloatRule,
+    Elementwise,
     HyperParam,
     QuadraticModel,
-    StepRule,
-    coupled_decay,
-    coupled_decay_floats,
+    decay_terms,
+    elementwise_rule,
 )
 from optim_core.theory import gd_rate
 from optim_core.types import Array
 
 
-class SgdState(NamedTuple):
-    pass
+def coefficients(ops, hp, t):  # noqa: ANN001, ANN201 - see Elementwise
+    coupled, _ = decay_terms(ops, hp)
+    return ops, -hp.lr, coupled
 
 
-def init(params: Array) -> SgdState:
-    return SgdState()
-
-
-def update(grads, state, params, hp, t, ctx=None):  # noqa: ANN001, ANN201 - see base.py
-    return -hp.lr * coupled_decay(grads, params, hp.weight_decay), state
-
-
-def update_floats(grads, state, params, hp, t):  # noqa: ANN001, ANN201 - see FloatRule
-    neg_lr = -hp.lr
-    return [neg_lr * g for g in coupled_decay_floats(grads, params, hp.weight_decay)]
+def kernel(c, g, p, state):  # noqa: ANN001, ANN201
+    _, neg_lr, coupled = c
+    if coupled is not None:
+        g = g + coupled * p
+    return neg_lr * g, state
 
 
 HYPERPARAMS = (
@@ -48,7 +40,7 @@ def loss_rate(lr: float, momentum: float, lam: Array) -> float:
     return gd_rate(lr, lam) ** 2
 
 
-SGD = StepRule("sgd", init, update, HYPERPARAMS,
-               "Gradient descent: step against the gradient; zig-zags across ravines.",
-               floats=FloatRule(0, update_floats),
-               model=QuadraticModel(stability_limit, loss_rate, slow_in_ravines=True))
+SGD = elementwise_rule(
+    "sgd", Elementwise({}, coefficients, kernel), HYPERPARAMS,
+    "Gradient descent: step against the gradient; zig-zags across ravines.",
+    model=QuadraticModel(stability_limit, loss_rate, slow_in_ravines=True))

@@ -24,8 +24,8 @@ class OptimizerCase:
     converges: Settings = field(default_factory=dict)
     # torch keywords whose default the API contract sets otherwise (API.md's table)
     contract_defaults: tuple[str, ...] = ()
-    # the float form against the vectorised one, step by step (both repeat the same
-    # operations; NumPy's array pow may round βᵗ differently from libm in the last bit)
+    # the kernel on floats against it on arrays, step by step (the same operations;
+    # NumPy's array pow may round βᵗ differently from libm in the last bit)
     float_rtol: float = 1e-13
 
 

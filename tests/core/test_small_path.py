@@ -1,8 +1,9 @@
 """The small-batch float path against the vectorised one: tapes, losses, rules, the engine.
 
-Every piece has a float form written to repeat its vectorised form operation by operation;
-these tests hold the two together, field by field, on cases chosen to reach every branch
-(schedules, every stopping reason, thinning, non-finite values, deadlines and callbacks).
+Each piece runs on arrays and on floats (rules and N-d builtin losses are written once, the
+expression tape is interpreted twice); these tests hold the two together, field by field, on
+cases chosen to reach every branch (schedules, every stopping reason, thinning, non-finite
+values, deadlines and callbacks).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from optim_core.losses.catalog import BUILTINS, BuiltinLoss
 from optim_core.losses.dataset import dataset_loss
 from optim_core.losses.expression import ExpressionLimits, derive, expression_loss
 from optim_core.losses.quadratic import QuadraticLoss
-from optim_core.optimizers.base import Hyper
+from optim_core.optimizers.base import FLOAT_OPS, Hyper
 from tests.core.optimizer_cases import CASES
 
 RTOL = 1e-12
@@ -199,7 +200,8 @@ def test_every_first_order_rule_has_a_float_form_and_newton_has_none():
 @pytest.mark.parametrize("name", FIRST_ORDER)
 @pytest.mark.filterwarnings("ignore:invalid value")  # the inf below makes nan on purpose
 def test_float_rule_matches_vectorised_update(name):
-    """Feed both forms the same gradients (with a nan and an inf among them) for 30 steps."""
+    """The kernel on arrays (NumPy's ops) and on each coordinate's floats (their twins), fed
+    the same gradients (with a nan and an inf among them) for 30 steps."""
     rule = OPTIMIZERS[name]
     for setting in RULE_SETTINGS[name]:
         group = make_group(name, [setting])
@@ -207,15 +209,18 @@ def test_float_rule_matches_vectorised_update(name):
         floats_hp = Hyper(**group.settings[0])
         params = RNG.normal(size=(1, 3))
         state = rule.init(params)
-        float_state = [[0.0] * 3 for _ in range(rule.floats.n_state)]
+        float_states = [tuple(rule.floats.state.values())] * 3  # per coordinate
         float_params = params[0].tolist()
         for t in range(30):
             grads = RNG.normal(size=(1, 3)) * 10.0 ** RNG.integers(-3, 3)
             if t == 20:
                 grads[0, 1] = np.inf
             step, state = rule.update(grads, state, params, hp, t, None)
-            float_step = rule.floats.step(grads[0].tolist(), float_state, float_params,
-                                          floats_hp, t)
+            c = rule.floats.coefficients(FLOAT_OPS, floats_hp, t)
+            float_step = []
+            for i, (g, p) in enumerate(zip(grads[0].tolist(), float_params, strict=True)):
+                s, float_states[i] = rule.floats.kernel(c, g, p, float_states[i])
+                float_step.append(s)
             assert_same(float_step, step[0], rtol=CASES[name].float_rtol, scaled=True)
             params = params + step
             float_params = [p + s for p, s in zip(float_params, float_step, strict=True)]
@@ -394,17 +399,16 @@ def test_engine_paths_agree_on_zero_steps_and_on_runs_with_their_own_max_steps()
 
 def test_a_rule_without_lr_runs_on_both_paths(monkeypatch):
     """The float path once read hp["lr"] for the record and failed on a rule without one."""
-    from optim_core.optimizers import sgd
-    from optim_core.optimizers.base import FloatRule, HyperParam, StepRule
+    from optim_core.optimizers.base import Elementwise, HyperParam, elementwise_rule
 
-    def update(grads, state, params, hp, t, ctx=None):
-        return -hp.scale * grads, state
+    def coefficients(ops, hp, t):
+        return (-hp.scale,)
 
-    def update_floats(grads, state, params, hp, t):
-        return [-hp.scale * g for g in grads]
+    def kernel(c, g, p, state):
+        return c[0] * g, state
 
-    rule = StepRule("scaled", sgd.init, update, (HyperParam("scale", 0.1, gt=0),),
-                    "gradient steps of a fixed scale", floats=FloatRule(0, update_floats))
+    rule = elementwise_rule("scaled", Elementwise({}, coefficients, kernel),
+                            (HyperParam("scale", 0.1, gt=0),), "gradient steps of a fixed scale")
     monkeypatch.setitem(OPTIMIZERS, "scaled", rule)
     group = make_group("scaled", [{"scale": 0.2}])
     a, b = both_paths(expression_loss("x^2 + y^2"), [group], np.array([[1.0, -1.0]]),

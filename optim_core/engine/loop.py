@@ -125,6 +125,9 @@ def _keep_rows(ctx: StepContext, keep: Array) -> StepContext:
                         certified=rows(ctx.certified, keep))
 
 
+_ONES = {1: np.ones(1), 2: np.ones(2)}  # _norms' summing vectors, made once
+
+
 def _norms(rows: Array) -> Array:
     """Row norms, each computed the same way at any batch size (a split batch must give the
     same numbers). Up to two coordinates as one BLAS matrix-vector product (~4 µs at
@@ -132,7 +135,7 @@ def _norms(rows: Array) -> Array:
     in any order. Past two, BLAS blocks a row's sum differently at different K (measured),
     so einsum, whose per-row loop does not depend on K (~17 µs)."""
     if rows.shape[1] <= 2:
-        return np.sqrt(np.dot(rows * rows, np.ones(rows.shape[1])))
+        return np.sqrt(np.dot(rows * rows, _ONES[rows.shape[1]]))
     return np.sqrt(np.einsum("ij,ij->i", rows, rows))
 
 

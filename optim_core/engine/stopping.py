@@ -56,8 +56,8 @@ def screen(
         return True
     # Whole-array sums, not row sums (a reduction along a short axis 1 is slow): a nan or
     # inf anywhere makes the total non-finite; an overflowing total only costs a full check.
-    with np.errstate(invalid="ignore", over="ignore"):
-        total = values.sum() + grad_norms.sum() + params.sum()
+    # (The loop runs under np.errstate(over/invalid="ignore"): a context here cost ~3 µs a step.)
+    total = values.sum() + grad_norms.sum() + params.sum()
     if not np.isfinite(total) or (values > blow_up_at).any():
         return True
     return bool(converge_checked and (grad_norms <= criteria.grad_tol).any())

@@ -33,7 +33,7 @@ from optim_core.engine.results import results_from_runs
 from optim_core.engine.status import Reason, Status
 from optim_core.engine.stopping import StopCriteria, run_verdict
 from optim_core.losses.base import Loss
-from optim_core.optimizers.base import FLOAT_OPS, Elementwise, Hyper
+from optim_core.optimizers.base import CAREFUL_FLOAT_OPS, FLOAT_OPS, Elementwise, Hyper
 from optim_core.schedules import Schedule
 from optim_core.types import Array
 
@@ -204,11 +204,18 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
                 status, reason = _CANCELLED, int(Reason.CANCELLED)
         if status != _RUNNING:
             break
-        c = coefficients(ops, hp, t)
+        try:
+            c = coefficients(ops, hp, t)
+        except ValueError:  # math.sqrt of a negative: NumPy's nan instead (see base.py)
+            c = coefficients(CAREFUL_FLOAT_OPS, hp, t)
         squares = 0.0
         moved = []
         for i, p in enumerate(params):  # the rule's kernel, then the step's bookkeeping
-            s, states[i] = kernel(c, grads[i], p, states[i])
+            try:
+                s, states[i] = kernel(c, grads[i], p, states[i])
+            except ValueError:
+                careful = coefficients(CAREFUL_FLOAT_OPS, hp, t)
+                s, states[i] = kernel(careful, grads[i], p, states[i])
             squares += s * s
             if s * prev_step[i] < 0.0:
                 flips += 1

@@ -25,7 +25,7 @@ from optim_core.losses.catalog import BUILTINS, BuiltinLoss
 from optim_core.losses.dataset import dataset_loss
 from optim_core.losses.expression import ExpressionLimits, derive, expression_loss
 from optim_core.losses.quadratic import QuadraticLoss
-from optim_core.optimizers.base import FLOAT_OPS, Hyper
+from optim_core.optimizers.base import CAREFUL_FLOAT_OPS, Hyper
 from tests.core.optimizer_cases import CASES
 
 RTOL = 1e-12
@@ -216,7 +216,7 @@ def test_float_rule_matches_vectorised_update(name):
             if t == 20:
                 grads[0, 1] = np.inf
             step, state = rule.update(grads, state, params, hp, t, None)
-            c = rule.floats.coefficients(FLOAT_OPS, floats_hp, t)
+            c = rule.floats.coefficients(CAREFUL_FLOAT_OPS, floats_hp, t)
             float_step = []
             for i, (g, p) in enumerate(zip(grads[0].tolist(), float_params, strict=True)):
                 s, float_states[i] = rule.floats.kernel(c, g, p, float_states[i])
@@ -415,3 +415,29 @@ def test_a_rule_without_lr_runs_on_both_paths(monkeypatch):
                       max_steps=50, stop=StopCriteria(grad_tol=1e-6))
     assert_batches_equal(a, b)
     assert np.isnan(a.trajectories[0].lr).all() and np.isnan(b.trajectories[0].lr).all()
+
+
+@pytest.mark.parametrize("where", ["kernel", "coefficients"])
+@pytest.mark.filterwarnings("ignore:invalid value")
+def test_a_root_of_a_negative_is_nan_on_both_paths(monkeypatch, where):
+    """The float path takes roots with math.sqrt, which raises where np.sqrt answers nan: the
+    step is then run again with the careful ops, so both paths see nan at the same step (here
+    from step 3 on: the run is reported diverged there, on both)."""
+    from optim_core.optimizers.base import Elementwise, HyperParam, elementwise_rule
+
+    def coefficients(ops, hp, t):
+        return ops, -hp.lr, (ops.sqrt(2.0 - t) if where == "coefficients" else 1.0), t
+
+    def kernel(c, g, p, state):
+        ops, neg_lr, root, t = c
+        scale = ops.sqrt(2.0 - t + 0.0 * g) if where == "kernel" else root
+        return neg_lr * scale * g, state
+
+    rule = elementwise_rule("rooted", Elementwise({}, coefficients, kernel),
+                            (HyperParam("lr", 0.1, gt=0),), "a root that goes negative")
+    monkeypatch.setitem(OPTIMIZERS, "rooted", rule)
+    group = make_group("rooted", [{"lr": 0.1}])
+    a, b = both_paths(expression_loss("x^2 + y^2"), [group], np.array([[1.0, -1.0]]),
+                      max_steps=10)
+    assert_batches_equal(a, b)
+    assert b.status.tolist() == [Status.DIVERGED] and b.steps.tolist() == [4]

@@ -94,7 +94,7 @@ def _run_floats(loss: Loss, groups: list[RunGroup], starts: Array, max_steps: in
     k, d = starts.shape
     if sum(g.size for g in groups) != k:
         raise ValueError(f"groups hold {sum(g.size for g in groups)} runs but starts has {k} rows")
-    if loss.stochastic or any(g.rule.floats is None for g in groups):
+    if loss.stochastic or any(g.rule.elementwise is None for g in groups):
         raise ValueError("the float path takes first-order rules on deterministic losses only")
     row_max_steps = np.broadcast_to(np.asarray(max_steps, dtype=np.int64), (k,))
     results, trajectories = small.run_small(

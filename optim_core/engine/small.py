@@ -3,7 +3,7 @@
 At K = 1 a vectorised step is ~45 NumPy calls that cost ~1 µs each on arrays of two numbers,
 so 1,000 Adam steps took ~58 ms, nearly all of it call overhead. Here each run goes through
 the loss's float form (`point_value_grad`) and its rule's kernel, called per coordinate
-with the float ops (`StepRule.floats`, an `Elementwise`), and stopping, recording and the path
+with the float ops (`StepRule.elementwise`), and stopping, recording and the path
 diagnostics are plain float arithmetic: ~2.1 µs a step (Adam on Rosenbrock, builtin; ~2.7 µs
 on the expression).
 
@@ -53,7 +53,7 @@ _TIME_LIMIT, _CANCELLED = int(Status.TIME_LIMIT), int(Status.CANCELLED)
 def fits(loss: Loss, groups: Sequence[RunGroup], k: int, d: int) -> bool:
     """Whether the float path serves this batch (and is the faster one)."""
     return (0 < k and k * (d + 4) <= SMALL_WORK and not loss.stochastic
-            and all(g.rule.floats is not None for g in groups))
+            and all(g.rule.elementwise is not None for g in groups))
 
 
 @dataclass(slots=True)
@@ -114,7 +114,7 @@ def run_small(
     trajectories: list[Trajectory] = []
     row = 0
     for group in groups:
-        rule = group.rule.floats
+        rule = group.rule.elementwise
         assert rule is not None  # fits() checked it
         for j in range(group.size):
             log = PointLog(record, d, longest) if record.enabled else None

@@ -13,7 +13,8 @@ coefficients and its kernel are plain arithmetic plus a few operations (`Ops`), 
 code runs on (K, d) arrays with NumPy's operations (its `init` and `update` are derived from
 it) and on one coordinate's Python floats with their float twins, in the engine's small-batch
 path, where NumPy's per-call cost on arrays of two numbers would dominate. Same code, same
-order of operations: both give the same numbers, and the float form never raises.
+order of operations: both give the same numbers (a root of a negative is nan on both: see
+FLOAT_OPS). Second-order rules (Newton) write their array form by hand.
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ class StepRule:
     doc: str
     curvature: Curvature | None = None  # second-order rules: what they do with the Hessian
     counters: tuple[str, ...] = ()  # state fields that count per-run events, (K, 1) each
-    floats: Elementwise | None = None  # the rule written once (first-order rules)
+    elementwise: Elementwise | None = None  # first-order rules: the step written once
     model: QuadraticModel | None = None  # stability limit and predicted rate, when they apply
 
     @property
@@ -207,7 +208,8 @@ class StepRule:
 def elementwise_rule(name: str, rule: Elementwise, hyperparams: tuple[HyperParam, ...],
                      doc: str, model: QuadraticModel | None = None) -> StepRule:
     """The StepRule of a rule written once: its array form is its kernel on NumPy's ops."""
-    return StepRule(name, rule.init, rule.update, hyperparams, doc, floats=rule, model=model)
+    return StepRule(name, rule.init, rule.update, hyperparams, doc, elementwise=rule,
+                    model=model)
 
 
 def decay_terms(ops: Ops, hp: Hyper, decoupled: Any = False) -> tuple[Any, Any]:

@@ -92,7 +92,7 @@ TORCH_CASES = [(name, desc, batch, loss_name, path)
                for name, case in CASES.items() if case.torch_class
                for desc, batch in case.batches for loss_name in LOSSES
                for path in ("vectorised", "floats")
-               if path == "vectorised" or OPTIMIZERS[name].floats is not None]
+               if path == "vectorised" or OPTIMIZERS[name].elementwise is not None]
 
 
 @pytest.mark.parametrize(("name", "desc", "settings", "loss_name", "path"), TORCH_CASES,
@@ -174,7 +174,7 @@ def test_batched_equals_looped(name):
     for row, s in enumerate(settings):
         single = trajectory(loss, name, [s], start, 25, path="vectorised")[0]
         np.testing.assert_array_equal(batched[row], single)
-        if OPTIMIZERS[name].floats is not None:
+        if OPTIMIZERS[name].elementwise is not None:
             floats = trajectory(loss, name, [s], start, 25, path="floats")[0]
             np.testing.assert_allclose(batched[row], floats, rtol=1e-13, atol=1e-15)
 

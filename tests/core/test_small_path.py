@@ -191,10 +191,10 @@ RULE_SETTINGS = {name: [s for _, batch in CASES[name].batches for s in batch
                  for name in FIRST_ORDER}
 
 
-def test_every_first_order_rule_has_a_float_form_and_newton_has_none():
+def test_every_first_order_rule_is_written_once_and_newton_is_not():
     assert all(RULE_SETTINGS[name] for name in FIRST_ORDER)
-    assert all(OPTIMIZERS[name].floats is not None for name in FIRST_ORDER)
-    assert OPTIMIZERS["newton"].floats is None
+    assert all(OPTIMIZERS[name].elementwise is not None for name in FIRST_ORDER)
+    assert OPTIMIZERS["newton"].elementwise is None
 
 
 @pytest.mark.parametrize("name", FIRST_ORDER)
@@ -209,17 +209,17 @@ def test_float_rule_matches_vectorised_update(name):
         floats_hp = Hyper(**group.settings[0])
         params = RNG.normal(size=(1, 3))
         state = rule.init(params)
-        float_states = [tuple(rule.floats.state.values())] * 3  # per coordinate
+        float_states = [tuple(rule.elementwise.state.values())] * 3  # per coordinate
         float_params = params[0].tolist()
         for t in range(30):
             grads = RNG.normal(size=(1, 3)) * 10.0 ** RNG.integers(-3, 3)
             if t == 20:
                 grads[0, 1] = np.inf
             step, state = rule.update(grads, state, params, hp, t, None)
-            c = rule.floats.coefficients(CAREFUL_FLOAT_OPS, floats_hp, t)
+            c = rule.elementwise.coefficients(CAREFUL_FLOAT_OPS, floats_hp, t)
             float_step = []
             for i, (g, p) in enumerate(zip(grads[0].tolist(), float_params, strict=True)):
-                s, float_states[i] = rule.floats.kernel(c, g, p, float_states[i])
+                s, float_states[i] = rule.elementwise.kernel(c, g, p, float_states[i])
                 float_step.append(s)
             assert_same(float_step, step[0], rtol=CASES[name].float_rtol, scaled=True)
             params = params + step

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -138,9 +139,12 @@ class FloatTape:
         for slot, value in tape.constants:
             slots[slot] = value
         self.after_inputs = slots[tape.n_inputs:]  # the inputs are slots 0 … n − 1
-        self.value_slot, *self.grad_slots = tape.outputs
+        self.value_slot, *grad_slots = tape.outputs
+        # the gradient as one C call (a tuple): half the time of a list comprehension
+        self.read_grads = (itemgetter(*grad_slots) if len(grad_slots) > 1
+                           else lambda slots: (slots[grad_slots[0]],))
 
-    def value_grad(self, point: list[float]) -> tuple[float, list[float]]:
+    def value_grad(self, point: list[float]) -> tuple[float, Sequence[float]]:
         """The tape's first output (the value) and the others (the gradient): the float form
         of the loss itself, one call a step."""
         slots = point + self.after_inputs
@@ -164,7 +168,7 @@ class FloatTape:
         except (ArithmeticError, ValueError):  # NumPy's inf/nan semantics: see the docstring
             value, *grads = self.tape.evaluate(np.array([point], dtype=float))[0].tolist()
             return value, grads
-        return slots[self.value_slot], [slots[o] for o in self.grad_slots]
+        return slots[self.value_slot], self.read_grads(slots)
 
 
 def float_tape(tape: Tape, *, fused: bool = True) -> FloatTape | None:

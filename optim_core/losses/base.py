@@ -6,6 +6,7 @@ what it knows: its known minimisers, f_min, a suggested domain and a default sta
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -29,7 +30,7 @@ class Loss(Protocol):
 
     def value_grad(self, params: Params) -> tuple[Values, Grads]: ...
 
-    def point_value_grad(self, point: list[float]) -> tuple[float, list[float]]: ...
+    def point_value_grad(self, point: list[float]) -> tuple[float, Sequence[float]]: ...
 
     def grad(self, params: Params) -> Grads: ...
 

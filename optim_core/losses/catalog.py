@@ -154,9 +154,12 @@ def _rosenbrock(x: Params, p: Mapping[str, float], order: int) -> tuple[Values, 
     values = terms[:, 0] if terms.shape[1] == 1 else np.sum(terms, axis=1)
     if not order:
         return values, None, None
-    grads = np.zeros_like(x)
-    grads[:, :-1] = d_head
-    grads[:, 1:] += d_tail
+    if x.shape[1] == 2:  # one pair: two columns side by side, 0 + d_tail as below (−0 → 0)
+        grads = np.concatenate((d_head, 0.0 + d_tail), axis=1)
+    else:
+        grads = np.zeros_like(x)
+        grads[:, :-1] = d_head
+        grads[:, 1:] += d_tail
     return values, grads, _rosenbrock_hess(x, p) if order == 2 else None
 
 

@@ -441,3 +441,51 @@ def test_a_root_of_a_negative_is_nan_on_both_paths(monkeypatch, where):
                       max_steps=10)
     assert_batches_equal(a, b)
     assert b.status.tolist() == [Status.DIVERGED] and b.steps.tolist() == [4]
+
+
+# -- every rule written once, on random hyperparameters ----------------------------------------
+
+def _setting(rule, draw):
+    """Random values inside each hyperparameter's declared range (flags both ways)."""
+    out = {}
+    for hp in rule.hyperparams:
+        if hp.kind == "bool":
+            out[hp.name] = draw(st.booleans())
+        elif hp.kind == "float":
+            low = hp.gt if hp.gt is not None else hp.ge if hp.ge is not None else 0.0
+            high = hp.lt if hp.lt is not None else hp.le if hp.le is not None else 2.0
+            value = draw(st.floats(low, min(high, low + 2.0), exclude_min=hp.gt is not None,
+                                   exclude_max=hp.lt is not None))
+            out[hp.name] = value
+    return out
+
+
+@pytest.mark.parametrize("name", FIRST_ORDER)
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+@pytest.mark.filterwarnings("ignore:invalid value", "ignore:overflow", "ignore:divide by zero")
+def test_a_kernel_agrees_with_itself_on_any_hyperparameters(name, data):
+    """Three runs with random settings (flags and decays both ways, any value in range): the
+    batched update equals each run's own update to the bit (what bit-equal shards rest on),
+    and each run's kernel on floats equals its row."""
+    rule = OPTIMIZERS[name]
+    rows = [_setting(rule, data.draw) for _ in range(3)]
+    batch = make_group(name, rows)
+    singles = [make_group(name, [row]) for row in rows]
+    params = RNG.normal(size=(3, 2))
+    state = rule.init(params)
+    single_states = [rule.init(params[i:i + 1]) for i in range(3)]
+    float_states = [[tuple(rule.elementwise.state.values())] * 2 for _ in range(3)]
+    for t in range(12):
+        grads = RNG.normal(size=(3, 2)) * 10.0 ** RNG.integers(-4, 4)
+        step, state = rule.update(grads, state, params, batch.hyper_at(t), t)
+        for i, single in enumerate(singles):
+            own, single_states[i] = rule.update(grads[i:i + 1], single_states[i],
+                                                params[i:i + 1], single.hyper_at(t), t)
+            np.testing.assert_array_equal(own[0], step[i])
+            c = rule.elementwise.coefficients(CAREFUL_FLOAT_OPS, Hyper(**batch.settings[i]), t)
+            for j in range(2):
+                s, float_states[i][j] = rule.elementwise.kernel(
+                    c, float(grads[i, j]), float(params[i, j]), float_states[i][j])
+                assert_same([s], step[i, j:j + 1], rtol=CASES[name].float_rtol, scaled=True)
+        params = params + step

@@ -122,10 +122,10 @@ def _hyper_columns(batch: RunBatch, name: str) -> list[float | None]:
         column = getattr(group.hyper_at(0), name, None)
         if column is None:
             out += [None] * group.size
-        elif column.shape[0] > 1:
+        elif isinstance(column, np.ndarray):
             out += column[:, 0].tolist()
-        else:  # (1, 1): every run of the group shares it
-            out += [float(column[0, 0])] * group.size
+        else:  # a float: every run of the group shares it
+            out += [column] * group.size
     return out
 
 

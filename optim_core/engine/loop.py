@@ -361,7 +361,7 @@ class _Loop:
         lr = np.full(self.rows.size, np.nan)
         for hp, (start, end) in zip(hyper, bounds, strict=True):
             if end > start and hasattr(hp, "lr"):
-                lr[start:end] = hp.lr[:, 0]
+                lr[start:end] = hp.lr if isinstance(hp.lr, float) else hp.lr[:, 0]
         if not any(g.scheduled for g in self.groups):
             self.lr_cache = lr
         return lr

@@ -26,9 +26,9 @@ def _coefficients(decoupled: bool) -> Coefficients:
         beta1, beta2 = hp.beta1, hp.beta2
         step_number = t + 1  # torch counts steps from 1
         coupled, decay_rate = decay_terms(ops, hp, decoupled)
-        return (ops, -(hp.lr / (1.0 - beta1 ** step_number)),
-                ops.sqrt(1.0 - beta2 ** step_number), beta1, 1.0 - beta1, beta2, 1.0 - beta2,
-                hp.eps, ops.any(hp.amsgrad), hp.amsgrad, coupled, decay_rate)
+        return (ops, -(hp.lr / (1.0 - ops.power(beta1, step_number))),
+                ops.sqrt(1.0 - ops.power(beta2, step_number)), beta1, 1.0 - beta1, beta2,
+                1.0 - beta2, hp.eps, ops.any(hp.amsgrad), hp.amsgrad, coupled, decay_rate)
     return coefficients
 
 

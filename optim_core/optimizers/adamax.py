@@ -19,7 +19,7 @@ from optim_core.optimizers.base import (
 
 def coefficients(ops, hp, t):  # noqa: ANN001, ANN201 - see Elementwise
     coupled, _ = decay_terms(ops, hp)
-    return (ops, -(hp.lr / (1.0 - hp.beta1 ** (t + 1))), hp.beta1, 1.0 - hp.beta1, hp.beta2,
+    return (ops, -(hp.lr / (1.0 - ops.power(hp.beta1, t + 1))), hp.beta1, 1.0 - hp.beta1, hp.beta2,
             hp.eps, coupled)
 
 

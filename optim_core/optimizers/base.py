@@ -41,7 +41,7 @@ class StepContext(NamedTuple):
     # eigendecomposition covers only the other rows, in order (None: every row has it)
 
 
-Hyper = SimpleNamespace  # hp.lr, hp.momentum, …: (K, 1) columns, or one run's floats
+Hyper = SimpleNamespace  # hp.lr, hp.momentum, …: (K, 1) columns or shared floats, or one run's
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,7 @@ class Ops:
     where: Callable[[Any, Any, Any], Any]  # (rows, a, b): a where rows holds, else b
     abs: Callable[[Any], Any]
     any: Callable[[Any], bool]  # whether any run has a hyperparameter set (a flag, a decay)
+    power: Callable[[Any, Any], Any]  # every power of a hyperparameter (see ARRAY_OPS)
 
 
 def safe_sqrt(x: float) -> float:
@@ -73,12 +74,29 @@ def _pick(rows: Any, a: Any, b: Any) -> Any:
     return a if rows else b
 
 
-ARRAY_OPS = Ops(sqrt=np.sqrt, maximum=np.maximum, where=np.where, abs=np.abs, any=np.any)
+def _root(x: Any) -> Any:
+    """np.sqrt, with a shared hyperparameter's float taken by math.sqrt (the same correctly
+    rounded root, ~20× cheaper than a NumPy call on a scalar)."""
+    return math.sqrt(x) if isinstance(x, float) and x >= 0.0 else np.sqrt(x)
+
+
+def _any(x: Any) -> bool:
+    return bool(x.any()) if isinstance(x, np.ndarray) else bool(x)
+
+
+# A hyperparameter that every run of a group shares is a float (groups.py), one that differs
+# a (K, 1) column: arithmetic on both rounds alike, but Python's pow and NumPy's do not
+# always agree in the last bit, so every power of a hyperparameter goes through np.power
+# (`ops.power`), which gives a shard whose runs share a value the bits of the whole batch.
+ARRAY_OPS = Ops(sqrt=_root, maximum=np.maximum, where=np.where, abs=np.abs, any=_any,
+                power=np.power)
 # On floats, math.sqrt first (~40 ns less a call than safe_sqrt, three calls an Adam step);
 # where it raises (a root of a negative), the float path runs that step again with
 # CAREFUL_FLOAT_OPS, whose answer is NumPy's nan. Kernels are pure, so the rerun is exact.
-FLOAT_OPS = Ops(sqrt=math.sqrt, maximum=nan_maximum, where=_pick, abs=abs, any=bool)
-CAREFUL_FLOAT_OPS = Ops(sqrt=safe_sqrt, maximum=nan_maximum, where=_pick, abs=abs, any=bool)
+FLOAT_OPS = Ops(sqrt=math.sqrt, maximum=nan_maximum, where=_pick, abs=abs, any=bool,
+                power=pow)
+CAREFUL_FLOAT_OPS = Ops(sqrt=safe_sqrt, maximum=nan_maximum, where=_pick, abs=abs, any=bool,
+                        power=pow)
 
 Coefficients = Callable[[Ops, Hyper, int], tuple]
 Kernel = Callable[[tuple, Any, Any, tuple], tuple[Any, tuple]]

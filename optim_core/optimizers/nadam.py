@@ -22,11 +22,11 @@ from optim_core.optimizers.base import (
 def coefficients(ops, hp, t):  # noqa: ANN001, ANN201 - see Elementwise
     step_number = t + 1
     beta1, psi = hp.beta1, hp.momentum_decay
-    mu = beta1 * (1.0 - 0.5 * 0.96 ** (step_number * psi))
-    mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step_number + 1) * psi))
+    mu = beta1 * (1.0 - 0.5 * ops.power(0.96, step_number * psi))
+    mu_next = beta1 * (1.0 - 0.5 * ops.power(0.96, (step_number + 1) * psi))
     coupled, decay_rate = decay_terms(ops, hp, hp.decoupled_weight_decay)
     return (ops, -hp.lr, mu, mu_next, beta1, 1.0 - beta1, hp.beta2, 1.0 - hp.beta2,
-            1.0 - hp.beta2 ** step_number, hp.eps, coupled, decay_rate)
+            1.0 - ops.power(hp.beta2, step_number), hp.eps, coupled, decay_rate)
 
 
 def kernel(c, g, p, state):  # noqa: ANN001, ANN201

@@ -135,8 +135,8 @@ def update(grads, state, params, hp, t, ctx):  # noqa: ANN001, ANN201
 
 
 def _rows(column: Array, mask: Array) -> Array:
-    """The rows of a (K, 1) hyperparameter column; a shared (1, 1) column as it is."""
-    return column[mask] if column.shape[0] > 1 else column
+    """The rows of a (K, 1) hyperparameter column; a shared value (a float) as it is."""
+    return column[mask] if isinstance(column, np.ndarray) else column
 
 
 def _guarded(grads: Array, hp, lam: Array, vec: Array  # noqa: ANN001

@@ -25,9 +25,10 @@ TRACTABLE = 5.0  # ρₜ above which the adaptive step is used
 def coefficients(ops, hp, t):  # noqa: ANN001, ANN201 - see Elementwise
     step_number = t + 1
     beta1, beta2 = hp.beta1, hp.beta2
-    bc2 = 1.0 - beta2 ** step_number
+    power = ops.power(beta2, step_number)
+    bc2 = 1.0 - power
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
-    rho_t = rho_inf - 2.0 * step_number * beta2 ** step_number / bc2
+    rho_t = rho_inf - 2.0 * step_number * power / bc2
     tractable = rho_t > TRACTABLE
     any_tractable = ops.any(tractable)
     rect = None
@@ -36,7 +37,7 @@ def coefficients(ops, hp, t):  # noqa: ANN001, ANN201 - see Elementwise
         rect = ops.sqrt((safe_rho - 4.0) * (safe_rho - 2.0) * rho_inf
                         / ((rho_inf - 4.0) * (rho_inf - 2.0) * safe_rho))
     coupled, decay_rate = decay_terms(ops, hp, hp.decoupled_weight_decay)
-    return (ops, hp.lr, beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - beta1 ** step_number,
+    return (ops, hp.lr, beta1, 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - ops.power(beta1, step_number),
             ops.sqrt(bc2), hp.eps, any_tractable, tractable, rect, coupled, decay_rate)
 
 

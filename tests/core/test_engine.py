@@ -304,7 +304,7 @@ def test_reports_are_json_ready():
 
 
 def test_reports_read_each_runs_hyperparameters_from_shared_or_own_columns():
-    """Runs that share a value get a (1, 1) column (it broadcasts like a scalar); the
+    """Runs that share a value get it as a float (a scalar to NumPy); the
     findings still read every run's own lr (unstable_lr: lr above 2/λmax = 0.02)."""
     from optim_core.reports import build_reports
 
@@ -318,7 +318,7 @@ def test_reports_read_each_runs_hyperparameters_from_shared_or_own_columns():
         return group, ["unstable_lr" in {f["code"] for f in r["findings"]} for r in reports]
 
     group, flags = unstable([{"lr": 0.021}] * 2)
-    assert group.hyper_at(0).lr.shape == (1, 1) and flags == [True, True]
+    assert group.hyper_at(0).lr == 0.021 and flags == [True, True]
     group, flags = unstable([{"lr": 0.021}, {"lr": 0.001}])
     assert group.hyper_at(0).lr.shape == (2, 1) and flags == [True, False]
 

@@ -460,6 +460,12 @@ def _setting(rule, draw):
     return out
 
 
+# Python's pow and NumPy's differ in the last bit now and then, and a bias correction 1 − βᵗ
+# with β near 1 (any value in range is drawn) divides that by ~1e-5: 1e-11 relative. A wrong
+# formula is off by far more.
+RANDOM_FLOAT_RTOL = 1e-8
+
+
 @pytest.mark.parametrize("name", FIRST_ORDER)
 @settings(max_examples=25, deadline=None)
 @given(data=st.data())
@@ -487,5 +493,5 @@ def test_a_kernel_agrees_with_itself_on_any_hyperparameters(name, data):
             for j in range(2):
                 s, float_states[i][j] = rule.elementwise.kernel(
                     c, float(grads[i, j]), float(params[i, j]), float_states[i][j])
-                assert_same([s], step[i, j:j + 1], rtol=CASES[name].float_rtol, scaled=True)
+                assert_same([s], step[i, j:j + 1], rtol=RANDOM_FLOAT_RTOL, scaled=True)
         params = params + step

@@ -112,8 +112,10 @@ class Elementwise:
     p and each state slot are (K, d) arrays or one coordinate's floats.
     `state` names each slot and its value at the start (per coordinate).
 
-    The kernel is pure; the float path calls it once per coordinate, so a float kernel keeps
-    to arithmetic and `ops` (each call is ~60 ns there).
+    Both are pure and use arithmetic and `ops` only; a power of a hyperparameter is
+    `ops.power(beta, n)`, never `beta ** n` (see ARRAY_OPS: shards would lose bit-equality,
+    which a test on random hyperparameters catches). The float path calls the kernel once per
+    coordinate (~60 ns a call there).
     """
 
     state: dict[str, float]

@@ -8,6 +8,7 @@ eigenvalues at the start and at the end), and never contradict the status.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +29,13 @@ SLOW_RAVINE_CONDITION = 100.0
 RATE_AGREEMENT = 0.05
 
 
-def _fmt(x: float | None) -> str:
-    if x is None or not math.isfinite(x):
+def _fmt(x: float | None, _isfinite: Callable[[float], bool] = math.isfinite) -> str:
+    if x is None or not _isfinite(x):
         return "n/a"
-    if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
+    size = abs(x)
+    if size >= 1e5 or (size < 1e-3 and x != 0):
         return f"{x:.3g}"
-    return f"{x:,.4g}" if abs(x) >= 1000 else f"{x:.4g}"
+    return f"{x:,.4g}" if size >= 1000 else f"{x:.4g}"
 
 
 def stability_limit(rule: StepRule, lam_max: float | None, momentum: float) -> float | None:

@@ -195,71 +195,65 @@ def _build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: Sto
     grad_evals, hess_evals = batch.grad_evals.astype(int).tolist(), \
         batch.hess_evals.astype(int).tolist()
     counters = {name: values.astype(int).tolist() for name, values in batch.counters.items()}
-    group_index = batch.group_index.tolist()
-    offsets = np.concatenate([[0], np.cumsum([g.size for g in batch.groups])]).tolist()
-    rule_facts = [(g.rule.name, [c for c in g.rule.counters if c in counters])
-                  for g in batch.groups]
-    scheduled: dict[int, bool] = {}  # per distinct settings object
-    reports: list[dict[str, Any]] = []
+    # per run, from its group (runs are in group order): label, rule, settings
+    labels_of: list[str] = []
     rules: list[StepRule] = []
-    fallback: list[Any] = []
-    is_scheduled: list[bool] = []
-    noise: list[dict[str, Any] | None] = [None] * k
-    for i in range(k):
-        gi = group_index[i]
-        group = batch.groups[gi]
-        rule, rule_counters = rule_facts[gi]
-        local = i - offsets[gi]
-        final_curvature = None
-        if final_ok[i]:
-            final_curvature = {"eigenvalues": final_lam_rows[i],  # type: ignore[index]
-                               "condition_number": final_condition[i],
-                               "kind": final_kind[i]}
-        work = {"grad_evals": grad_evals[i], "hess_evals": hess_evals[i]}
-        for name in rule_counters:
-            work[name] = counters[name][i]
-        report: dict[str, Any] = {
-            "start": starts[i],
-            "label": labels[gi],
-            "optimizer": rule,
-            "status": status[i],
-            "reason": reason[i],
-            "steps": steps[i],
-            "final": {"params": finals[i], "loss": final_loss[i], "grad_norm": grad_norm[i]},
-            "diagnostics": {
-                "initial_loss": initial[i],
-                "best_loss": best[i],
-                "loss_reduction": reduction[i],
-                "steps_to_tol": to_tol[i] if to_tol[i] >= 0 else None,
-                "oscillation": oscillation[i],
-                "path_efficiency": efficiency[i],
-                "path_length": path_length[i],
-                "convergence_rate": rate[i],
-                "final_curvature": final_curvature,
-                "distance_to_minimum": distance[i],
-            },
-            "work": work,
-        }
-        settings = group.settings[local] if local < len(group.settings) else {}
+    settings_of: list[dict[str, Any]] = []
+    for gi, group in enumerate(batch.groups):
+        labels_of += [labels[gi]] * group.size
+        rules += [group.rule] * group.size
+        own = list(group.settings[:group.size])
+        settings_of += own + [{}] * (group.size - len(own))
+    scheduled: dict[int, bool] = {}  # per distinct settings object
+    for settings in settings_of:
         if id(settings) not in scheduled:
             scheduled[id(settings)] = any(isinstance(v, Schedule) for v in settings.values())
-        fallback.append(settings.get("fallback"))
-        is_scheduled.append(scheduled[id(settings)])
-        rules.append(group.rule)
-        if batch.trajectories is not None:
-            traj = batch.trajectories[i]
+    fallback = [settings.get("fallback") for settings in settings_of]
+    is_scheduled = [scheduled[id(settings)] for settings in settings_of]
+    final_curvatures = [
+        {"eigenvalues": lam, "condition_number": cond, "kind": kind} if ok else None
+        for ok, lam, cond, kind in zip(
+            final_ok.tolist(), final_lam_rows if final_lam_rows is not None else [None] * k,
+            final_condition, final_kind if final_kind is not None else [None] * k, strict=True)]
+    works = [{"grad_evals": g, "hess_evals": h}
+             for g, h in zip(grad_evals, hess_evals, strict=True)]
+    row = 0
+    for group in batch.groups:  # rule counters (Newton's), in the rule's order
+        names = [name for name in group.rule.counters if name in counters]
+        for i in range(row, row + group.size) if names else ():
+            for name in names:
+                works[i][name] = counters[name][i]
+        row += group.size
+    reports: list[dict[str, Any]] = [
+        {"start": start, "label": label, "optimizer": rule.name, "status": st, "reason": why,
+         "steps": n,
+         "final": {"params": final, "loss": loss_i, "grad_norm": norm},
+         "diagnostics": {
+             "initial_loss": f0, "best_loss": best_i, "loss_reduction": reduced,
+             "steps_to_tol": tol_at if tol_at >= 0 else None, "oscillation": osc,
+             "path_efficiency": eff, "path_length": length, "convergence_rate": rate_i,
+             "final_curvature": curv, "distance_to_minimum": dist},
+         "work": work}
+        for (start, label, rule, st, why, n, final, loss_i, norm, f0, best_i, reduced, tol_at,
+             osc, eff, length, rate_i, curv, dist, work) in zip(
+            starts, labels_of, rules, status, reason, steps, finals, final_loss, grad_norm,
+            initial, best, reduction, to_tol, oscillation, efficiency, path_length, rate,
+            final_curvatures, distance, works, strict=True)]
+    noise: list[dict[str, Any] | None] = [None] * k
+    if batch.trajectories is not None:
+        for i, (report, traj) in enumerate(zip(reports, batch.trajectories, strict=True)):
             report["trajectory"] = traj.as_dict()
-            noise[i] = _noise_floor(batch, i, traj, loss)
-        reports.append(report)
+            if batch.stochastic:
+                noise[i] = _noise_floor(batch, i, traj, loss)
     facts = RunFacts(
         rules=rules, status=status, reason=reason, steps=steps, final_loss=final_loss,
         grad_norm=grad_norm, initial_loss=initial, best_loss=best,
         oscillation=np.asarray(arrays["oscillation"], dtype=float),
         convergence_rate=np.asarray(arrays["convergence_rate"], dtype=float),
-        final_curvature=[r["diagnostics"]["final_curvature"] for r in reports],
+        final_curvature=final_curvatures,
         final_eigenvalues=[final_lam[i] if final_ok[i] else None  # type: ignore[index]
                            for i in range(k)],
-        work=[r["work"] for r in reports], lr0=lr0, momentum0=mom0, lambda_max0=lam_max0,
+        work=works, lr0=lr0, momentum0=mom0, lambda_max0=lam_max0,
         condition0=kappa0, fallback=fallback, scheduled=is_scheduled, noise_floor=noise,
         patience=stop.patience, stochastic=batch.stochastic)
     for report, found in zip(reports, batch_findings(facts), strict=True):

@@ -220,9 +220,9 @@ def _build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: Sto
     row = 0
     for group in batch.groups:  # rule counters (Newton's), in the rule's order
         names = [name for name in group.rule.counters if name in counters]
-        for i in range(row, row + group.size) if names else ():
-            for name in names:
-                works[i][name] = counters[name][i]
+        if names:
+            for i in range(row, row + group.size):
+                works[i] |= {name: counters[name][i] for name in names}
         row += group.size
     reports: list[dict[str, Any]] = [
         {"start": start, "label": label, "optimizer": rule.name, "status": st, "reason": why,

@@ -76,7 +76,13 @@ def _final_and_start_eigenvalues(loss: Loss, finals: Array, starts: Array
 
 
 def diagnostics_arrays(loss: Loss, batch: RunBatch) -> dict[str, Any]:
-    """Every per-run diagnostic as arrays (vectorised over K)."""
+    """Every per-run diagnostic as arrays (vectorised over K). Diverged runs overflow here
+    (a distance of 1e300): their values are inf or NaN, answered as null, and not a warning."""
+    with np.errstate(all="ignore"):
+        return _diagnostics_arrays(loss, batch)
+
+
+def _diagnostics_arrays(loss: Loss, batch: RunBatch) -> dict[str, Any]:
     final_lam, start_lam = _final_and_start_eigenvalues(loss, batch.final_params, batch.starts)
     distance = None
     if loss.minima is not None and len(loss.minima):

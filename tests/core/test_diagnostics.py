@@ -67,3 +67,19 @@ def test_chronological_is_each_rings_rotation(window):
             gathered = ring[np.arange(k)[:, None], steps % window]
             expected = np.where(steps >= 0, gathered, np.nan)
             assert np.array_equal(chronological(ring, final), expected, equal_nan=True)
+
+
+def test_a_diverged_run_reports_nulls_without_a_warning():
+    import warnings
+
+    from optim_core import optimize
+    from optim_core.losses.catalog import builtin_loss
+
+    loss = builtin_loss("rosenbrock")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow in the report stage would raise here
+        report = optimize(loss, [{"name": "adam", "lr": 1e300}], np.array([[-1.2, 1.0]]),
+                          max_steps=5)
+    run = report.runs[0]
+    assert run["status"] == "diverged"
+    assert run["diagnostics"]["distance_to_minimum"] is None

@@ -1,8 +1,11 @@
-"""The answers' shapes as pydantic models: declared once, here, and used both by the
-service (its response models, hence its OpenAPI document) and by the client (its results).
+"""The client's view of the answers as pydantic models, mirroring the service's OpenAPI
+document (openapi/openapi.json, whose answer types the service takes from optim_core.answers).
 
-They import only pydantic, so the client stays free of the server's dependencies. Unknown
-fields are kept (extra="allow"), so a newer server never breaks an older client.
+They import only pydantic, so the client stays free of the server's dependencies. A test
+holds them to the document: every answer schema has a model of the same name declaring the
+same fields, none required that the service may leave out, each accepting at least what the
+service sends. Unknown fields are kept (extra="allow") and fields newer servers always send
+may default here, so a newer server never breaks an older client.
 """
 
 from __future__ import annotations
@@ -69,10 +72,20 @@ class Run(_Model):
     trajectory: Trajectory | None = None
 
 
+class Meta(_Model):
+    runs: int
+    max_steps: int
+    engine_steps: int
+    steps_computed: int
+    seed: int | None
+    elapsed_ms: float
+    optimizers: list[dict[str, Any]] | None = None
+
+
 class OptimizeResponse(_Model):
     loss: dict[str, Any]
     runs: list[Run]
-    meta: dict[str, Any]
+    meta: Meta
 
 
 class SummaryEntry(_Model):
@@ -111,7 +124,7 @@ class SweepResponse(_Model):
     rows: list[SweepRow]
     best: SweepBest
     runs: list[Run] | None = None
-    meta: dict[str, Any]
+    meta: Meta
 
 
 class LandscapeResponse(_Model):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
+from optim_core.answers import PointAnalysis
 from optim_core.diagnostics import curvature
 from optim_core.losses.base import Loss, as_batch
 from optim_core.theory import quadratic_theory
@@ -17,7 +17,7 @@ def _num(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def analyze(loss: Loss, points: Array) -> list[dict[str, Any]]:
+def analyze(loss: Loss, points: Array) -> list[PointAnalysis]:
     """One entry per point: value, gradient, eigenvalues, condition number, kind, theory."""
     batch = as_batch(points, loss.dim)
     with np.errstate(all="ignore"):

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from optim_core.answers import Curvature, Finding, SummaryEntry
 from optim_core.diagnostics.curvature import KIND_RTOL
 from optim_core.optimizers.base import StepRule
 from optim_core.types import Array
@@ -27,6 +28,8 @@ ZIGZAG_MIN_STEPS = 10
 SLOW_RAVINE_CONDITION = 100.0
 # A measured rate within this relative distance of the prediction "agrees" with the theory.
 RATE_AGREEMENT = 0.05
+
+Found = list[list[Finding]]  # per run, the findings made so far
 
 
 def _fmt(x: float | None, _isfinite: Callable[[float], bool] = math.isfinite) -> str:
@@ -61,7 +64,7 @@ class RunFacts:
     best_loss: list[float | None]
     oscillation: Array  # (K,)
     convergence_rate: Array  # (K,)
-    final_curvature: list[dict[str, Any] | None]
+    final_curvature: list[Curvature | None]
     final_eigenvalues: list[Array | None]
     work: list[dict[str, int]]
     lr0: list[float | None]
@@ -75,11 +78,11 @@ class RunFacts:
     stochastic: bool
 
 
-def batch_findings(facts: RunFacts) -> list[list[dict[str, Any]]]:
+def batch_findings(facts: RunFacts) -> list[list[Finding]]:
     """Each run's findings, in a fixed order of codes: every kind of finding selects its runs
     over the whole batch, and only those are formatted (a batch of 4,096 runs that all hit
     max_steps formats one message each)."""
-    found: list[list[dict[str, Any]]] = [[] for _ in facts.status]
+    found: Found = [[] for _ in facts.status]
     limits = _stability_limits(facts)
     for finding in (_status, _unstable_lr, _zigzag, _slow_ravine, _newton_fallback, _saddle,
                     _rate_vs_theory, _noise_floor):
@@ -87,7 +90,7 @@ def batch_findings(facts: RunFacts) -> list[list[dict[str, Any]]]:
     return found
 
 
-def _add(found: list[dict[str, Any]], code: str, message: str, **data: Any) -> None:
+def _add(found: list[Finding], code: str, message: str, **data: Any) -> None:
     found.append({"code": code, "message": message, "data": data})
 
 
@@ -101,7 +104,7 @@ def _stability_limits(facts: RunFacts) -> list[float | None]:
     return limits
 
 
-def _status(facts: RunFacts, limits: list[float | None], found: list[list]) -> None:
+def _status(facts: RunFacts, limits: list[float | None], found: Found) -> None:
     steps, final_loss, grad_norm = facts.steps, facts.final_loss, facts.grad_norm
     for i, status in enumerate(facts.status):
         n = steps[i]
@@ -135,7 +138,7 @@ def _status(facts: RunFacts, limits: list[float | None], found: list[list]) -> N
                  f"{_fmt(final_loss[i])}.", steps=n, loss=final_loss[i])
 
 
-def _unstable_lr(facts: RunFacts, limits: list[float | None], found: list[list]) -> None:
+def _unstable_lr(facts: RunFacts, limits: list[float | None], found: Found) -> None:
     for i, limit in enumerate(limits):
         lr0 = facts.lr0[i]
         if limit is not None and lr0 is not None and lr0 / limit > 1.0:
@@ -146,7 +149,7 @@ def _unstable_lr(facts: RunFacts, limits: list[float | None], found: list[list])
                  stability_limit=limit, lambda_max=lam, ratio=lr0 / limit)
 
 
-def _zigzag(facts: RunFacts, limits: list[float | None], found: list[list]) -> None:
+def _zigzag(facts: RunFacts, limits: list[float | None], found: Found) -> None:
     # Minibatch noise flips signs too: on stochastic runs that is the noise floor, not a zig-zag.
     if facts.stochastic:
         return
@@ -167,7 +170,7 @@ def _zigzag(facts: RunFacts, limits: list[float | None], found: list[list]) -> N
         _add(found[i], "zigzag", message + ".", **data)
 
 
-def _slow_ravine(facts: RunFacts, limits: list[float | None], found: list[list]) -> None:
+def _slow_ravine(facts: RunFacts, limits: list[float | None], found: Found) -> None:
     for i, kappa in enumerate(facts.condition0):
         rule = facts.rules[i]
         if (kappa is not None and kappa >= SLOW_RAVINE_CONDITION and rule.model is not None
@@ -177,7 +180,7 @@ def _slow_ravine(facts: RunFacts, limits: list[float | None], found: list[list])
                  "would help.", condition_number=kappa, steps=facts.steps[i])
 
 
-def _newton_fallback(facts: RunFacts, limits: list[float | None], found: list[list]) -> None:
+def _newton_fallback(facts: RunFacts, limits: list[float | None], found: Found) -> None:
     for i, counters in enumerate(facts.work):
         if counters.get("fallback_steps", 0) <= 0:  # a second-order rule stepped without H⁻¹
             continue
@@ -203,7 +206,7 @@ def _newton_fallback(facts: RunFacts, limits: list[float | None], found: list[li
         _add(found[i], "newton_fallback", message + ".", **data)
 
 
-def _saddle(facts: RunFacts, limits: list[float | None], found: list[list]) -> None:
+def _saddle(facts: RunFacts, limits: list[float | None], found: Found) -> None:
     for i, curvature in enumerate(facts.final_curvature):
         if (curvature is None or curvature["kind"] not in ("saddle", "indefinite")
                 or facts.status[i] == "diverged"):
@@ -216,7 +219,7 @@ def _saddle(facts: RunFacts, limits: list[float | None], found: list[list]) -> N
              f"{_fmt(min(lam))} to {_fmt(max(lam))}): {where}.", eigenvalues=lam)
 
 
-def _rate_vs_theory(facts: RunFacts, limits: list[float | None], found: list[list]) -> None:
+def _rate_vs_theory(facts: RunFacts, limits: list[float | None], found: Found) -> None:
     candidates = np.flatnonzero(np.isfinite(facts.convergence_rate))
     for i in candidates.tolist():
         curvature, lr0, rule = facts.final_curvature[i], facts.lr0[i], facts.rules[i]
@@ -237,7 +240,7 @@ def _rate_vs_theory(facts: RunFacts, limits: list[float | None], found: list[lis
                  agrees=agrees)
 
 
-def _noise_floor(facts: RunFacts, limits: list[float | None], found: list[list]) -> None:
+def _noise_floor(facts: RunFacts, limits: list[float | None], found: Found) -> None:
     for i, noise in enumerate(facts.noise_floor):
         if noise is not None:
             _add(found[i], "noise_floor", noise["message"], **noise["data"])
@@ -254,7 +257,7 @@ def _flat_directions(curvature: dict[str, Any] | None) -> tuple[int, int, float]
     return (count, magnitude.size, scale) if count and scale > 0 else None
 
 
-def compare_finding(summary: list[dict[str, Any]], kappa: float | None) -> dict[str, Any] | None:
+def compare_finding(summary: list[SummaryEntry], kappa: float | None) -> Finding | None:
     """One sentence on which optimizer did best and why, with numbers."""
     if not summary:
         return None

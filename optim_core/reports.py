@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from optim_core.answers import Finding, Run, SummaryEntry, SweepBest, SweepRow
 from optim_core.diagnostics import curvature, path, rates
 from optim_core.engine.groups import echo_settings
 from optim_core.engine.results import RunBatch
@@ -31,7 +32,7 @@ CURVATURE_BUDGET = 2e8
 
 @dataclass(slots=True)
 class BatchReport:
-    runs: list[dict[str, Any]]
+    runs: list[Run]
     batch: RunBatch
     labels: list[str]
     optimizers: list[dict[str, Any]]
@@ -41,10 +42,10 @@ class BatchReport:
 
 @dataclass(slots=True)
 class SweepReport:
-    rows: list[dict[str, Any]]
-    best: dict[str, Any]
+    rows: list[SweepRow]
+    best: SweepBest
     batch: RunBatch
-    runs: list[dict[str, Any]] | None
+    runs: list[Run] | None
 
 
 def optimize_report(plan: Plan, batch: RunBatch, with_runs: bool = True) -> BatchReport:
@@ -158,7 +159,7 @@ def _gc_paused() -> Iterator[None]:
 
 
 def build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: StopCriteria,
-                  arrays: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                  arrays: dict[str, Any] | None = None) -> list[Run]:
     """One JSON-ready report per run, with diagnostics and findings.
 
     Every per-run number is converted column by column (one NumPy pass and one `tolist` per
@@ -169,7 +170,7 @@ def build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: Stop
 
 
 def _build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: StopCriteria,
-                   arrays: dict[str, Any] | None) -> list[dict[str, Any]]:
+                   arrays: dict[str, Any] | None) -> list[Run]:
     arrays = arrays if arrays is not None else diagnostics_arrays(loss, batch)
     k = batch.status.shape[0]
     lr0, mom0 = _hyper_columns(batch, "lr"), _hyper_columns(batch, "momentum")
@@ -230,7 +231,7 @@ def _build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: Sto
             for i in range(row, row + group.size):
                 works[i] |= {name: counters[name][i] for name in names}
         row += group.size
-    reports: list[dict[str, Any]] = [
+    reports: list[Run] = [
         {"start": start, "label": label, "optimizer": rule.name, "status": st, "reason": why,
          "steps": n,
          "final": {"params": final, "loss": loss_i, "grad_norm": norm},
@@ -292,8 +293,8 @@ def _noise_floor(batch: RunBatch, k: int, traj: Any, loss: Loss) -> dict[str, An
                        "or larger batches go lower.", "data": data}
 
 
-def summarize(reports: Sequence[dict[str, Any]], labels: Sequence[str],
-              optimizers: Sequence[Mapping[str, Any]], n_starts: int) -> list[dict[str, Any]]:
+def summarize(reports: Sequence[Run], labels: Sequence[str],
+              optimizers: Sequence[Mapping[str, Any]], n_starts: int) -> list[SummaryEntry]:
     """Per-optimizer summary for compare, ranked best first.
 
     Rank: more converged runs first, then fewer median steps to tolerance, then the lower best
@@ -335,8 +336,8 @@ def _median_int(values: Sequence[float]) -> float | None:
     return int(m) if m.is_integer() else m
 
 
-def compare_summary_finding(summary: list[dict[str, Any]], start_lam: Array | None
-                            ) -> dict[str, Any] | None:
+def compare_summary_finding(summary: list[SummaryEntry], start_lam: Array | None
+                            ) -> Finding | None:
     kappa = None
     if start_lam is not None:
         lam = np.asarray(start_lam)
@@ -373,7 +374,7 @@ def sweep_report(plan: Plan, batch: RunBatch, include_runs: bool = False) -> Swe
 MAX_BEST_DIVERGENCE = 0.5
 
 
-def choose_best(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def choose_best(rows: Sequence[SweepRow]) -> SweepBest:
     """Highest success rate, then fewest median steps to tolerance, then lowest final loss."""
     eligible = [i for i, r in enumerate(rows) if r["divergence_rate"] <= MAX_BEST_DIVERGENCE]
     if not eligible:

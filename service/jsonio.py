@@ -14,6 +14,8 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from service.conformance import check_answer
+
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
@@ -80,11 +82,13 @@ def is_json_media_type(content_type: str | None) -> bool:
 
 class StrictJSONRoute(APIRoute):
     """Bodies must say they are JSON: without a JSON `content-type` FastAPI would read the
-    bytes as something else and answer a confusing "valid dictionary" error."""
+    bytes as something else and answer a confusing "valid dictionary" error. Answers are
+    checked against the route's response model when the settings ask (service/conformance)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         takes_body = self.body_field is not None
+        model, path = self.response_model, self.path
 
         async def strict_handler(request: Request) -> Response:
             content_type = request.headers.get("content-type")
@@ -92,6 +96,9 @@ class StrictJSONRoute(APIRoute):
                 got = f"'{content_type}'" if content_type else "no content-type header"
                 raise HTTPException(415, f"The body must be JSON: send the header "
                                          f"'content-type: application/json' (got {got})")
-            return await handler(StrictJSONRequest(request.scope, request.receive))
+            response = await handler(StrictJSONRequest(request.scope, request.receive))
+            if request.app.state.settings.validate_answers:
+                check_answer(model, response, path)
+            return response
 
         return strict_handler

@@ -24,6 +24,7 @@ from optim_core.errors import (
     OptimCoreError,
     UnknownNameError,
 )
+from service.conformance import AnswerShapeError
 from service.executors import ExecutorUnavailableError
 from service.jsonio import dumps
 
@@ -89,6 +90,7 @@ PROBLEM_TYPES: dict[type[Exception], tuple[int, str, str]] = {
     OverloadedError: (429, "overloaded", "Too many requests in flight"),
     SymbolicTimeoutError: (504, "symbolic-timeout", "The symbolic stage took too long"),
     ShardFailedError: (500, "shard-failed", "A shard of the job failed"),
+    AnswerShapeError: (500, "answer-shape", "The answer does not match its declared model"),
     ExecutorUnavailableError: (503, "executor-unavailable", "The job executor is unreachable"),
 }
 

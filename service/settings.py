@@ -28,6 +28,9 @@ class Settings(BaseSettings):
                                         "the header deadline and the file limit bound them)")
     backlog: int = Field(2048, gt=0, description="connections waiting to be accepted")
 
+    validate_answers: bool = Field(False, description="check every answer against its route's "
+                                   "declared response model (a mismatch is a 500); costs ~6× "
+                                   "writing the answer: on in the tests, off in production")
     max_body_bytes: int = Field(2_000_000, gt=0, description="request body limit (413 above)")
     max_runs: int = Field(4096, gt=0, description="runs in one synchronous request")
     max_steps: int = Field(100_000, gt=0, description="max_steps of one synchronous request")

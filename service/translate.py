@@ -22,6 +22,14 @@ from optim_core import (
     sweep,
 )
 from optim_core.analyze import analyze
+from optim_core.answers import (
+    AnalyzeResponse,
+    CompareResponse,
+    LandscapeResponse,
+    Meta,
+    OptimizeResponse,
+    SweepResponse,
+)
 from optim_core.api import compare
 from optim_core.errors import DimensionError
 from optim_core.landscape import landscape, resolve_axes
@@ -171,7 +179,7 @@ def _deadline(body: RunOptions, settings: Settings) -> float:
     return time.monotonic() + time_budget(body, settings)
 
 
-def _meta(report_batch: Any, body: RunOptions, began: float) -> dict[str, Any]:
+def _meta(report_batch: Any, body: RunOptions, began: float) -> Meta:
     return {
         "runs": int(report_batch.status.shape[0]),
         "max_steps": body.max_steps,
@@ -184,7 +192,7 @@ def _meta(report_batch: Any, body: RunOptions, began: float) -> dict[str, Any]:
 
 def run_optimize(body: OptimizeRequest | CompareRequest, settings: Settings,
                  dry_run: bool = False, loss: Loss | None = None, **engine: Any
-                 ) -> dict[str, Any] | None:
+                 ) -> OptimizeResponse | CompareResponse | None:
     """Answer /v1/optimize and /v1/compare (the latter adds `summary` and `findings`).
 
     With dry_run, only build and check (the job endpoint's validation) and answer None;
@@ -208,17 +216,16 @@ def run_optimize(body: OptimizeRequest | CompareRequest, settings: Settings,
         report, summary, finding = compare(loss, optimizers, starts, **options)
     else:
         report = optimize(loss, optimizers, starts, **options)
-    answer: dict[str, Any] = {"loss": loss.describe(), "runs": report.runs,
-                              "meta": _meta(report.batch, body, began)}
-    answer["meta"]["optimizers"] = report.optimizers
+    meta = _meta(report.batch, body, began)
+    meta["optimizers"] = report.optimizers
     if isinstance(body, CompareRequest):
-        answer["summary"] = summary
-        answer["findings"] = [finding] if finding else []
-    return answer
+        return {"loss": loss.describe(), "runs": report.runs, "meta": meta, "summary": summary,
+                "findings": [finding] if finding else []}
+    return {"loss": loss.describe(), "runs": report.runs, "meta": meta}
 
 
 def run_sweep(body: SweepRequest, settings: Settings, dry_run: bool = False, **engine: Any
-              ) -> dict[str, Any] | None:
+              ) -> SweepResponse | None:
     """Answer /v1/sweep: the whole grid × starts as one batch (dry_run: only check)."""
     began = time.perf_counter()
     loss = build_loss(body.loss, settings)
@@ -236,8 +243,8 @@ def run_sweep(body: SweepRequest, settings: Settings, dry_run: bool = False, **e
                    max_steps=body.max_steps, stop=_stop(body), record=_record(body),
                    include_runs=body.include_runs, seed=body.seed,
                    eval_every=settings.eval_every, **engine)
-    answer: dict[str, Any] = {"loss": loss.describe(), "rows": result.rows, "best": result.best,
-                              "meta": _meta(result.batch, body, began)}
+    answer: SweepResponse = {"loss": loss.describe(), "rows": result.rows, "best": result.best,
+                             "meta": _meta(result.batch, body, began)}
     if result.runs is not None:
         answer["runs"] = result.runs
     return answer
@@ -250,7 +257,7 @@ def _grid(body: SweepRequest) -> dict[str, list[Any]]:
             for key, values in body.grid.items()}
 
 
-def run_landscape(body: LandscapeRequest, settings: Settings) -> dict[str, Any]:
+def run_landscape(body: LandscapeRequest, settings: Settings) -> LandscapeResponse:
     loss = build_loss(body.loss, settings)
     nx, ny = body.resolution
     _over("max_landscape_points", nx * ny, settings.max_landscape_points,
@@ -268,7 +275,7 @@ def _box(bounds: list[list[float]]) -> np.ndarray:
     return np.array(bounds, dtype=float)
 
 
-def run_analyze(body: AnalyzeRequest, settings: Settings) -> dict[str, Any]:
+def run_analyze(body: AnalyzeRequest, settings: Settings) -> AnalyzeResponse:
     loss = build_loss(body.loss, settings)
     points = body.points
     if points is None:

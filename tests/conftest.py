@@ -21,9 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def _jobs_db_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every app a test builds (and every server it starts) keeps its jobs in tmp_path."""
+def _test_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every app a test builds (and every server it starts) keeps its jobs in tmp_path and
+    checks each answer against its declared response model (a mismatch is a 500)."""
     monkeypatch.setenv("OPTIM_JOBS_DB_PATH", str(tmp_path / "jobs.sqlite3"))
+    monkeypatch.setenv("OPTIM_VALIDATE_ANSWERS", "true")
 
 
 @pytest.fixture
@@ -47,9 +49,11 @@ def free_port() -> int:
 
 def start_server(env: dict[str, str] | None = None, port: int | None = None
                  ) -> tuple[subprocess.Popen, str]:
-    """`python -m service` on 127.0.0.1 in a subprocess; returns (process, base URL)."""
+    """`python -m service` on 127.0.0.1 in a subprocess, checking its answers against their
+    models; returns (process, base URL)."""
     port = port or free_port()
-    environ = os.environ | {"OPTIM_HOST": "127.0.0.1", "OPTIM_PORT": str(port)} | (env or {})
+    environ = os.environ | {"OPTIM_HOST": "127.0.0.1", "OPTIM_PORT": str(port),
+                            "OPTIM_VALIDATE_ANSWERS": "true"} | (env or {})
     # A file, not a pipe: nobody reads a pipe, and a full one would block the server's logging.
     log = tempfile.NamedTemporaryFile("w+b", prefix=f"optim-server-{port}-", suffix=".log",
                                       delete=False)

@@ -23,7 +23,7 @@ from optim_core.errors import OptimCoreError
 from optim_core.shards import ShardExecutor
 from service import translate
 from service.compute import ComputeGate
-from service.jobs.schemas import JOB_KINDS, JOB_REQUESTS
+from service.jobs.schemas import JOB_KINDS, JOB_REQUESTS, Job
 from service.jobs.store import Store
 from service.jsonio import dumps
 from service.problems import OverloadedError, problem_for
@@ -225,12 +225,12 @@ class JobManager:
             await anyio.to_thread.run_sync(self.store.release, job_id, self.owner)
 
 
-def job_document(job: dict[str, Any]) -> dict[str, Any]:
+def job_document(job: dict[str, Any]) -> Job:
     """The public view of a job."""
     base = f"/v1/jobs/{job['id']}"
     progress = job["progress"] or {"steps_done": 0, "steps_total": None, "runs_active": None,
                                    "fraction": 0.0, "eta_s": None}
-    document = {
+    document: Job = {
         "id": job["id"], "kind": job["kind"], "status": job["status"], "progress": progress,
         "attempts": job["attempts"],
         "created_at": _iso(job["created_at"]), "started_at": _iso(job["started_at"]),

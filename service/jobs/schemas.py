@@ -1,10 +1,12 @@
-"""The body of POST /v1/jobs: {kind, request}, the request being the endpoint's own body."""
+"""The body of POST /v1/jobs ({kind, request}, the request being the endpoint's own body) and
+the job document the job routes answer."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import Field
+from typing_extensions import TypedDict  # pydantic takes only this one on Python 3.11
 
 from service.schemas.base import Strict
 from service.schemas.requests import CompareRequest, OptimizeRequest, SweepRequest
@@ -28,3 +30,34 @@ class SweepJob(Strict):
 JobRequest = Annotated[OptimizeJob | CompareJob | SweepJob, Field(discriminator="kind")]
 JOB_KINDS = ("optimize", "compare", "sweep")
 JOB_REQUESTS = {"optimize": OptimizeRequest, "compare": CompareRequest, "sweep": SweepRequest}
+
+
+class Progress(TypedDict):
+    steps_done: int
+    steps_total: int | None
+    runs_active: int | None
+    fraction: float
+    eta_s: float | None
+
+
+class JobLinks(TypedDict):
+    self: str
+    result: str
+    events: str
+
+
+class Job(TypedDict):
+    """A job's public document (`job_document` builds it)."""
+
+    id: str
+    kind: str  # optimize | compare | sweep
+    status: str  # queued | running | succeeded | failed | cancelled
+    progress: Progress
+    attempts: int
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    error: dict[str, Any] | None
+    reason: NotRequired[str]
+    cancel_requested: NotRequired[bool]
+    links: JobLinks

@@ -1,20 +1,19 @@
-"""Response models: declared so the OpenAPI document describes the answers (the answers
-themselves are written by orjson straight from NumPy). They are defined once, in
-optim_client.models, so the Python client returns exactly the models the service declares."""
+"""Response models: the answers' types from the core (`optim_core.answers`) and the job
+document from the job routes, declared on the routes so the OpenAPI document describes them
+and, with OPTIM_VALIDATE_ANSWERS, every answer is checked against them (see
+service/conformance.py). The answers themselves are written by orjson straight from NumPy."""
 
-from optim_client.models import (
+from optim_core.answers import (
     AnalyzeResponse,
     CompareResponse,
     Curvature,
     Diagnostics,
     Final,
     Finding,
-    Job,
-    JobLinks,
     LandscapeResponse,
+    Meta,
     OptimizeResponse,
     PointAnalysis,
-    Progress,
     Run,
     SummaryEntry,
     SweepBest,
@@ -22,8 +21,9 @@ from optim_client.models import (
     SweepRow,
     Trajectory,
 )
+from service.jobs.schemas import Job, JobLinks, Progress
 
 __all__ = ["AnalyzeResponse", "CompareResponse", "Curvature", "Diagnostics", "Final", "Finding",
-           "Job", "JobLinks", "LandscapeResponse", "OptimizeResponse", "PointAnalysis",
+           "Job", "JobLinks", "LandscapeResponse", "Meta", "OptimizeResponse", "PointAnalysis",
            "Progress", "Run", "SummaryEntry", "SweepBest", "SweepResponse", "SweepRow",
            "Trajectory"]

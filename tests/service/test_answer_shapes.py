@@ -1,72 +1,35 @@
-"""The declared response models own the answers' shape: every field a real answer carries is
-declared in its model (recursively), and every declared required field is there. The models
-keep extra="allow" so a newer server never breaks an older client; this test is what keeps
-the server from sending what it has not declared."""
+"""The declared response models own the answers' shape. The answer types live in the core
+(optim_core.answers); the service declares them on its routes and, with OPTIM_VALIDATE_ANSWERS
+(on for every app and server the tests start), refuses to send an answer that does not match
+them exactly; the client's pydantic models are held to the exported OpenAPI document."""
 
 from __future__ import annotations
 
-import types
-import typing
+import json
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from optim_client import models as client_models
+from service import translate
+from service.main import create_app
 from service.schemas import responses as R
+from service.settings import Settings
+from tests.conftest import ROOT
 
 RAVINE = {"kind": "expression", "expression": "0.5*(x^2 + 100*y^2)"}
 NEWTON_SADDLE = {"kind": "expression", "expression": "x^2 - y^2 + 0.1*y^4"}
+OPTIMIZE = {"loss": RAVINE, "start": [[-8, 1], [3, 2]], "max_steps": 300,
+            "optimizer": {"name": "sgd", "lr": 0.0196}}
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The BaseModel inside an annotation (Optional[X], list[X], dict[str, X], X | None)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if isinstance(annotation, typing.ForwardRef):
-        return None
-    for arg in typing.get_args(annotation) or ():
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _is_mapping(annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    if origin in (dict, typing.Union, types.UnionType):
-        return origin is dict or any(_is_mapping(a) for a in typing.get_args(annotation))
-    return False
-
-
-def undeclared(model: type[BaseModel], data: dict[str, Any], path: str = "") -> list[str]:
-    problems = []
-    fields = model.model_fields
-    for name, field in fields.items():
-        if field.is_required() and name not in data:
-            problems.append(f"{path}{name} (declared, required, missing)")
-    for key, value in data.items():
-        if key not in fields:
-            problems.append(f"{path}{key} (sent, not declared in {model.__name__})")
-            continue
-        inner = _model_in(fields[key].annotation)
-        if inner is None or value is None:
-            continue
-        if isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, dict):
-                    problems += undeclared(inner, item, f"{path}{key}[{i}].")
-        elif isinstance(value, dict) and not _is_mapping(fields[key].annotation):
-            problems += undeclared(inner, value, f"{path}{key}.")
-        elif isinstance(value, dict):  # dict[str, Model]
-            for k, item in value.items():
-                if isinstance(item, dict):
-                    problems += undeclared(inner, item, f"{path}{key}[{k}].")
-    return problems
+def _exact(model: Any, answer: Any) -> None:
+    TypeAdapter(model).validate_python(answer, strict=True, extra="forbid")
 
 
 CASES = [
-    ("/v1/optimize", {"loss": RAVINE, "start": [[-8, 1], [3, 2]], "max_steps": 300,
-                      "optimizer": {"name": "sgd", "lr": 0.0196}}, R.OptimizeResponse),
+    ("/v1/optimize", OPTIMIZE, R.OptimizeResponse),
     ("/v1/optimize", {"loss": NEWTON_SADDLE, "start": [0.5, 0.1], "max_steps": 30,
                       "optimizer": {"name": "newton"}}, R.OptimizeResponse),
     ("/v1/optimize", {"loss": {"kind": "dataset", "model": "logistic", "synthetic":
@@ -74,12 +37,17 @@ CASES = [
                                "batch_size": 16},
                       "max_steps": 200, "seed": 3, "optimizer": {"name": "nadam", "lr": 0.05}},
      R.OptimizeResponse),
+    ("/v1/optimize", {"loss": {"kind": "builtin", "name": "rosenbrock"}, "max_steps": 5,
+                      "record": {"max_points": 2, "fields": []},
+                      "optimizer": {"name": "adam", "lr": 1e300}}, R.OptimizeResponse),
     ("/v1/compare", {"loss": RAVINE, "start": [-8, 1], "max_steps": 300,
                      "optimizers": [{"name": "sgd", "lr": 0.0196}, {"name": "adam", "lr": 0.1},
                                     {"name": "radam", "lr": 0.05}]}, R.CompareResponse),
     ("/v1/sweep", {"loss": RAVINE, "start": [-8, 1], "max_steps": 200, "include_runs": True,
                    "optimizer": {"name": "momentum"}, "grid": {"lr": [0.001, 0.01, 0.03]}},
      R.SweepResponse),
+    ("/v1/sweep", {"loss": RAVINE, "start": [-8, 1], "max_steps": 50,
+                   "optimizer": {"name": "sgd"}, "grid": {"lr": [5.0, 9.0]}}, R.SweepResponse),
     ("/v1/analyze", {"loss": NEWTON_SADDLE, "points": [[0, 0], [1, 1]]}, R.AnalyzeResponse),
     ("/v1/landscape", {"loss": RAVINE, "bounds": [[-1, 1], [-1, 1]], "resolution": [5, 4]},
      R.LandscapeResponse),
@@ -88,21 +56,155 @@ CASES = [
 
 @pytest.mark.parametrize(("path", "body", "model"), CASES,
                          ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
-async def test_every_answer_field_is_declared(client, path, body, model):
+async def test_every_answer_matches_its_model_exactly(client, path, body, model):
     r = await client.post(path, json=body)
     assert r.status_code == 200, r.text
-    assert undeclared(model, r.json()) == []
-    model.model_validate(r.json())
+    _exact(model, r.json())
+    client_model = getattr(client_models, model.__name__)
+    client_model.model_validate(r.json())
 
 
-async def test_job_documents_are_declared(client):
-    job = (await client.post("/v1/jobs", json={"kind": "optimize", "request": CASES[0][1]})
-           ).json()
-    assert undeclared(R.Job, job) == []
+async def test_job_documents_and_results_match_their_models(client):
+    job = (await client.post("/v1/jobs", json={"kind": "optimize", "request": OPTIMIZE})).json()
+    _exact(R.Job, job)
+    for _ in range(200):
+        job = (await client.get(f"/v1/jobs/{job['id']}")).json()
+        if job["status"] == "succeeded":
+            break
+        import asyncio
+
+        await asyncio.sleep(0.05)
+    _exact(R.Job, job)
+    result = await client.get(f"/v1/jobs/{job['id']}/result")
+    assert result.status_code == 200
+    _exact(R.OptimizeResponse, result.json())
 
 
-def test_the_checker_finds_an_undeclared_field():
-    assert undeclared(R.SweepRow, {"hyperparameters": {}, "success_rate": 1.0,
-                                   "divergence_rate": 0.0, "median_final_loss": 0.1,
-                                   "median_steps_to_tol": 3, "surprise": 1}) == [
-        "surprise (sent, not declared in SweepRow)"]
+def test_exact_refuses_an_undeclared_and_a_missing_field():
+    row = {"hyperparameters": {}, "success_rate": 1.0, "divergence_rate": 0.0,
+           "median_final_loss": 0.1, "median_steps_to_tol": 3}
+    _exact(R.SweepRow, row)
+    with pytest.raises(ValidationError, match="surprise"):
+        _exact(R.SweepRow, row | {"surprise": 1})
+    with pytest.raises(ValidationError, match="success_rate"):
+        _exact(R.SweepRow, {k: v for k, v in row.items() if k != "success_rate"})
+
+
+@pytest.mark.parametrize("validate", [True, False])
+async def test_an_answer_off_its_model_is_a_500_naming_the_field(validate, tmp_path,
+                                                                 monkeypatch):
+    import httpx
+
+    real = translate.run_optimize
+
+    def drifted(*args: Any, **kwargs: Any) -> Any:
+        answer = real(*args, **kwargs)
+        answer["runs"][0]["surprise"] = 1
+        del answer["runs"][1]["final"]["grad_norm"]
+        return answer
+
+    monkeypatch.setattr(translate, "run_optimize", drifted)
+    app = create_app(Settings(validate_answers=validate,
+                              jobs_db_path=str(tmp_path / "jobs.sqlite3")))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        r = await c.post("/v1/optimize", json=OPTIMIZE)
+    if not validate:
+        assert r.status_code == 200 and r.json()["runs"][0]["surprise"] == 1
+        return
+    assert r.status_code == 500
+    problem = r.json()
+    assert problem["type"] == "/problems/answer-shape"
+    assert "runs.0.surprise: Extra inputs are not permitted" in problem["detail"]
+    assert "runs.1.final.grad_norm: Field required" in problem["detail"]
+
+
+# The client's models against the exported document ------------------------------------------
+
+DOCUMENT = json.loads((ROOT / "openapi" / "openapi.json").read_text())
+COMPONENTS = DOCUMENT["components"]["schemas"]
+IGNORED = ("title", "description", "default")
+
+
+def _answer_components() -> set[str]:
+    """Every schema a successful JSON answer of some route refers to, transitively."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                name = ref.rsplit("/", 1)[1]
+                if name not in found:
+                    found.add(name)
+                    walk(COMPONENTS[name])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for operations in DOCUMENT["paths"].values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                if status.startswith("2"):
+                    walk(response.get("content", {}).get("application/json", {}))
+    return found
+
+
+def _plain(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _plain(v) for k, v in schema.items() if k not in IGNORED}
+    if isinstance(schema, list):
+        return [_plain(v) for v in schema]
+    return schema
+
+
+def _accepts(client: dict[str, Any], server: dict[str, Any]) -> bool:
+    """Whether the client's property schema takes all the server's: equal, or also null."""
+    client, server = _plain(client), _plain(server)
+    return client == server or client == {"anyOf": [server, {"type": "null"}]} or (
+        "anyOf" in server and client == {"anyOf": [*server["anyOf"], {"type": "null"}]})
+
+
+def mismatches(model: type[BaseModel], component: dict[str, Any]) -> list[str]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    mine, theirs = schema.get("properties", {}), component.get("properties", {})
+    problems = [f"{name}: in the document, not in the client"
+                for name in theirs.keys() - mine.keys()]
+    problems += [f"{name}: in the client, not in the document"
+                 for name in mine.keys() - theirs.keys()]
+    problems += [f"{name}: required by the client, optional in the document"
+                 for name in set(schema.get("required", [])) - set(component.get("required", []))]
+    problems += [f"{name}: the client takes {_plain(mine[name])}, the document says "
+                 f"{_plain(theirs[name])}"
+                 for name in mine.keys() & theirs.keys() if not _accepts(mine[name], theirs[name])]
+    return sorted(problems)
+
+
+def test_every_answer_schema_has_a_client_model_that_takes_it():
+    names = _answer_components()
+    assert {"OptimizeResponse", "CompareResponse", "SweepResponse", "Run", "Diagnostics",
+            "Trajectory", "Meta", "Job", "Progress", "AnalyzeResponse"} <= names
+    problems = {}
+    for name in sorted(names):
+        model = getattr(client_models, name, None)
+        assert isinstance(model, type) and issubclass(model, BaseModel), \
+            f"optim_client.models has no model {name}"
+        if found := mismatches(model, COMPONENTS[name]):
+            problems[name] = found
+    assert problems == {}
+
+
+def test_the_client_check_finds_drift():
+    class Final(BaseModel):  # grad_norm dropped, loss narrowed, an extra field required
+        params: list[float | None]
+        loss: float
+        surprise: int
+
+    assert mismatches(Final, COMPONENTS["Final"]) == [
+        "grad_norm: in the document, not in the client",
+        "loss: the client takes {'type': 'number'}, the document says "
+        "{'anyOf': [{'type': 'number'}, {'type': 'null'}]}",
+        "surprise: in the client, not in the document",
+        "surprise: required by the client, optional in the document"]

@@ -41,7 +41,7 @@ def screen(
     *,
     t: int,
     values: Array,
-    grad_norms: Array,
+    grad_squares: Array,
     params: Array,
     blow_up_at: Array,
     converge_checked: bool,
@@ -49,7 +49,10 @@ def screen(
     """A cheap test of whether any active row may stop at step t (then call check_termination).
 
     Non-finite values, blow-up and grad_tol in a few array operations; the rarer criteria
-    (loss_tol, step_tol, patience, max_steps) are always passed on to the full check.
+    (loss_tol, step_tol, patience, max_steps) are always passed on to the full check. It takes
+    the squared gradient norms, so the roots are taken only for steps that go on to the full
+    check: the smallest norm is the root of the smallest square (a correctly rounded root is
+    monotone), and a square that overflows only costs a full check.
     """
     if (criteria.loss_tol is not None or criteria.step_tol is not None
             or criteria.patience is not None):
@@ -57,11 +60,12 @@ def screen(
     # Whole-array sums, not row sums (a reduction along a short axis 1 is slow): a nan or
     # inf anywhere makes the total non-finite; an overflowing total only costs a full check.
     # (The loop runs under np.errstate(over/invalid="ignore"): a context here cost ~3 µs a step.)
-    total = float(values.sum() + grad_norms.sum() + params.sum())
+    total = float(values.sum() + grad_squares.sum() + params.sum())
     if not math.isfinite(total) or (values > blow_up_at).any():
         return True
     # finite from here, so the smallest gradient norm decides (one reduction, not two calls)
-    return bool(converge_checked and grad_norms.size and grad_norms.min() <= criteria.grad_tol)
+    return bool(converge_checked and grad_squares.size
+                and math.sqrt(grad_squares.min()) <= criteria.grad_tol)
 
 
 def blow_up_threshold(criteria: StopCriteria, f0: Array) -> Array:

@@ -369,16 +369,15 @@ def test_every_per_run_array_of_the_loop_is_compressed(monkeypatch):
     def checking(self, keep, bounds):
         compress(self, keep, bounds)
         active = self.rows.size
+        axes = {f.name: f.axis for f in loop.ACTIVE_FIELDS}
         for name, value in vars(self).items():
             if not isinstance(value, np.ndarray) or value.ndim == 0:
                 continue
-            sizes = {value.shape[0], value.shape[-1] if value.ndim > 1 else value.shape[0]}
-            assert self.k in sizes or active in sizes, name
-            axes = {f.name: f.axis for f in loop.ACTIVE_FIELDS}
-            if self.k not in sizes or name in axes:
-                axis = axes.get(name)
-                assert axis is not None, f"{name} is per active row but not in ACTIVE_FIELDS"
-                assert value.shape[axis] == active, name
+            if name in axes:
+                assert value.shape[axes[name]] == active, name
+                continue
+            sizes = {value.shape[0], value.shape[-1]}
+            assert self.k in sizes, f"{name} is per active row but not in ACTIVE_FIELDS"
         checked.append(active)
 
     monkeypatch.setattr(loop._Loop, "_compress", checking)

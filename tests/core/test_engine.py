@@ -449,3 +449,28 @@ def test_both_paths_fill_every_declared_result_field():
                  "grad_evals", "steps_to_tol"):
         np.testing.assert_allclose(getattr(on_floats, name), getattr(vectorised, name),
                                    rtol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize(("field", "at", "bad", "partner_zero"), [
+    ("values", 5, np.nan, False), ("values", 5, np.inf, False), ("values", 5, -np.inf, False),
+    ("values", 5, np.inf, True),  # its gradient square 0: inf·0 is nan, still caught
+    ("grad_squares", 7, np.inf, False), ("grad_squares", 7, np.nan, False),
+    ("grad_squares", 7, np.inf, True),  # its value 0
+    ("params", (3, 1), np.nan, False), ("params", (3, 1), -np.inf, False)])
+def test_the_screen_never_misses_a_non_finite_number(field, at, bad, partner_zero):
+    """The screen folds values and squared gradient norms into one dot product: a non-finite
+    entry anywhere (next to a zero too) must still send the step to the full check."""
+    from optim_core.engine.stopping import screen
+
+    rng = np.random.default_rng(0)
+    k = 4096
+    arrays = {"values": rng.uniform(0, 1, k), "grad_squares": rng.uniform(1, 2, k),
+              "params": rng.uniform(-1, 1, (k, 2))}
+    common = {"t": 1, "blow_up_at": np.full(k, 1e9), "converge_checked": True}
+    never = StopCriteria(grad_tol=0.0)
+    assert screen(never, **arrays, **common) is False
+    arrays[field][at] = bad
+    if partner_zero:
+        arrays["grad_squares" if field == "values" else "values"][at] = 0.0
+    with np.errstate(all="ignore"):
+        assert screen(never, **arrays, **common) is True

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from service import translate
 from service.compute import ComputeGate
 from service.deps import GateDep, SettingsDep
-from service.jsonio import JSONResponse, StrictJSONRoute
+from service.jsonio import StrictJSONRoute, answer_response, rendering
 from service.problems import PROBLEM_RESPONSES
 from service.schemas.requests import CompareRequest, OptimizeRequest
 from service.schemas.responses import CompareResponse, OptimizeResponse
@@ -18,23 +19,23 @@ router = APIRouter(prefix="/v1", tags=["optimize"], route_class=StrictJSONRoute,
 
 
 async def _answer(body: OptimizeRequest | CompareRequest, settings: Settings,
-                  gate: ComputeGate, request: Request) -> JSONResponse:
-    answer = await gate.run(translate.run_optimize, body, settings,
-                            inline=translate.is_small(body, settings),
-                            wait_s=translate.time_budget(body, settings))
-    request.app.state.metrics.record_work(answer)
-    return JSONResponse(answer)
+                  gate: ComputeGate, request: Request) -> Response:
+    done = await gate.run(rendering(translate.run_optimize), body, settings,
+                          inline=translate.is_small(body, settings),
+                          wait_s=translate.time_budget(body, settings))
+    request.app.state.metrics.record_work(done.answer)
+    return answer_response(done)
 
 
 @router.post("/optimize", response_model=OptimizeResponse)
 async def optimize(body: OptimizeRequest, settings: SettingsDep, gate: GateDep,
-                   request: Request) -> JSONResponse:
+                   request: Request) -> Response:
     """Run one optimizer from one or more starts; answer trajectories, diagnostics, findings."""
     return await _answer(body, settings, gate, request)
 
 
 @router.post("/compare", response_model=CompareResponse)
 async def compare(body: CompareRequest, settings: SettingsDep, gate: GateDep,
-                  request: Request) -> JSONResponse:
+                  request: Request) -> Response:
     """Run several optimizers from the same starts in one batch and rank them."""
     return await _answer(body, settings, gate, request)

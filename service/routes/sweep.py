@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from service import translate
 from service.deps import GateDep, SettingsDep
-from service.jsonio import JSONResponse, StrictJSONRoute
+from service.jsonio import StrictJSONRoute, answer_response, rendering
 from service.problems import PROBLEM_RESPONSES
 from service.schemas.requests import SweepRequest
 from service.schemas.responses import SweepResponse
@@ -17,9 +18,9 @@ router = APIRouter(prefix="/v1", tags=["sweep"], route_class=StrictJSONRoute,
 
 @router.post("/sweep", response_model=SweepResponse)
 async def sweep(body: SweepRequest, settings: SettingsDep, gate: GateDep, request: Request
-                ) -> JSONResponse:
+                ) -> Response:
     """Run a hyperparameter grid × starts as one batch; one aggregated row per grid point."""
-    answer = await gate.run(translate.run_sweep, body, settings,
-                            wait_s=translate.time_budget(body, settings))
-    request.app.state.metrics.record_work(answer)
-    return JSONResponse(answer)
+    done = await gate.run(rendering(translate.run_sweep), body, settings,
+                          wait_s=translate.time_budget(body, settings))
+    request.app.state.metrics.record_work(done.answer)
+    return answer_response(done)

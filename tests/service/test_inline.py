@@ -181,3 +181,29 @@ def test_every_route_dependency_is_async():
     found = [call for route in routes for call in calls(route.dependant)]
     assert len(found) >= 10
     assert all(inspect.iscoroutinefunction(call) for call in found), found
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/optimize", {"loss": ROSENBROCK, "max_steps": 3000}),  # past the inline work
+    ("/v1/sweep", {"loss": ROSENBROCK, "max_steps": 50, "optimizer": {"name": "sgd"},
+                   "grid": {"lr": [1e-4, 1e-3]}}),
+    ("/v1/landscape", {"loss": ROSENBROCK, "resolution": [40, 30]}),
+    ("/v1/analyze", {"loss": ROSENBROCK, "points": [[0, 0], [1, 1]]})])
+async def test_answers_are_written_on_the_worker_not_the_event_loop(client, path, body,
+                                                                    monkeypatch):
+    """A large answer's JSON (~75 ms for 40 MB) must not hold up the event loop."""
+    import threading
+
+    from service import jsonio
+
+    writers = []
+    real = jsonio.dumps
+
+    def dumps(content):
+        writers.append(threading.current_thread())
+        return real(content)
+
+    monkeypatch.setattr(jsonio, "dumps", dumps)
+    r = await client.post(path, json=body)
+    assert r.status_code == 200, r.text
+    assert writers and threading.main_thread() not in writers

@@ -149,17 +149,29 @@ def _rosenbrock_pair(head: Any, tail: Any, a: float, b: float) -> tuple[Any, Any
 
 def _rosenbrock(x: Params, p: Mapping[str, float], order: int) -> tuple[Values, Grads | None,
                                                                         Hess | None]:
+    if x.shape[1] == 2:
+        return _rosenbrock_2d(x, p, order)
     terms, d_head, d_tail = _rosenbrock_pair(x[:, :-1], x[:, 1:], p["a"], p["b"])
-    # one pair (2-D): its term is the value (a row sum of one number, ~4 µs at K = 4,096)
-    values = terms[:, 0] if terms.shape[1] == 1 else np.sum(terms, axis=1)
+    values = np.sum(terms, axis=1)
     if not order:
         return values, None, None
-    if x.shape[1] == 2:  # one pair: two columns side by side, 0 + d_tail as below (−0 → 0)
-        grads = np.concatenate((d_head, 0.0 + d_tail), axis=1)
-    else:
-        grads = np.zeros_like(x)
-        grads[:, :-1] = d_head
-        grads[:, 1:] += d_tail
+    grads = np.zeros_like(x)
+    grads[:, :-1] = d_head
+    grads[:, 1:] += d_tail
+    return values, grads, _rosenbrock_hess(x, p) if order == 2 else None
+
+
+def _rosenbrock_2d(x: Params, p: Mapping[str, float], order: int) -> tuple[Values, Grads | None,
+                                                                           Hess | None]:
+    """One pair: its term is the value, computed on the two columns as 1-D views (NumPy's
+    loops over (K, 1) views cost ~25% more: 20 → 16 µs at K = 4,096). The same numbers as the
+    N-d form: the tail's derivative is 0 + d_tail there too (−0 → 0)."""
+    values, d_head, d_tail = _rosenbrock_pair(x[:, 0], x[:, 1], p["a"], p["b"])
+    if not order:
+        return values, None, None
+    grads = np.empty_like(x)
+    grads[:, 0] = d_head
+    np.add(0.0, d_tail, out=grads[:, 1])
     return values, grads, _rosenbrock_hess(x, p) if order == 2 else None
 
 

@@ -458,8 +458,8 @@ def test_both_paths_fill_every_declared_result_field():
     ("grad_squares", 7, np.inf, True),  # its value 0
     ("params", (3, 1), np.nan, False), ("params", (3, 1), -np.inf, False)])
 def test_the_screen_never_misses_a_non_finite_number(field, at, bad, partner_zero):
-    """The screen folds values and squared gradient norms into one dot product: a non-finite
-    entry anywhere (next to a zero too) must still send the step to the full check."""
+    """The screen sums values, squared gradient norms and parameters: a non-finite entry
+    anywhere (next to a zero too) must send the step to the full check."""
     from optim_core.engine.stopping import screen
 
     rng = np.random.default_rng(0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -31,6 +32,10 @@ from service.problems import ShardFailedError
 
 POLL_S = 0.2  # how often the job's thread reads progress and passes a cancel on
 POOL_RETRIES = 1  # runs of a job's shards again on a new pool after a worker died
+# A worker that died while the pool has not failed its shards this long after: it was killed
+# in the middle of sending a result, and the pool's reader waits for the rest forever
+# (CPython's ProcessPoolExecutor; see _unjam). Noticed deaths fail the shards in milliseconds.
+JAMMED_AFTER_S = 2.0
 logger = logging.getLogger("service.executors")
 
 
@@ -86,7 +91,7 @@ class PoolExecutor:
         futures = [pool.submit(_run, work, runs, deadline_wall, i, table, stop)
                    for i, runs in enumerate(shards)]
         try:
-            _follow(futures, table, stop, cancel, progress)
+            _follow(pool, futures, table, stop, cancel, progress)
             failed = [i for i, f in enumerate(futures) if f.done() and f.exception()]
             if failed:
                 cause = futures[failed[0]].exception()
@@ -122,15 +127,23 @@ class PoolExecutor:
                 self._pool = self._manager = None
 
 
-def _follow(futures: list[Future[ShardResult]], table: Any, stop: Any,
-            cancel: Callable[[], bool] | None, progress: ShardProgressFn | None) -> None:
-    """Wait for the shards, passing their progress on and the job's cancel to them."""
+def _follow(pool: ProcessPoolExecutor, futures: list[Future[ShardResult]], table: Any,
+            stop: Any, cancel: Callable[[], bool] | None, progress: ShardProgressFn | None
+            ) -> None:
+    """Wait for the shards, passing their progress on and the job's cancel to them; a pool
+    jammed by a worker that died mid-result is broken here (BrokenProcessPool)."""
     seen: dict[int, tuple[int, int, int]] = {}
     pending = set(futures)
+    lost_at: float | None = None
     while pending:
         done, pending = wait(pending, timeout=POLL_S, return_when=FIRST_EXCEPTION)
         if any(f.exception() is not None for f in done):
             return  # run_shards raises it
+        if pending and _lost_a_worker(pool):
+            lost_at = lost_at or time.monotonic()
+            if time.monotonic() - lost_at > JAMMED_AFTER_S:
+                _unjam(pool)
+                raise BrokenProcessPool("a worker process died while sending its result")
         if cancel is not None and not stop.is_set() and cancel():
             stop.set()
         if progress is not None:
@@ -138,6 +151,25 @@ def _follow(futures: list[Future[ShardResult]], table: Any, stop: Any,
                 if seen.get(shard) != state:
                     seen[shard] = state
                     progress(shard, *state)
+
+
+def _lost_a_worker(pool: ProcessPoolExecutor) -> bool:
+    processes = getattr(pool, "_processes", None) or {}
+    return any(p.exitcode is not None for p in list(processes.values()))
+
+
+def _unjam(pool: ProcessPoolExecutor) -> None:
+    """Free a pool whose reader thread waits for the rest of a dead worker's result: with the
+    other workers killed and this process's copy of the result pipe's write end closed, the
+    read ends (EOF), the pool marks itself broken and its thread exits (it would otherwise
+    block the interpreter's exit, which joins it). Private attributes of CPython's executor,
+    each guarded: if one moves, the job still fails instead of hanging, and only the thread
+    is left behind."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with suppress(Exception):
+            process.kill()
+    with suppress(Exception):
+        pool._result_queue._writer.close()  # type: ignore[attr-defined]
 
 
 def _run(work: ShardWork, runs: np.ndarray, deadline_wall: float | None, shard: int,

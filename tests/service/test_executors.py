@@ -184,6 +184,48 @@ def test_a_worker_that_dies_costs_a_rerun_not_the_job(pool) -> None:
     assert done == sorted(done) and seen[-1] == (3000, 3000, 0)
 
 
+def jam_the_result_pipe(*args) -> None:
+    """In a pool worker, in place of a shard: the start of a result message on the pool's
+    result pipe (a header promising 1 MB), then death, as a worker killed while sending its
+    result (module level: the workers import it by name)."""
+    import gc
+    import os
+    import struct
+    from multiprocessing.queues import SimpleQueue
+
+    results = next(o for o in gc.get_objects() if isinstance(o, SimpleQueue))
+    os.write(results._writer.fileno(), struct.pack("!i", 1 << 20))
+    os._exit(1)
+
+
+def test_a_worker_that_dies_mid_result_fails_the_job_instead_of_hanging(monkeypatch) -> None:
+    """CPython's pool would wait for the rest of the message forever (a job hung for good,
+    and the interpreter's exit with it): the dead worker is noticed, the pool freed and
+    replaced, and after the retry the job fails naming what happened."""
+    import threading
+
+    from service.executors import pool as pool_module
+
+    monkeypatch.setattr(pool_module, "_run", jam_the_result_pipe)
+    before = set(threading.enumerate())  # the module's pool has its own reader thread
+    executor = PoolExecutor(2)
+    loss = builtin_loss("rosenbrock")
+    starts = resolve_starts(loss, {"random": {"n": 8, "seed": 2}})
+    began = time.monotonic()
+    try:
+        with pytest.raises(ShardFailedError) as failed:
+            sweep(loss, {"name": "adam"}, {"lr": [0.01, 0.1]}, starts, executor=executor,
+                  shards=split(16, 8), max_steps=10)
+    finally:
+        executor.close()
+    assert "died during the job on every attempt (2" in failed.value.detail
+    assert time.monotonic() - began < 10 * pool_module.JAMMED_AFTER_S
+    deadline = time.monotonic() + 10
+    while any("ExecutorManager" in type(t).__name__ for t in set(threading.enumerate()) - before):
+        assert time.monotonic() < deadline, "a pool's reader thread is still blocked"
+        time.sleep(0.1)
+
+
 async def test_an_unreachable_ray_cluster_is_named_and_fails_its_jobs(monkeypatch, tmp_path):
     """/readyz says unreachable, naming the setting; a job fails with a 503 problem document
     (executor-unavailable), never a 500."""

@@ -50,7 +50,7 @@ def free_port() -> int:
 def start_server(env: dict[str, str] | None = None, port: int | None = None
                  ) -> tuple[subprocess.Popen, str]:
     """`python -m service` on 127.0.0.1 in a subprocess, checking its answers against their
-    models; returns (process, base URL)."""
+    models; returns (process, base URL); the process's `log_path` is its output."""
     port = port or free_port()
     environ = os.environ | {"OPTIM_HOST": "127.0.0.1", "OPTIM_PORT": str(port),
                             "OPTIM_VALIDATE_ANSWERS": "true"} | (env or {})
@@ -59,6 +59,7 @@ def start_server(env: dict[str, str] | None = None, port: int | None = None
                                       delete=False)
     proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=environ,
                             stdout=log, stderr=subprocess.STDOUT)
+    proc.log_path = log.name  # type: ignore[attr-defined]  # this server's log, and no other
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -125,7 +125,7 @@ def _keep_rows(ctx: StepContext, keep: Array) -> StepContext:
                         certified=rows(ctx.certified, keep))
 
 
-_ONES = {1: np.ones(1), 2: np.ones(2)}  # _norms' summing vectors, made once
+_ONES = {1: np.ones(1), 2: np.ones(2)}  # _squared_norms' summing vectors, made once
 
 
 def _squared_norms(rows: Array) -> Array:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -17,6 +18,7 @@ from service.main import create_app
 from service.schemas import responses as R
 from service.settings import Settings
 from tests.conftest import ROOT
+from tests.service.test_jobs import wait_for
 
 RAVINE = {"kind": "expression", "expression": "0.5*(x^2 + 100*y^2)"}
 NEWTON_SADDLE = {"kind": "expression", "expression": "x^2 - y^2 + 0.1*y^4"}
@@ -67,13 +69,8 @@ async def test_every_answer_matches_its_model_exactly(client, path, body, model)
 async def test_job_documents_and_results_match_their_models(client):
     job = (await client.post("/v1/jobs", json={"kind": "optimize", "request": OPTIMIZE})).json()
     _exact(R.Job, job)
-    for _ in range(200):
-        job = (await client.get(f"/v1/jobs/{job['id']}")).json()
-        if job["status"] == "succeeded":
-            break
-        import asyncio
-
-        await asyncio.sleep(0.05)
+    job = await wait_for(client, job["id"])
+    assert job["status"] == "succeeded"
     _exact(R.Job, job)
     result = await client.get(f"/v1/jobs/{job['id']}/result")
     assert result.status_code == 200
@@ -93,8 +90,6 @@ def test_exact_refuses_an_undeclared_and_a_missing_field():
 @pytest.mark.parametrize("validate", [True, False])
 async def test_an_answer_off_its_model_is_a_500_naming_the_field(validate, tmp_path,
                                                                  monkeypatch):
-    import httpx
-
     real = translate.run_optimize
 
     def drifted(*args: Any, **kwargs: Any) -> Any:

@@ -90,6 +90,11 @@ SCHEDULES: dict[str, ScheduleSpec] = {
 }
 
 
+# Fields that hold values of the scheduled hyperparameter itself (its bounds apply to them;
+# lr_min may also be 0, the end of a decay); the others are step counts and rates.
+VALUE_FIELDS = ("lr", "start", "end", "lr_min")
+
+
 @dataclass(frozen=True, slots=True)
 class Schedule:
     """One run's schedule: a table name and its field values."""

@@ -84,7 +84,10 @@ PROBLEM_TYPES: dict[type[Exception], tuple[int, str, str]] = {
     DatasetError: (400, "invalid-dataset", "Dataset cannot be used"),
     LossError: (400, "invalid-loss", "Loss cannot be used"),
     DimensionError: (400, "dimension-mismatch", "Dimensions do not match the loss"),
-    HyperparameterError: (422, "invalid-hyperparameter", "Invalid hyperparameter"),
+    # the schema checks each value's type and range (422); what it cannot express (a
+    # schedule's warm-up longer than the schedule, a label given twice, a grid key the
+    # optimizer lacks) is a 400: a schema-valid body never gets 422
+    HyperparameterError: (400, "invalid-hyperparameter", "Invalid hyperparameter"),
     LimitExceededError: (413, "over-limit", "Request is over the limits"),
     OptimCoreError: (400, "invalid-request", "Request cannot be used"),
     OverloadedError: (429, "overloaded", "Too many requests in flight"),

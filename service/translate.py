@@ -7,6 +7,8 @@ Limits are checked after the loss is built (its dimension is needed) and before 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -31,7 +33,7 @@ from optim_core.answers import (
     SweepResponse,
 )
 from optim_core.api import compare
-from optim_core.errors import DimensionError
+from optim_core.errors import DimensionError, OptimCoreError
 from optim_core.landscape import landscape, resolve_axes
 from optim_core.losses.base import Loss
 from optim_core.losses.catalog import builtin_loss
@@ -206,22 +208,36 @@ def run_optimize(body: OptimizeRequest | CompareRequest, settings: Settings,
     optimizers = [optimizer_settings(o) for o in specs]
     _check_work(len(optimizers) * starts.shape[0], body, loss, [o["name"] for o in optimizers],
                 settings, recorded=True)
-    if dry_run:
-        build_groups(optimizers, 1)  # hyperparameters the schema cannot check (schedules)
-        return None
-    engine.setdefault("deadline", _deadline(body, settings))
-    options = dict(max_steps=body.max_steps, stop=_stop(body), record=_record(body),
-                   seed=body.seed, eval_every=settings.eval_every, **engine)
-    if isinstance(body, CompareRequest):
-        report, summary, finding = compare(loss, optimizers, starts, **options)
-    else:
-        report = optimize(loss, optimizers, starts, **options)
+    with _optimizer_loc(body):
+        if dry_run:
+            build_groups(optimizers, 1)  # hyperparameters the schema cannot check (schedules)
+            return None
+        engine.setdefault("deadline", _deadline(body, settings))
+        options = dict(max_steps=body.max_steps, stop=_stop(body), record=_record(body),
+                       seed=body.seed, eval_every=settings.eval_every, **engine)
+        if isinstance(body, CompareRequest):
+            report, summary, finding = compare(loss, optimizers, starts, **options)
+        else:
+            report = optimize(loss, optimizers, starts, **options)
     meta = _meta(report.batch, body, began)
     meta["optimizers"] = report.optimizers
     if isinstance(body, CompareRequest):
         return {"loss": loss.describe(), "runs": report.runs, "meta": meta, "summary": summary,
                 "findings": [finding] if finding else []}
     return {"loss": loss.describe(), "runs": report.runs, "meta": meta}
+
+
+@contextmanager
+def _optimizer_loc(body: OptimizeRequest | CompareRequest) -> Iterator[None]:
+    """The core names an optimizer by its place in a list (`optimizers.0`); an optimize body
+    has one `optimizer`, so its errors point there."""
+    try:
+        yield
+    except OptimCoreError as exc:
+        loc = exc.loc or []
+        if not isinstance(body, CompareRequest) and loc[:2] == ["optimizers", 0]:
+            exc.loc = ["optimizer", *loc[2:]]
+        raise
 
 
 def run_sweep(body: SweepRequest, settings: Settings, dry_run: bool = False, **engine: Any

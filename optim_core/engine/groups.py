@@ -16,7 +16,7 @@ import numpy as np
 from optim_core.errors import HyperparameterError
 from optim_core.optimizers import OPTIMIZERS
 from optim_core.optimizers.base import Hyper, HyperParam, StepRule
-from optim_core.schedules import Schedule, ScheduledColumn, as_schedule
+from optim_core.schedules import VALUE_FIELDS, Schedule, ScheduledColumn, as_schedule
 from optim_core.types import Array
 
 ColumnLike = Array | ScheduledColumn
@@ -106,7 +106,7 @@ def _resolve_value(hp: HyperParam, value: Any) -> Any:
                                       f"allowed; use {' or '.join(hp.schedules)}",
                                       loc=[hp.name, "name"])
         for key, v in schedule.values.items():
-            if key in ("lr", "start", "end", "lr_min") and not (key == "lr_min" and v == 0):
+            if key in VALUE_FIELDS and not (key == "lr_min" and v == 0):
                 _check_range(hp, v, key)
         return schedule
     return hp.check_number(value)

@@ -13,7 +13,7 @@ class ExpressionLossSpec(Strict):
     """A formula in Python-like syntax (`^` is power), differentiated exactly."""
 
     kind: Literal["expression"]
-    expression: str = Field(..., description="e.g. (1 - x)^2 + 100*(y - x^2)^2")
+    expression: str = Field(..., min_length=1, description="e.g. (1 - x)^2 + 100*(y - x^2)^2")
     variables: list[str] | None = Field(None, description="variable order; default: sorted")
 
 

@@ -13,26 +13,61 @@ from pydantic import Field, StrictBool, create_model
 
 from optim_core.optimizers import OPTIMIZERS
 from optim_core.optimizers.base import HyperParam, StepRule
-from optim_core.schedules import SCHEDULES, ScheduleSpec
+from optim_core.schedules import SCHEDULES, VALUE_FIELDS, ScheduleSpec
 from service.schemas.base import Int, Strict
 
+Bounds = tuple[float | None, float | None, float | None, float | None]  # gt, ge, lt, le
+STEP_SIZE: Bounds = (0, None, None, None)  # lr and its kin: > 0
+# Model names of the schedules of a hyperparameter with other bounds than a step size's
+# (each schedule model is made once per distinct bounds and shared by every such field).
+BOUND_NAMES: dict[Bounds, str] = {STEP_SIZE: "", (None, 0, 1, None): "UnitInterval"}
 
-def _schedule_model(spec: ScheduleSpec) -> type[Strict]:
+
+def _bounds(hp: HyperParam) -> Bounds:
+    return (hp.gt, hp.ge, hp.lt, hp.le)
+
+
+def _schedule_model(spec: ScheduleSpec, bounds: Bounds, prefix: str) -> type[Strict]:
+    """The schedule `spec` for a hyperparameter with `bounds`: its value fields (VALUE_FIELDS)
+    carry the bounds (lr_min may also be 0), so a schedule whose values the hyperparameter
+    cannot take is a schema error, not a surprise at run time."""
+    gt, ge, lt, le = bounds
     fields: dict[str, Any] = {"name": (Literal[spec.name], ...)}  # type: ignore[valid-type]
     for f in spec.fields:
         kind: Any = Int if f.integer else float
-        constraint = Field(... if f.default is None else f.default, gt=f.gt, ge=f.ge,
-                           description=f.doc or None)
+        limits = {"gt": f.gt, "ge": f.ge}
+        if f.name in VALUE_FIELDS:
+            limits = ({"gt": None, "ge": 0 if gt == 0 else ge} if f.name == "lr_min"
+                      else {"gt": gt, "ge": ge})
+            limits |= {"lt": lt, "le": le}
+        constraint = Field(... if f.default is None else f.default, description=f.doc or None,
+                           **limits)
         fields[f.name] = (kind, constraint)
-    model = create_model(f"{spec.name.title().replace('_', '')}Schedule", __base__=Strict,
-                         __doc__=spec.doc, **fields)
-    return model
+    title = spec.name.title().replace("_", "")
+    return create_model(f"{prefix}{title}Schedule", __base__=Strict, __doc__=spec.doc,
+                        **fields)
 
 
-SCHEDULE_MODELS = {name: _schedule_model(spec) for name, spec in SCHEDULES.items()}
-AnySchedule = Annotated[Union[tuple(SCHEDULE_MODELS.values())],  # noqa: UP007
-                        Field(discriminator="name")]
-LinearSchedule = SCHEDULE_MODELS["linear"]
+_SCHEDULE_MODELS: dict[tuple[Bounds, str], type[Strict]] = {}
+
+
+def schedule_union(hp: HyperParam) -> Any:
+    """The schedules `hp` may take, as one union discriminated by `name`."""
+    bounds = _bounds(hp)
+    names = tuple(hp.schedules or SCHEDULES)
+    prefix = BOUND_NAMES.get(bounds, hp.name.title().replace("_", ""))
+    models = []
+    for name in names:
+        key = (bounds, name)
+        if key not in _SCHEDULE_MODELS:
+            _SCHEDULE_MODELS[key] = _schedule_model(SCHEDULES[name], bounds, prefix)
+        models.append(_SCHEDULE_MODELS[key])
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[tuple(models)], Field(discriminator="name")]  # noqa: UP007
+
+
+AnySchedule = schedule_union(HyperParam("lr", 0.01, gt=0, schedulable=True))
 
 
 class MomentumSchedule(Strict):
@@ -52,9 +87,7 @@ def _field(hp: HyperParam) -> tuple[Any, Any]:
     number = Annotated[float, Field(gt=hp.gt, ge=hp.ge, lt=hp.lt, le=hp.le)]
     if not hp.schedulable:
         return number, info
-    if hp.schedules is not None and set(hp.schedules) <= {"constant", "linear"}:
-        return Union[number, LinearSchedule], info  # noqa: UP007
-    return Union[number, AnySchedule], info  # noqa: UP007
+    return Union[number, schedule_union(hp)], info  # noqa: UP007
 
 
 def _optimizer_model(rule: StepRule) -> type[Strict]:
@@ -72,6 +105,10 @@ def _optimizer_model(rule: StepRule) -> type[Strict]:
 
 
 OPTIMIZER_MODELS = {name: _optimizer_model(rule) for name, rule in OPTIMIZERS.items()}
+# every schedule a hyperparameter of some rule may take, one union per distinct bounds (the
+# values a sweep's grid may list)
+SCHEDULE_UNIONS = tuple({_bounds(hp): schedule_union(hp) for rule in OPTIMIZERS.values()
+                         for hp in rule.hyperparams if hp.schedulable}.values())
 AnyOptimizer = Annotated[Union[tuple(OPTIMIZER_MODELS.values())],  # noqa: UP007
                          Field(discriminator="name")]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
@@ -10,8 +10,8 @@ from service.schemas.base import Int, Seed, Strict
 from service.schemas.losses import LossSpec
 from service.schemas.optimizers import (
     OPTIMIZER_MODELS,
+    SCHEDULE_UNIONS,
     AnyOptimizer,
-    AnySchedule,
     MomentumSchedule,
 )
 
@@ -67,7 +67,7 @@ class CompareRequest(RunOptions):
 
 
 # a grid value is what a hyperparameter takes: a number, a flag, a choice or a schedule
-GridValue = float | bool | str | AnySchedule | MomentumSchedule
+GridValue = Union[(float, bool, str, *SCHEDULE_UNIONS, MomentumSchedule)]  # noqa: UP007
 GridValues = Annotated[list[GridValue], Field(min_length=1)]
 
 

@@ -97,22 +97,59 @@ async def test_schema_violations_are_422_with_loc(client):
     assert_problem(r, 422, "validation-error")
     r = await client.post("/v1/optimize", json={"loss": {"kind": "magic"}})
     assert_problem(r, 422, "validation-error")
-    r = await client.post("/v1/optimize", json={"loss": RAVINE, "optimizer": {"name": "lbfgs"}})
+    r = await client.post("/v1/optimize", json={"loss": RAVINE, "optimizer": {"name": "lion"}})
     assert_problem(r, 422, "validation-error")
     r = await client.post("/v1/optimize", json={"loss": RAVINE, "max_steps": -1})
     assert_problem(r, 422, "validation-error")
+
+
+async def test_the_schema_bounds_what_it_can_and_the_rest_is_400(client):
+    """A schema-valid body never gets 422: a schedule's values carry its hyperparameter's
+    bounds in the schema; what the schema cannot say is a 400 naming the place."""
+    document = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    linear = document["UnitIntervalLinearSchedule"]["properties"]
+    assert linear["start"]["minimum"] == 0 and linear["start"]["exclusiveMaximum"] == 1
+    assert document["LinearSchedule"]["properties"]["end"]["exclusiveMinimum"] == 0
+    assert document["ExpressionLossSpec"]["properties"]["expression"]["minLength"] == 1
+    for name, field in (("momentum", "momentum"), ("adam", "beta1"), ("nesterov", "momentum")):
+        schedule = {"name": "linear", "start": -8e-256, "end": 0.9, "steps": 10}
+        r = await client.post("/v1/optimize", json={"loss": RAVINE, "start": [1, 1],
+                                                    "optimizer": {"name": name, field: schedule}})
+        assert_problem(r, 422, "validation-error")
+        ok = await client.post("/v1/optimize", json={"loss": RAVINE, "start": [1, 1],
+                                                     "max_steps": 5, "optimizer": {
+                                                         "name": name,
+                                                         field: schedule | {"start": 0.0}}})
+        assert ok.status_code == 200, ok.text
+    r = await client.post("/v1/optimize", json={"loss": RAVINE, "start": [1, 1], "optimizer": {
+        "name": "sgd", "lr": {"name": "linear", "start": 0, "end": 0.1, "steps": 5}}})
+    assert_problem(r, 422, "validation-error")
+    r = await client.post("/v1/optimize", json={"loss": {"kind": "expression",
+                                                         "expression": ""}})
+    assert_problem(r, 422, "validation-error")
+    # schema-valid, unusable: 400, located in the optimize body's own `optimizer`
+    r = await client.post("/v1/optimize", json={"loss": RAVINE, "start": [1, 1], "optimizer": {
+        "name": "sgd", "lr": {"name": "warmup_cosine", "lr": 0.1, "warmup_steps": 9,
+                              "steps": 5}}})
+    body = assert_problem(r, 400, "invalid-hyperparameter")
+    assert body["errors"][0]["loc"] == ["body", "optimizer", "lr", "warmup_steps"]
+    r = await client.post("/v1/compare", json={"loss": RAVINE, "start": [1, 1], "optimizers": [
+        {"name": "adam"}, {"name": "sgd", "lr": {"name": "warmup_cosine", "lr": 0.1,
+                                                 "warmup_steps": 9, "steps": 5}}]})
+    body = assert_problem(r, 400, "invalid-hyperparameter")
+    assert body["errors"][0]["loc"] == ["body", "optimizers", 1, "lr", "warmup_steps"]
 
 
 async def test_sweep_grid_errors_point_into_the_grid(client):
     r = await client.post("/v1/sweep", json={"loss": RAVINE, "start": [1, 1],
                                              "optimizer": {"name": "sgd"},
                                              "grid": {"lr": [0.1, -1]}})
-    body = assert_problem(r, 422, "invalid-hyperparameter")
+    body = assert_problem(r, 400, "invalid-hyperparameter")  # the schema cannot bound a grid
     assert body["errors"][0]["loc"] == ["body", "grid", "lr", 1]
     r = await client.post("/v1/sweep", json={"loss": RAVINE, "start": [1, 1],
                                              "optimizer": {"name": "sgd"},
                                              "grid": {"beta9": [1]}})
-    assert "beta9" in assert_problem(r, 422, "invalid-hyperparameter")["detail"]
+    assert "beta9" in assert_problem(r, 400, "invalid-hyperparameter")["detail"]
     r = await client.post("/v1/sweep", json={"loss": RAVINE, "start": [1, 1],
                                              "optimizer": {"name": "sgd"}, "grid": {"lr": []}})
     assert_problem(r, 422, "validation-error")

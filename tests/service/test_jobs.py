@@ -97,7 +97,7 @@ async def test_job_validation_matches_the_endpoint(client):
     r = await client.post("/v1/jobs", json={"kind": "compare", "request": {
         "loss": RAVINE, "start": [1, 1], "optimizers": [{"name": "sgd", "label": "a"},
                                                         {"name": "adam", "label": "a"}]}})
-    assert r.status_code == 422
+    assert r.status_code == 400
     assert r.json()["errors"][0]["loc"] == ["body", "request", "optimizers", 1, "label"]
     # over the synchronous limit but within the job limits: 413 for /v1/optimize, 202 here
     big = {"loss": RAVINE, "start": [1, 1], "max_steps": 200_000, "record": {"max_points": 5}}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 import httpx
@@ -25,6 +25,7 @@ from optim_client.models import (
     CompareResult,
     Job,
     JobEvent,
+    JobList,
     LandscapeResult,
     OptimizeResult,
     SweepResult,
@@ -92,6 +93,35 @@ def _events(lines: Iterator[str]) -> Iterator[JobEvent]:
         event = parser.feed(line)
         if event is not None:
             yield event
+
+
+FINISHED = ("succeeded", "failed", "cancelled")
+RECONNECT_STATUSES = (409, 429, 502, 503, 504)  # a replica that is not ready, or still busy
+
+
+class _Follow:
+    """Following a job across reconnects: when it finished, and how long to wait before the
+    next attempt (doubling from 0.5 s to 10 s; reset by every event received)."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.finished = False
+        self.wait = 0.5
+
+    def seen(self, event: JobEvent) -> None:
+        self.wait = 0.5
+        if event.event == "end" and event.data.get("status") in FINISHED:
+            self.finished = True
+
+    def failed(self, exc: Exception) -> None:
+        if isinstance(exc, ProblemError) and exc.status not in RECONNECT_STATUSES:
+            raise exc  # 404: the job expired or was deleted; 4xx: nothing to wait for
+
+    def next_wait(self) -> float:
+        wait, self.wait = self.wait, min(self.wait * 2, 10.0)
+        if self.deadline is not None and time.monotonic() + wait > self.deadline:
+            raise TimeoutError("the job did not finish within the timeout")
+        return wait
 
 
 class _Endpoints:
@@ -179,7 +209,23 @@ class OptimClient(_Endpoints):
         return self._result(job.kind, self._request("GET", f"/v1/jobs/{job.id}/result").json())
 
     def cancel_job(self, job_id: str) -> Job:
-        return Job.model_validate(self._request("DELETE", f"/v1/jobs/{job_id}").json())
+        """Stop a queued or running job; it stays, with its partial result."""
+        return Job.model_validate(self._request("POST", f"/v1/jobs/{job_id}/cancel").json())
+
+    def delete_job(self, job_id: str) -> None:
+        """Cancel the job if it runs, and remove it and its result."""
+        self._request("DELETE", f"/v1/jobs/{job_id}")
+
+    def jobs(self, *, limit: int = 50) -> Iterator[Job]:
+        """Every job, newest first (pages fetched as the iteration goes)."""
+        cursor = None
+        while True:
+            params = f"?limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+            page = JobList.model_validate(self._request("GET", f"/v1/jobs{params}").json())
+            yield from page.jobs
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def job_events(self, job_id: str) -> Iterator[JobEvent]:
         """Progress events as they come, ending with the `end` event."""
@@ -190,12 +236,25 @@ class OptimClient(_Endpoints):
                 if event.event == "end":
                     return
 
-    def run_job(self, kind: str, request: Any) -> Any:
-        """Submit, follow the events to the end, return the typed result."""
+    def run_job(self, kind: str, request: Any, *, timeout: float | None = None,
+                on_event: Callable[[JobEvent], None] | None = None) -> Any:
+        """Submit, follow the job to its end, return the typed result. The job outlives the
+        connection: when the server shuts down (its `end` event says `shutdown`), restarts,
+        or is briefly unreachable, this reconnects with backoff and follows the job on,
+        until it ends or `timeout` seconds pass (TimeoutError)."""
         job = self.submit_job(kind, request)
-        for _ in self.job_events(job.id):
-            pass
-        return self.job_result(job.id)
+        follow = _Follow(timeout)
+        while True:
+            try:
+                for event in self.job_events(job.id):
+                    if on_event is not None:
+                        on_event(event)
+                    follow.seen(event)
+                if follow.finished:
+                    return self.job_result(job.id)
+            except (httpx.TransportError, ProblemError) as exc:
+                follow.failed(exc)
+            time.sleep(follow.next_wait())
 
 
 class AsyncOptimClient(_Endpoints):
@@ -275,7 +334,26 @@ class AsyncOptimClient(_Endpoints):
         return self._result(job.kind, response.json())
 
     async def cancel_job(self, job_id: str) -> Job:
-        return Job.model_validate((await self._request("DELETE", f"/v1/jobs/{job_id}")).json())
+        """Stop a queued or running job; it stays, with its partial result."""
+        return Job.model_validate(
+            (await self._request("POST", f"/v1/jobs/{job_id}/cancel")).json())
+
+    async def delete_job(self, job_id: str) -> None:
+        """Cancel the job if it runs, and remove it and its result."""
+        await self._request("DELETE", f"/v1/jobs/{job_id}")
+
+    async def jobs(self, *, limit: int = 50) -> AsyncIterator[Job]:
+        """Every job, newest first (pages fetched as the iteration goes)."""
+        cursor = None
+        while True:
+            params = f"?limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+            response = await self._request("GET", f"/v1/jobs{params}")
+            page = JobList.model_validate(response.json())
+            for job in page.jobs:
+                yield job
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     async def job_events(self, job_id: str) -> AsyncIterator[JobEvent]:
         """Progress events as they come, ending with the `end` event."""
@@ -290,8 +368,19 @@ class AsyncOptimClient(_Endpoints):
                     if event.event == "end":
                         return
 
-    async def run_job(self, kind: str, request: Any) -> Any:
+    async def run_job(self, kind: str, request: Any, *, timeout: float | None = None,
+                      on_event: Callable[[JobEvent], None] | None = None) -> Any:
+        """As OptimClient.run_job: follows the job across a server's restart."""
         job = await self.submit_job(kind, request)
-        async for _ in self.job_events(job.id):
-            pass
-        return await self.job_result(job.id)
+        follow = _Follow(timeout)
+        while True:
+            try:
+                async for event in self.job_events(job.id):
+                    if on_event is not None:
+                        on_event(event)
+                    follow.seen(event)
+                if follow.finished:
+                    return await self.job_result(job.id)
+            except (httpx.TransportError, ProblemError) as exc:
+                follow.failed(exc)
+            await asyncio.sleep(follow.next_wait())

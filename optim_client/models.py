@@ -86,6 +86,8 @@ class OptimizeResponse(_Model):
     loss: dict[str, Any]
     runs: list[Run]
     meta: Meta
+    partial: bool | None = None  # True when a cancel or the time budget stopped runs early
+    partial_reason: str | None = None  # cancelled | time_limit
 
 
 class SummaryEntry(_Model):
@@ -125,6 +127,8 @@ class SweepResponse(_Model):
     best: SweepBest
     runs: list[Run] | None = None
     meta: Meta
+    partial: bool | None = None
+    partial_reason: str | None = None
 
 
 class LandscapeResponse(_Model):
@@ -165,6 +169,7 @@ class JobLinks(_Model):
     self: str
     result: str
     events: str
+    cancel: str | None = None
 
 
 class Job(_Model):
@@ -184,6 +189,18 @@ class Job(_Model):
     @property
     def finished(self) -> bool:
         return self.status in ("succeeded", "failed", "cancelled")
+
+
+class JobList(_Model):
+    jobs: list[Job]
+    next_cursor: str | None = None
+
+
+class JobEnd(_Model):
+    id: str
+    status: str
+    reason: str | None = None  # shutdown | store-unavailable | deleted
+    detail: str | None = None
 
 
 class JobEvent(_Model):

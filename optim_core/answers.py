@@ -91,6 +91,10 @@ class OptimizeResponse(TypedDict):
     loss: dict[str, Any]
     runs: list[Run]
     meta: Meta
+    # only when some run was stopped before it ended on its own: `cancelled` (a job's cancel)
+    # or `time_limit` (the time budget), what the runs computed until then
+    partial: NotRequired[bool]
+    partial_reason: NotRequired[str]
 
 
 class SummaryEntry(TypedDict):
@@ -130,6 +134,8 @@ class SweepResponse(TypedDict):
     best: SweepBest
     runs: NotRequired[list[Run]]
     meta: Meta
+    partial: NotRequired[bool]  # as in OptimizeResponse
+    partial_reason: NotRequired[str]
 
 
 class LandscapeResponse(TypedDict):

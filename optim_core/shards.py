@@ -276,7 +276,7 @@ class ProgressTracker:
     def update(self, shard: int, done: int, total: int, active: int) -> None:
         """A shard run again (its worker died) reports from 0 again: progress never goes
         back, it waits until the re-run passes where the first run was."""
-        fraction = 1.0 if active == 0 else min(done / max(total, 1), 1.0)
+        fraction = min(done / max(total, 1), 1.0)  # a shard's last report: how far it got
         self.done[shard] = max(self.done[shard], fraction)
         self.active[shard] = active
         if self.progress is not None and self.sizes.sum():
@@ -285,8 +285,10 @@ class ProgressTracker:
                           int(self.active.sum()))
 
     def finish(self) -> None:
-        if self.progress is not None:
-            self.progress(self.max_steps, self.max_steps, 0)
+        """The batch's last report: every shard's own (complete, or how far it got)."""
+        if self.progress is not None and self.sizes.sum():
+            mean = float(np.dot(self.done, self.sizes) / self.sizes.sum())
+            self.progress(int(round(mean * self.max_steps)), self.max_steps, 0)
 
 
 class InProcess:

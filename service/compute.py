@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from service.problems import OverloadedError
+from service.errors import OverloadedError
 
 T = TypeVar("T")
 
@@ -35,6 +35,9 @@ class ComputeGate:
         if jobs_hold_slots:  # never all of them: a small request always finds one
             self.job_slots = min(self.job_slots, max(1, max_concurrency - 1))
         self.job_limiter = anyio.CapacityLimiter(self.job_slots)  # threads of remote jobs
+        # the threads of synchronous compute: their own, never the default pool's, which
+        # other work (a store call stuck on a frozen database) could hold
+        self.threads = anyio.CapacityLimiter(max_concurrency)
         self.admitted = 0  # synchronous requests computing or waiting
         self.jobs_running = 0
 
@@ -52,9 +55,16 @@ class ComputeGate:
     def waiting(self) -> int:
         return max(0, self.admitted - self.slots_for_requests)
 
-    @property
-    def job_slot_free(self) -> bool:
-        return self.jobs_running < self.job_slots
+    def reserve_job(self) -> bool:
+        """Take a job slot now, before the job is claimed (a runner claims only while it
+        holds one, so jobs_running never exceeds job_slots); False when none is free."""
+        if self.jobs_running >= self.job_slots:
+            return False
+        self.jobs_running += 1
+        return True
+
+    def release_job(self) -> None:
+        self.jobs_running -= 1
 
     async def run(self, fn: Callable[..., T], *args: Any, inline: bool = False,
                   wait_s: float | None = None, **kwargs: Any) -> T:
@@ -80,7 +90,8 @@ class ComputeGate:
                 if waited.cancelled_caught:
                     raise OverloadedError(self.retry_after_s, waited_s=wait_s) from None
             try:
-                return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+                return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs),
+                                                      limiter=self.threads)
             finally:
                 self.limiter.release()
         finally:
@@ -88,10 +99,9 @@ class ComputeGate:
 
     async def run_job(self, fn: Callable[[], T]) -> T:
         """Run a job's work on a worker thread, holding one compute slot when jobs compute
-        here (the caller checked `job_slot_free`)."""
-        self.jobs_running += 1
+        here; the caller reserved its job slot (reserve_job), released here at the end."""
         limiter = self.limiter if self.jobs_hold_slots else self.job_limiter
         try:
             return await anyio.to_thread.run_sync(fn, limiter=limiter)
         finally:
-            self.jobs_running -= 1
+            self.release_job()

@@ -6,18 +6,26 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI
+import fastapi_offline
+from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
+from starlette.responses import Response
+from starlette.routing import Route
 
+from optim_core.optimizers import OPTIMIZERS
 from service.compute import ComputeGate
+from service.examples import EXAMPLES
 from service.executors import open_executor
 from service.heap import freeze_startup_heap
+from service.jobs import open_job_store
 from service.jobs.manager import JobManager
-from service.jobs.store import open_job_store
 from service.middleware import BodyLimitMiddleware
 from service.observability import Metrics, ObservabilityMiddleware
 from service.problems import install_problem_handlers
@@ -38,12 +46,22 @@ from service.symbolic import shutdown as symbolic_shutdown
 from service.symbolic import warm_up
 
 DESCRIPTION = (
-    "Runs optimizers (SGD, momentum, Nesterov, RMSProp, AdaGrad, Adam, AdamW, Newton) on "
-    "symbolic, catalog, quadratic and sampled losses in one vectorised batch, and answers "
-    "trajectories, convergence diagnostics and plain-language findings."
+    f"Runs optimizers ({', '.join(OPTIMIZERS)}) on symbolic, catalog, quadratic and sampled "
+    "losses in one vectorised batch, and answers trajectories, convergence diagnostics and "
+    "plain-language findings. The reference: docs/api.md in the repository."
 )
+REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+NO_IMAGE = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"
 
 
+def _version() -> str:
+    try:
+        return package_version("optim-service")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+DOCS_ASSETS = "/docs-assets"
 ROUTE_MODULES = (optimize, sweep, landscape, plot, jobs, catalog, health, metrics, playground)
 
 
@@ -52,15 +70,36 @@ def _operation_id(route: APIRoute) -> str:
 
 
 def _standard_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """FastAPI's document with bounds spelled as JSON Schema spells them (built once)."""
+    """FastAPI's document with bounds spelled as JSON Schema spells them and a working example
+    body on every operation that takes one (built once)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = standard_bounds(build())  # type: ignore[assignment]
+            document = standard_bounds(build())
+            for operations in document["paths"].values():  # type: ignore[index]
+                for operation in operations.values():
+                    examples = EXAMPLES.get(operation.get("operationId"))
+                    if examples is not None:
+                        body = operation["requestBody"]["content"]["application/json"]
+                        body["examples"] = examples
+            app.openapi_schema = document  # type: ignore[assignment]
         return app.openapi_schema
 
     return openapi
+
+
+def _serve_redoc_offline(app: FastAPI, static_url: str) -> None:
+    """ReDoc's bundle, with the one image it fetches from its vendor's CDN (a "powered by"
+    logo) replaced by an empty inline picture: the page asks no other host for anything."""
+    bundle = (Path(fastapi_offline.__file__).parent / "static" / "redoc.standalone.js"
+              ).read_text(encoding="utf-8").replace(REDOC_LOGO, NO_IMAGE)
+
+    async def redoc_bundle(request: Request) -> Response:
+        return Response(bundle, media_type="text/javascript")
+
+    # before fastapi-offline's mount of the same directory, which would answer first
+    app.router.routes.insert(0, Route(f"{static_url}/redoc.standalone.js", redoc_bundle))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -86,22 +125,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await sweeper
             await app.state.jobs.shutdown()
             await anyio.to_thread.run_sync(app.state.executor.close)
+            await anyio.to_thread.run_sync(app.state.jobs.store.close)
             if settings.symbolic_isolation:
                 await anyio.to_thread.run_sync(symbolic_shutdown)
 
     # the docs pages load Swagger UI and ReDoc from fastapi-offline's copies, served here:
     # FastAPI's own pages fetch them from public CDNs and are blank without internet
-    app = FastAPIOffline(title="Optimizer service", version="1.0.0", description=DESCRIPTION,
-                         generate_unique_id_function=_operation_id, lifespan=lifespan,
-                         static_url="/docs-assets")
+    app = FastAPIOffline(title="Optimizer service", version=_version(),
+                         description=DESCRIPTION, generate_unique_id_function=_operation_id,
+                         lifespan=lifespan, static_url=DOCS_ASSETS)
+    _serve_redoc_offline(app, DOCS_ASSETS)
     app.state.settings = settings
     app.openapi = _standard_openapi(app)
     app.state.gate = ComputeGate(settings.max_concurrency, settings.max_queue,
                                  settings.retry_after_s, job_slots=settings.job_max_running,
                                  jobs_hold_slots=settings.executor == "local")
     app.state.executor = open_executor(settings)  # a missing Ray fails here, naming the setting
-    app.state.jobs = JobManager(open_job_store(settings.jobs_db_path, settings.jobs_db_url),
-                                app.state.gate, settings, app.state.executor)
+    store = open_job_store(settings.jobs_db_path, settings.jobs_db_url,
+                           pool_size=settings.jobs_db_pool_size,
+                           timeout_s=settings.store_timeout_s)
+    app.state.jobs = JobManager(store, app.state.gate, settings, app.state.executor)
     app.state.metrics = Metrics(app.state.gate)
     for module in ROUTE_MODULES:
         app.include_router(module.router)

@@ -25,7 +25,14 @@ from optim_core.errors import (
     UnknownNameError,
 )
 from service.conformance import AnswerShapeError
-from service.executors import ExecutorUnavailableError
+from service.errors import (
+    ExecutorUnavailableError,
+    JobLimitError,
+    OverloadedError,
+    ShardFailedError,
+    StoreUnavailableError,
+    SymbolicTimeoutError,
+)
 from service.jsonio import dumps
 
 logger = logging.getLogger("service")
@@ -42,37 +49,6 @@ class Problem(BaseModel):
     detail: str
     errors: list[dict[str, Any]] | None = None
     position: int | None = None
-
-
-class OverloadedError(Exception):
-    """Every compute slot and queue place is taken (429), or a request waited its whole time
-    budget for a slot (503, `waited_s`)."""
-
-    def __init__(self, retry_after: int, waited_s: float | None = None) -> None:
-        super().__init__("overloaded")
-        self.retry_after = retry_after
-        self.waited_s = waited_s
-
-
-class SymbolicTimeoutError(Exception):
-    """The symbolic stage did not finish within its time limit."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class ShardFailedError(Exception):
-    """A shard of a job failed (an exception in it, or its worker lost on every retry): the
-    job fails, naming it. `retries`: the retries spent, 0 for an exception (not retried)."""
-
-    def __init__(self, shard: int, runs: Any, retries: int, cause: Exception) -> None:
-        first, last = int(runs[0]), int(runs[-1])
-        reason = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
-        tried = f" after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""
-        self.detail = f"Shard {shard} (runs {first}–{last}) failed{tried}: {reason[:300]}"
-        super().__init__(self.detail)
-        self.shard, self.first_run, self.last_run = shard, first, last
 
 
 PROBLEM_TYPES: dict[type[Exception], tuple[int, str, str]] = {
@@ -95,6 +71,8 @@ PROBLEM_TYPES: dict[type[Exception], tuple[int, str, str]] = {
     ShardFailedError: (500, "shard-failed", "A shard of the job failed"),
     AnswerShapeError: (500, "answer-shape", "The answer does not match its declared model"),
     ExecutorUnavailableError: (503, "executor-unavailable", "The job executor is unreachable"),
+    StoreUnavailableError: (503, "store-unavailable", "The job store is unavailable"),
+    JobLimitError: (429, "too-many-jobs", "Too many jobs are active"),
 }
 
 
@@ -132,6 +110,10 @@ def problem_for(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
         body |= {"limit": exc.limit, "value": exc.value, "maximum": exc.maximum}
     if isinstance(exc, ShardFailedError):
         body |= {"shard": exc.shard, "runs": [exc.first_run, exc.last_run]}
+    if isinstance(exc, StoreUnavailableError | JobLimitError):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, JobLimitError):
+        body |= {"limit": "job_max_active", "maximum": exc.limit}
     if isinstance(exc, OverloadedError):
         headers["Retry-After"] = str(exc.retry_after)
         body["detail"] = ("Every compute slot and queue place is taken; retry after "
@@ -232,7 +214,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         return Response(dumps(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE,
                         headers=headers)
 
-    for cls in (OptimCoreError, OverloadedError, SymbolicTimeoutError):
+    for cls in (OptimCoreError, OverloadedError, SymbolicTimeoutError, StoreUnavailableError,
+                JobLimitError, ExecutorUnavailableError):
         app.add_exception_handler(cls, _known)
 
     @app.exception_handler(Exception)

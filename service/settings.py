@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         None, description="postgresql://user:password@host:port/database: one job store for "
         "several replicas (psycopg 3, the extra optim-service[postgres]); unset: the SQLite "
         "file at jobs_db_path")
+    jobs_db_pool_size: int = Field(8, gt=0, description="connections to PostgreSQL per "
+                                   "replica; a call that finds none free within "
+                                   "store_timeout_s is answered 503")
+    store_timeout_s: float = Field(5.0, gt=0, description="how long a job-store call may take "
+                                   "(connect, wait for a connection or a lock, run) before it "
+                                   "is answered 503 store-unavailable")
     job_ttl_s: float = Field(7 * 24 * 3600, gt=0, description="how long finished jobs are kept")
     job_sweep_interval_s: float = Field(600, gt=0, description="how often expired jobs go")
     job_max_active: int = Field(32, gt=0, description="queued + running jobs; 429 beyond")

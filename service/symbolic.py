@@ -21,7 +21,7 @@ from pebble import ProcessExpired, ProcessPool
 from optim_core.errors import ExpressionLimitError
 from optim_core.expressions.parse import ExpressionLimits
 from optim_core.losses.expression import SymbolicParts, derive
-from service.problems import SymbolicTimeoutError
+from service.errors import SymbolicTimeoutError
 
 _lock = threading.Lock()
 _pools: dict[int, ProcessPool] = {}

@@ -33,6 +33,7 @@ from optim_core.answers import (
     SweepResponse,
 )
 from optim_core.api import compare
+from optim_core.engine.status import Status
 from optim_core.errors import DimensionError, OptimCoreError
 from optim_core.landscape import landscape, resolve_axes
 from optim_core.losses.base import Loss
@@ -221,10 +222,10 @@ def run_optimize(body: OptimizeRequest | CompareRequest, settings: Settings,
             report = optimize(loss, optimizers, starts, **options)
     meta = _meta(report.batch, body, began)
     meta["optimizers"] = report.optimizers
+    answer: OptimizeResponse = {"loss": loss.describe(), "runs": report.runs, "meta": meta}
     if isinstance(body, CompareRequest):
-        return {"loss": loss.describe(), "runs": report.runs, "meta": meta, "summary": summary,
-                "findings": [finding] if finding else []}
-    return {"loss": loss.describe(), "runs": report.runs, "meta": meta}
+        answer = {**answer, "summary": summary, "findings": [finding] if finding else []}
+    return _mark_partial(answer, report.batch)
 
 
 @contextmanager
@@ -263,6 +264,17 @@ def run_sweep(body: SweepRequest, settings: Settings, dry_run: bool = False, **e
                              "meta": _meta(result.batch, body, began)}
     if result.runs is not None:
         answer["runs"] = result.runs
+    return _mark_partial(answer, result.batch)
+
+
+def _mark_partial(answer: Any, batch: Any) -> Any:
+    """`partial: true` and why, when some run was stopped before it ended on its own (a job's
+    cancel wins over the time budget: it is what the user did)."""
+    status = batch.status
+    for reason, code in (("cancelled", Status.CANCELLED), ("time_limit", Status.TIME_LIMIT)):
+        if (status == code).any():
+            answer["partial"], answer["partial_reason"] = True, reason
+            break
     return answer
 
 

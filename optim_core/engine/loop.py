@@ -26,6 +26,7 @@ from optim_core.engine.stopping import (
     blow_up_threshold,
     check_termination,
     screen,
+    steps_done,
 )
 from optim_core.losses.base import Loss
 from optim_core.optimizers.base import StepContext
@@ -347,7 +348,8 @@ class _Loop:
             if self.progress is not None and t % self.progress_every == 0:
                 self.progress(t, self.max_steps, int(self.rows.size))
         if self.progress is not None:
-            self.progress(t, self.max_steps, 0)
+            self.progress(steps_done(self.results["status"], self.results["steps"],
+                                     self.max_steps), self.max_steps, 0)
         return self._result(time.perf_counter() - began, t)
 
     def _step(self, t: int, values: Array, grads: Array, contexts: list[StepContext | None],

@@ -31,7 +31,7 @@ from optim_core.engine.groups import RunGroup
 from optim_core.engine.recording import PointLog, RecordSpec, Trajectory
 from optim_core.engine.results import results_from_runs
 from optim_core.engine.status import Reason, Status
-from optim_core.engine.stopping import StopCriteria, run_verdict
+from optim_core.engine.stopping import StopCriteria, run_verdict, steps_done
 from optim_core.losses.base import Loss
 from optim_core.optimizers.base import CAREFUL_FLOAT_OPS, FLOAT_OPS, Elementwise, Hyper
 from optim_core.schedules import Schedule
@@ -127,10 +127,10 @@ def run_small(
             if trajectory is not None:
                 trajectories.append(trajectory)
             row += 1
+    results = results_from_runs(outcomes, d, rate_window)
     if progress is not None:
-        progress(max((o["steps"] for o in outcomes), default=0), longest, 0)
-    return results_from_runs(outcomes, d, rate_window), (trajectories if record.enabled
-                                                          else None)
+        progress(steps_done(results["status"], results["steps"], longest), longest, 0)
+    return results, (trajectories if record.enabled else None)
 
 
 def _progress_for(progress: Callable[[int, int, int], None], row: int, k: int, longest: int

@@ -156,3 +156,13 @@ def run_verdict(criteria: StopCriteria, **run: Any) -> tuple[int, int]:
         if holds:
             return code, why
     return _RUNNING, 0
+
+
+def steps_done(status: Array, steps: Array, longest: int) -> int:
+    """The batch's progress at its end, in steps of its longest run: a run that ended on its
+    own counts as whole, one stopped from outside (cancel, time budget) as the steps it made,
+    so a cancelled batch says how far it got and a finished one is done."""
+    if status.size == 0:
+        return longest
+    interrupted = (status == Status.CANCELLED) | (status == Status.TIME_LIMIT)
+    return int(round(float(np.where(interrupted, steps, longest).mean())))

@@ -10,12 +10,10 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from optim_core.shards import ShardExecutor
+from service.errors import ExecutorUnavailableError
 from service.settings import Settings
 
-
-class ExecutorUnavailableError(RuntimeError):
-    """The configured executor cannot be used (raised at start-up, naming the setting)."""
-
+__all__ = ["ExecutorUnavailableError", "JobExecutor", "open_executor"]
 
 class JobExecutor(ShardExecutor, Protocol):
     """A ShardExecutor the service opens at start-up and closes at shutdown."""

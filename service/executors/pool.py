@@ -27,8 +27,8 @@ from optim_core.shards import (
     run_shard,
     shard_progress,
 )
+from service.errors import ShardFailedError
 from service.executors.throttle import throttled
-from service.problems import ShardFailedError
 
 POLL_S = 0.2  # how often the job's thread reads progress and passes a cancel on
 POOL_RETRIES = 1  # runs of a job's shards again on a new pool after a worker died

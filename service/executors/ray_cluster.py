@@ -34,9 +34,8 @@ from optim_core.shards import (
     parallel_shards,
     run_shard,
 )
-from service.executors import ExecutorUnavailableError
+from service.errors import ExecutorUnavailableError, ShardFailedError
 from service.executors.throttle import throttled
-from service.problems import ShardFailedError
 from service.settings import Settings
 
 POLL_S = 0.2

@@ -44,6 +44,7 @@ class JobLinks(TypedDict):
     self: str
     result: str
     events: str
+    cancel: str
 
 
 class Job(TypedDict):
@@ -61,3 +62,19 @@ class Job(TypedDict):
     reason: NotRequired[str]
     cancel_requested: NotRequired[bool]
     links: JobLinks
+
+
+class JobList(TypedDict):
+    """A page of jobs, newest first; `next_cursor` fetches the next page (null: the last)."""
+
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+class JobEnd(TypedDict):
+    """The data of a job's `end` event."""
+
+    id: str
+    status: str  # succeeded | failed | cancelled | queued / running (shutdown) | expired
+    reason: NotRequired[str]  # shutdown | store-unavailable | deleted
+    detail: NotRequired[str]

@@ -1,77 +1,87 @@
-"""The job store: one embedded SQLite file (WAL), versioned schema, compressed results.
+"""The job store's rules, written once in SQL both databases speak: SQLite (service/jobs/sqlite.py,
+the embedded default) and PostgreSQL (service/jobs/postgres.py, several replicas).
 
 Every state change is written here, so any process of the service sees a job's status,
 progress and cancel request, and finished results survive a restart.
 
 Jobs are claimed, not owned by the process that accepted them: a runner takes the oldest
-queued job in one `BEGIN IMMEDIATE` transaction (so two processes never take the same job),
-holds it under a lease it renews by heartbeat, and only the holder of the lease may finish it.
-A job whose lease ran out (its runner died) is queued again, up to the attempt limit, then
-failed with reason `interrupted`; a runner that shuts down hands its jobs back to the queue.
+queued job in one write transaction (so two processes never take the same job), holds it under
+a lease it renews by heartbeat, and only the holder of the lease may finish it. A job whose
+lease ran out (its runner died) is queued again, up to the attempt limit, then failed with
+reason `interrupted`; a runner that shuts down hands its jobs back to the queue.
+
+Faults of the database are data, not crashes: every call that fails for the database's sake
+(unreachable, restarting, its connection terminated, a read-only or full disk, a lock held too
+long) raises StoreUnavailableError, which the service answers as 503 with Retry-After. Writes
+are safe to retry: a job is created under an id chosen before the call (a create whose commit
+landed but whose answer was lost is found on the retry, not made twice), and a finish is
+recognised as done when the row already shows it.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
+import re
 import time
-import uuid
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
-SCHEMA_VERSION = 2
-_MIGRATIONS = {
+from service.errors import JobLimitError, StoreUnavailableError
+
+T = TypeVar("T")
+# ids are uuid4().hex: anything else is no job of ours, answered 404 before any store call (a
+# NUL or a megabyte of id never reaches the database)
+JOB_ID = re.compile(r"[0-9a-f]{32}")
+_COLUMNS = ("id, kind, status, created_at, started_at, finished_at, progress, error, reason, "
+            "owner, cancel_requested, attempts, key_id")
+ACTIVE = ("queued", "running")
+
+# One migration list for both databases: `{blob}` and `{real}` are each one's types.
+MIGRATIONS = {
     1: """
         CREATE TABLE jobs (
             id TEXT PRIMARY KEY,
             kind TEXT NOT NULL,
             status TEXT NOT NULL,
-            request BLOB NOT NULL,
-            created_at REAL NOT NULL,
-            started_at REAL,
-            finished_at REAL,
-            expires_at REAL,
-            progress BLOB,
-            error BLOB,
+            request {blob} NOT NULL,
+            created_at {real} NOT NULL,
+            started_at {real},
+            finished_at {real},
+            expires_at {real},
+            progress {blob},
+            error {blob},
             reason TEXT,
             owner TEXT,
             cancel_requested INTEGER NOT NULL DEFAULT 0,
-            result BLOB
+            result {blob}
         );
-        CREATE INDEX jobs_expiry ON jobs (expires_at);
+        CREATE INDEX jobs_expiry ON jobs (expires_at)
     """,
     2: """
         ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
-        ALTER TABLE jobs ADD COLUMN lease_expires_at REAL;
-        CREATE INDEX jobs_queue ON jobs (status, created_at);
+        ALTER TABLE jobs ADD COLUMN lease_expires_at {real};
+        CREATE INDEX jobs_queue ON jobs (status, created_at)
+    """,
+    3: """
+        ALTER TABLE jobs ADD COLUMN key_id TEXT;
+        CREATE INDEX jobs_listing ON jobs (key_id, created_at)
     """,
 }
-_COLUMNS = ("id, kind, status, created_at, started_at, finished_at, progress, error, reason, "
-            "owner, cancel_requested, attempts")
+SCHEMA_VERSION = max(MIGRATIONS)
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Apply the migrations this database has not seen yet, in one write transaction."""
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    current = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
-    for version in range(current + 1, SCHEMA_VERSION + 1):
-        for statement in filter(str.strip, _MIGRATIONS[version].split(";")):
-            conn.execute(statement)
-        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-    conn.execute("COMMIT")
+def valid_job_id(job_id: str) -> bool:
+    return JOB_ID.fullmatch(job_id) is not None
 
 
 class Store(Protocol):
-    """What the job manager and routes need of a store; SQLite (JobStore, here) and
-    PostgreSQL (service/jobs/postgres.py) implement it with the same rules."""
+    """What the job manager and routes need of a store (SqlJobStore below)."""
 
-    def create(self, kind: str, request: dict[str, Any]) -> str: ...
+    def create(self, job_id: str, kind: str, request: dict[str, Any], *, max_active: int,
+               retry_after: int, key_id: str | None = None) -> None: ...
     def claim(self, owner: str, lease_s: float) -> dict[str, Any] | None: ...
     def renew(self, job_ids: list[str], owner: str, lease_s: float) -> set[str]: ...
     def release(self, job_id: str, owner: str) -> bool: ...
@@ -80,49 +90,101 @@ class Store(Protocol):
     def set_progress(self, job_id: str, progress: dict[str, Any], owner: str) -> None: ...
     def finish(self, job_id: str, status: str, *, result: bytes | None = None,
                error: dict[str, Any] | None = None, reason: str | None = None,
-               ttl_s: float, owner: str | None = None) -> bool: ...
+               ttl_s: float, owner: str | None = None,
+               progress: dict[str, Any] | None = None) -> bool: ...
     def request_cancel(self, job_id: str) -> None: ...
+    def delete(self, job_id: str) -> bool: ...
     def delete_expired(self, now: float | None = None) -> int: ...
     def get(self, job_id: str) -> dict[str, Any] | None: ...
+    def get_many(self, job_ids: list[str]) -> dict[str, dict[str, Any]]: ...
+    def listing(self, limit: int, before: tuple[float, str] | None = None,
+                key_id: str | None = None) -> list[dict[str, Any]]: ...
     def result(self, job_id: str) -> bytes | None: ...
     def cancel_requested(self, job_id: str) -> bool: ...
+    def cancel_flags(self, job_ids: list[str]) -> dict[str, bool]: ...
     def count_active(self) -> int: ...
-
-
-class JobStoreUnavailableError(RuntimeError):
-    """The job store cannot be created or opened (the service cannot start)."""
+    def ping(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class SqlJobStore:
-    """The store's rules written once in SQL both databases speak (`?` placeholders); a
-    subclass supplies the connection, the write transaction and how claimed rows are locked."""
+    """The store's rules in SQL (`?` placeholders); a subclass supplies the connection (a
+    context manager that yields one and gives it back), the write transaction, how claimed
+    rows are locked, and which of its driver's errors mean "the database is unavailable"."""
 
     LOCK_ROWS = ""  # appended to SELECTs whose rows a write transaction then updates
+    UNAVAILABLE: tuple[type[BaseException], ...] = ()
+    where = "the job store"
 
-    def _conn(self) -> Any:
+    def _connection(self) -> AbstractContextManager[Any]:
         raise NotImplementedError
 
-    def _write_transaction(self) -> Any:
+    def _write_transaction(self) -> AbstractContextManager[Any]:
         raise NotImplementedError
+
+    def _lock_creates(self, conn: Any) -> None:
+        """Serialise creates, so the active-jobs limit is checked and taken atomically (the
+        SQLite write transaction already does; PostgreSQL takes an advisory lock)."""
 
     def _execute(self, conn: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
         return conn.execute(sql, params)
 
-    def _run(self, sql: str, *params: Any) -> Any:
-        return self._execute(self._conn(), sql, params)
+    def _call(self, work: Callable[[], T]) -> T:
+        """Run one store operation; the database's faults become StoreUnavailableError."""
+        try:
+            return work()
+        except self.UNAVAILABLE as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreUnavailableError(
+                f"{self.where} is unavailable ({reason[:200]}); nothing was changed: retry "
+                "shortly") from exc
+
+    def _fetch(self, sql: str, *params: Any, rows: str = "one") -> Any:
+        """One statement on a pooled connection: the first row, all rows, or the row count."""
+        def work() -> Any:
+            with self._connection() as conn:
+                cur = self._execute(conn, sql, params)
+                if rows == "one":
+                    return cur.fetchone()
+                if rows == "all":
+                    return cur.fetchall()
+                return cur.rowcount
+        return self._call(work)
+
+    def _transaction(self, work: Callable[[Any], T]) -> T:
+        def run() -> T:
+            with self._write_transaction() as conn:
+                return work(conn)
+        return self._call(run)
 
     # -- writes ------------------------------------------------------------------------------
-    def create(self, kind: str, request: dict[str, Any]) -> str:
-        job_id = uuid.uuid4().hex
-        self._run("INSERT INTO jobs (id, kind, status, request, created_at) "
-                  "VALUES (?, ?, ?, ?, ?)", job_id, kind, "queued", orjson.dumps(request),
-                  time.time())
-        return job_id
+    def create(self, job_id: str, kind: str, request: dict[str, Any], *, max_active: int,
+               retry_after: int, key_id: str | None = None) -> None:
+        """Queue a job under `job_id`, unless `max_active` jobs are queued or running
+        (JobLimitError): the count and the insert are one transaction, so concurrent submits
+        on any number of replicas never pass the limit. Idempotent: a retried create of an id
+        that exists changes nothing."""
+        payload = orjson.dumps(request)
+
+        def insert(conn: Any) -> None:
+            self._lock_creates(conn)
+            exists = self._execute(conn, "SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if exists:
+                return
+            active = self._execute(conn, "SELECT COUNT(*) FROM jobs WHERE status IN "
+                                   "('queued', 'running')").fetchone()[0]
+            if active >= max_active:
+                raise JobLimitError(max_active, retry_after)
+            self._execute(conn, "INSERT INTO jobs (id, kind, status, request, created_at, key_id)"
+                          " VALUES (?, ?, 'queued', ?, ?, ?)",
+                          (job_id, kind, payload, time.time(), key_id))
+        self._transaction(insert)
 
     def claim(self, owner: str, lease_s: float) -> dict[str, Any] | None:
         """Take the oldest queued job (with its request) under a lease, or None."""
         now = time.time()
-        with self._write_transaction() as conn:
+
+        def take(conn: Any) -> Any:
             row = self._execute(conn, "SELECT id, kind, request FROM jobs WHERE status = "
                                 "'queued' ORDER BY created_at LIMIT 1" + self.LOCK_ROWS
                                 ).fetchone()
@@ -131,6 +193,8 @@ class SqlJobStore:
                     conn, "UPDATE jobs SET status = 'running', owner = ?, attempts = attempts + "
                     "1, lease_expires_at = ?, started_at = COALESCE(started_at, ?), "
                     "progress = NULL WHERE id = ?", (owner, now + lease_s, now, row[0]))
+            return row
+        row = self._transaction(take)
         if row is None:
             return None
         return {"id": row[0], "kind": row[1], "request": orjson.loads(bytes(row[2]))}
@@ -141,26 +205,28 @@ class SqlJobStore:
         if not job_ids:
             return set()
         marks = ",".join("?" * len(job_ids))
-        self._run(f"UPDATE jobs SET lease_expires_at = ? WHERE owner = ? AND status = "
-                  f"'running' AND id IN ({marks})", time.time() + lease_s, owner, *job_ids)
-        rows = self._run(f"SELECT id FROM jobs WHERE owner = ? AND id IN ({marks})",
-                         owner, *job_ids).fetchall()
+        self._fetch(f"UPDATE jobs SET lease_expires_at = ? WHERE owner = ? AND status = "
+                    f"'running' AND id IN ({marks})", time.time() + lease_s, owner, *job_ids,
+                    rows="count")
+        rows = self._fetch(f"SELECT id FROM jobs WHERE owner = ? AND id IN ({marks})",
+                           owner, *job_ids, rows="all")
         return {row[0] for row in rows}
 
     def release(self, job_id: str, owner: str) -> bool:
         """Hand a running job back to the queue (a shutdown, not a failure: the attempt is
         not counted)."""
-        cur = self._run(
+        return self._fetch(
             "UPDATE jobs SET status = 'queued', owner = NULL, lease_expires_at = NULL, "
             "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, progress = NULL "
-            "WHERE id = ? AND owner = ? AND status = 'running'", job_id, owner)
-        return cur.rowcount == 1
+            "WHERE id = ? AND owner = ? AND status = 'running'", job_id, owner,
+            rows="count") == 1
 
     def requeue_expired(self, max_attempts: int, ttl_s: float, error: dict[str, Any]) -> int:
         """Running jobs whose lease ran out: queued again, or failed (`interrupted`) after
         `max_attempts`. Answers how many were requeued or failed."""
         now = time.time()
-        with self._write_transaction() as conn:
+
+        def sweep(conn: Any) -> int:
             expired = self._execute(
                 conn, "SELECT id, attempts, progress FROM jobs WHERE status = 'running' AND "
                 "(lease_expires_at IS NULL OR lease_expires_at < ?)" + self.LOCK_ROWS,
@@ -176,126 +242,153 @@ class SqlJobStore:
                         "expires_at = ?, error = ?, reason = 'interrupted', owner = NULL, "
                         "lease_expires_at = NULL, progress = ? WHERE id = ?",
                         (now, now + ttl_s, orjson.dumps(error),
-                         final_progress(_bytes(progress)), job_id))
-        return len(expired)
+                         orjson.dumps(final_progress(_loads(progress))), job_id))
+            return len(expired)
+        return self._transaction(sweep)
 
     def set_progress(self, job_id: str, progress: dict[str, Any], owner: str) -> None:
-        self._run("UPDATE jobs SET progress = ? WHERE id = ? AND owner = ? AND "
-                  "status = 'running'", orjson.dumps(progress), job_id, owner)
+        self._fetch("UPDATE jobs SET progress = ? WHERE id = ? AND owner = ? AND "
+                    "status = 'running'", orjson.dumps(progress), job_id, owner, rows="count")
 
     def finish(self, job_id: str, status: str, *, result: bytes | None = None,
                error: dict[str, Any] | None = None, reason: str | None = None,
-               ttl_s: float, owner: str | None = None) -> bool:
+               ttl_s: float, owner: str | None = None,
+               progress: dict[str, Any] | None = None) -> bool:
         """A terminal state, written only by the lease holder (`owner`) of a running job, or
-        for a queued one (`owner` None: a cancel before it started). The progress is made
-        final: no runs active, no time left."""
+        for a queued one (`owner` None: a cancel before it started). `progress` is what was
+        done (default: the last progress stored), made final: no runs active, no time left.
+        True also when the row already shows this end by this owner (a retried finish whose
+        first commit landed)."""
         now = time.time()
         if owner is None:
             guard, args = "status = 'queued'", ()
         else:
             guard, args = "status = 'running' AND owner = ?", (owner,)
-        row = self._run("SELECT progress FROM jobs WHERE id = ?", job_id).fetchone()
-        progress = final_progress(_bytes(row[0]) if row else None,
-                                  succeeded=status == "succeeded")
-        cur = self._run(
-            "UPDATE jobs SET status = ?, finished_at = ?, expires_at = ?, result = ?, error = ?, "
-            "reason = ?, lease_expires_at = NULL, progress = ? WHERE id = ? AND " + guard,
-            status, now, now + ttl_s, None if result is None else zlib.compress(result, 6),
-            None if error is None else orjson.dumps(error), reason, progress, job_id, *args)
-        return cur.rowcount == 1
+        blob = None if result is None else zlib.compress(result, 6)
+        problem = None if error is None else orjson.dumps(error)
+
+        def write(conn: Any) -> bool:
+            row = self._execute(conn, "SELECT progress, status, owner FROM jobs WHERE id = ?"
+                                + self.LOCK_ROWS, (job_id,)).fetchone()
+            if row is None:
+                return False
+            if row[1] == status and owner is not None and row[2] == owner:
+                return True  # this finish landed before (a retry)
+            final = final_progress(progress if progress is not None else _loads(row[0]),
+                                   succeeded=status == "succeeded")
+            cur = self._execute(
+                conn, "UPDATE jobs SET status = ?, finished_at = ?, expires_at = ?, result = ?, "
+                "error = ?, reason = ?, lease_expires_at = NULL, progress = ? WHERE id = ? AND "
+                + guard, (status, now, now + ttl_s, blob, problem, reason, orjson.dumps(final),
+                          job_id, *args))
+            return cur.rowcount == 1
+        return self._transaction(write)
 
     def request_cancel(self, job_id: str) -> None:
-        self._run("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", job_id)
+        self._fetch("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", job_id, rows="count")
+
+    def delete(self, job_id: str) -> bool:
+        """Remove a job and its result (a running one's runner finds it gone and stops)."""
+        return self._fetch("DELETE FROM jobs WHERE id = ?", job_id, rows="count") == 1
 
     def delete_expired(self, now: float | None = None) -> int:
-        return self._run("DELETE FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?",
-                         now if now is not None else time.time()).rowcount
+        return self._fetch("DELETE FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                           now if now is not None else time.time(), rows="count")
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, job_id: str) -> dict[str, Any] | None:
-        cur = self._run(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", job_id)
-        row = cur.fetchone()
-        if row is None:
-            return None
-        job = dict(zip([column[0] for column in cur.description], row, strict=True))
-        job["progress"] = orjson.loads(_bytes(job["progress"])) if job["progress"] else None
-        job["error"] = orjson.loads(_bytes(job["error"])) if job["error"] else None
-        return job
+        row = self._fetch(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", job_id)
+        return None if row is None else _job(row)
+
+    def get_many(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Several jobs in one round trip (the event streams' shared poll); deleted ones are
+        absent."""
+        if not job_ids:
+            return {}
+        marks = ",".join("?" * len(job_ids))
+        rows = self._fetch(f"SELECT {_COLUMNS} FROM jobs WHERE id IN ({marks})", *job_ids,
+                           rows="all")
+        return {row[0]: _job(row) for row in rows}
+
+    def listing(self, limit: int, before: tuple[float, str] | None = None,
+                key_id: str | None = None) -> list[dict[str, Any]]:
+        """Jobs newest first, `limit` of them, after the (created_at, id) cursor `before`;
+        only `key_id`'s when given."""
+        where, args = [], []
+        if key_id is not None:
+            where.append("key_id = ?")
+            args.append(key_id)
+        if before is not None:
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            args += [before[0], before[0], before[1]]
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._fetch(f"SELECT {_COLUMNS} FROM jobs{clause} ORDER BY created_at DESC, "
+                           "id DESC LIMIT ?", *args, limit, rows="all")
+        return [_job(row) for row in rows]
 
     def result(self, job_id: str) -> bytes | None:
-        row = self._run("SELECT result FROM jobs WHERE id = ?", job_id).fetchone()
+        row = self._fetch("SELECT result FROM jobs WHERE id = ?", job_id)
         return None if row is None or row[0] is None else zlib.decompress(row[0])
 
     def cancel_requested(self, job_id: str) -> bool:
-        row = self._run("SELECT cancel_requested FROM jobs WHERE id = ?", job_id).fetchone()
-        return bool(row and row[0])
+        """Whether the job's runner should stop: a cancel was asked, or the job was deleted."""
+        row = self._fetch("SELECT cancel_requested FROM jobs WHERE id = ?", job_id)
+        return row is None or bool(row[0])
+
+    def cancel_flags(self, job_ids: list[str]) -> dict[str, bool]:
+        """Each job's cancel flag, in one round trip; a deleted job is absent."""
+        if not job_ids:
+            return {}
+        marks = ",".join("?" * len(job_ids))
+        rows = self._fetch(f"SELECT id, cancel_requested FROM jobs WHERE id IN ({marks})",
+                           *job_ids, rows="all")
+        return {row[0]: bool(row[1]) for row in rows}
 
     def count_active(self) -> int:
-        return self._run(
-            "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()[0]
+        return self._fetch("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')")[0]
+
+    def ping(self) -> None:
+        """A round trip (readiness): raises StoreUnavailableError when the store is down."""
+        self._fetch("SELECT 1")
 
 
-class JobStore(SqlJobStore):
-    """The embedded default: one SQLite file in WAL mode; claims in BEGIN IMMEDIATE."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._local = threading.local()
-        try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._conn()  # create the schema (or migrate it) now, not at the first request
-        except (OSError, sqlite3.Error) as exc:  # say which setting to fix, at start-up
-            raise JobStoreUnavailableError(
-                f"Cannot open the job store at {Path(self.path).resolve()} ({exc}); set "
-                "OPTIM_JOBS_DB_PATH to a file in a directory this user can write") from exc
-
-    def _conn(self) -> sqlite3.Connection:
-        """One connection per thread (sqlite3 connections are not shared across threads)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            _migrate(conn)
-            self._local.conn = conn
-        return conn
-
-    @contextmanager
-    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE: the write lock up front, so a read-then-write is one atomic step
-        across processes (two runners never claim one job)."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+def _job(row: tuple[Any, ...]) -> dict[str, Any]:
+    job = dict(zip([c.strip() for c in _COLUMNS.split(",")], row, strict=True))
+    job["progress"] = _loads(job["progress"])
+    job["error"] = _loads(job["error"])
+    return job
 
 
-def _bytes(value: Any) -> bytes | None:
-    """A blob as bytes (PostgreSQL drivers may hand out memoryview)."""
-    return None if value is None else bytes(value)
+def _loads(value: Any) -> Any:
+    """A JSON blob (PostgreSQL drivers may hand out memoryview), or None."""
+    return None if value is None else orjson.loads(bytes(value))
 
 
-def final_progress(progress: bytes | None, *, succeeded: bool = False) -> bytes:
-    """Terminal progress: nothing runs and nothing is left to wait for."""
-    current = orjson.loads(progress) if progress else {
-        "steps_done": 0, "steps_total": None, "fraction": 0.0}
+def final_progress(progress: dict[str, Any] | None, *, succeeded: bool = False
+                   ) -> dict[str, Any]:
+    """Terminal progress: nothing runs and nothing is left to wait for; a job that succeeded
+    is whole, any other says how far it got."""
+    current = progress or {"steps_done": 0, "steps_total": None, "fraction": 0.0}
     final = current | {"runs_active": 0, "eta_s": 0.0}
-    return orjson.dumps(final | {"fraction": 1.0} if succeeded else final)
+    if succeeded:
+        final |= {"fraction": 1.0}
+        if final.get("steps_total") is not None:
+            final["steps_done"] = final["steps_total"]
+    return final
 
 
-def open_job_store(db_path: str, db_url: str | None = None) -> Store:
-    """The store the settings name: PostgreSQL when `db_url` is a postgresql:// URL (several
-    replicas on one database), else the embedded SQLite file at `db_path`."""
-    if db_url:
-        if not db_url.startswith(("postgresql://", "postgres://")):
-            raise JobStoreUnavailableError(
-                f"OPTIM_JOBS_DB_URL must be a postgresql:// URL, got {db_url.split(':')[0]}:…")
-        from service.jobs.postgres import PostgresJobStore
+def migrate(execute: Callable[[str], Any], current: int, types: dict[str, str]) -> None:
+    """Apply the migrations after `current` with `execute(statement)`, recording each (the
+    caller holds the transaction and, on PostgreSQL, the migration lock)."""
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        for statement in filter(str.strip, MIGRATIONS[version].format(**types).split(";")):
+            execute(statement)
+        execute(f"INSERT INTO schema_version (version) VALUES ({version})")
 
-        return PostgresJobStore(db_url)
-    return JobStore(db_path)
+
+def backoff(attempts: int, first_s: float = 0.2, most_s: float = 5.0) -> Iterator[float]:
+    """Waits between retries of a store write: doubling, capped."""
+    wait = first_s
+    for _ in range(attempts):
+        yield wait
+        wait = min(wait * 2, most_s)

@@ -1,23 +1,35 @@
-"""Jobs: submit, watch (JSON or Server-Sent Events), fetch the result, cancel."""
+"""Jobs: submit, list, watch (JSON or Server-Sent Events), fetch the result, cancel, delete.
+
+Job ids are checked before any store call (32 hex digits: anything else is no job, 404), and
+every store call is bounded in time: a store that does not answer is a 503, never a hang.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+import base64
+import binascii
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 import anyio
-import anyio.to_thread
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 
+from service.errors import StoreUnavailableError
 from service.jobs.manager import JobManager, job_document
 from service.jobs.schemas import JobRequest
+from service.jobs.store import valid_job_id
 from service.jsonio import JSONResponse, StrictJSONRoute, dumps
 from service.problems import PROBLEM_MEDIA_TYPE, PROBLEM_RESPONSES, Problem, problem_response
-from service.schemas.responses import CompareResponse, Job, OptimizeResponse, SweepResponse
+from service.schemas.responses import (
+    CompareResponse,
+    Job,
+    JobList,
+    OptimizeResponse,
+    SweepResponse,
+)
 
-T = TypeVar("T")
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictJSONRoute)
 
 
@@ -25,11 +37,13 @@ def _problem(text: str) -> dict[str, Any]:
     return {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": text}
 
 
-NOT_FOUND = {404: _problem("No job with this id (it may have expired)"),
-             422: PROBLEM_RESPONSES[422]}
-JOB = {"model": Job, "description": "The job"}
+UNAVAILABLE = {503: _problem("The job store did not answer in time (`store-unavailable`, "
+                             "with Retry-After); nothing was changed")}
+NOT_FOUND = {404: _problem("No job with this id (it may have expired or been deleted)"),
+             422: PROBLEM_RESPONSES[422], **UNAVAILABLE}
 EVENT_POLL_S = 0.2
 KEEPALIVE_S = 15
+STORE_OUTAGE_S = 30.0  # an event stream whose store is out this long ends (reconnect later)
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
@@ -37,15 +51,12 @@ def _manager(request: Request) -> JobManager:
     return request.app.state.jobs
 
 
-async def _store(call: Callable[..., T], *args: Any) -> T:
-    """A store call off the event loop: on PostgreSQL each is a network round trip."""
-    return await anyio.to_thread.run_sync(call, *args)
-
-
 async def _job(request: Request, job_id: str) -> dict[str, Any]:
-    job = await _store(_manager(request).store.get, job_id)
+    job = (await _manager(request).call(_manager(request).store.get, job_id)
+           if valid_job_id(job_id) else None)
     if job is None:
-        raise HTTPException(404, f"No job with id {job_id} (it may have expired)")
+        raise HTTPException(404, f"No job with id {job_id[:64]!r} (it may have expired or "
+                                 "been deleted)")
     return job
 
 
@@ -53,14 +64,49 @@ async def _job(request: Request, job_id: str) -> dict[str, Any]:
              responses={202: {"model": Job, "description": "Queued; `Location` names the job",
                               "headers": {"Location": {"schema": {"type": "string"},
                                                        "description": "/v1/jobs/{id}"}}},
-                        **PROBLEM_RESPONSES})
+                        **PROBLEM_RESPONSES, **UNAVAILABLE})
 async def submit_job(body: JobRequest, request: Request) -> JSONResponse:
     """Queue an optimize, compare or sweep request; answers at once with the job's id."""
-    manager = _manager(request)
-    job_id = await manager.submit(body.kind, body.request)
-    document = job_document(await _store(manager.store.get, job_id))
+    document = await _manager(request).submit(body.kind, body.request)
     return JSONResponse(document, status_code=202,
                         headers={"Location": document["links"]["self"]})
+
+
+def _cursor(job: dict[str, Any]) -> str:
+    raw = f"{job['created_at']!r}|{job['id']}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_cursor(cursor: str) -> tuple[float, str] | None:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, job_id = raw.split("|", 1)
+        value = float(created)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return (value, job_id) if valid_job_id(job_id) else None
+
+
+@router.get("", response_model=JobList, responses={
+    400: _problem("The cursor is not one this service gave"), **NOT_FOUND})
+async def list_jobs(request: Request,
+                    limit: Annotated[int, Query(ge=1, le=200, description="jobs per page")] = 50,
+                    cursor: Annotated[str | None, Query(
+                        max_length=200, description="`next_cursor` of the previous page")] = None,
+                    ) -> Response:
+    """Jobs, newest first, a page at a time."""
+    before = None
+    if cursor is not None:
+        before = _parse_cursor(cursor)
+        if before is None:
+            return problem_response(400, "invalid-cursor", "Invalid cursor",
+                                    "The cursor is not one this service gave: pass the "
+                                    "`next_cursor` of the previous page, or none")
+    manager = _manager(request)
+    jobs = await manager.call(manager.store.listing, limit + 1, before)
+    page = jobs[:limit]
+    return JSONResponse({"jobs": [job_document(job) for job in page],
+                         "next_cursor": _cursor(page[-1]) if len(jobs) > limit else None})
 
 
 @router.get("/{job_id}", response_model=Job, responses=NOT_FOUND)
@@ -75,7 +121,8 @@ async def get_job(job_id: str, request: Request) -> JSONResponse:
                 "Not finished yet (`job-not-finished`), failed (`job-failed`, with the job's "
                 "`error`) or cancelled before computing anything (`job-cancelled`)")})
 async def get_job_result(job_id: str, request: Request) -> Response:
-    """The body the synchronous endpoint would have answered; 409 while not finished."""
+    """The body the synchronous endpoint would have answered (`partial: true` when the job
+    was cancelled or ran out of time); 409 while not finished."""
     job = await _job(request, job_id)
     if job["status"] not in FINISHED:
         return problem_response(409, "job-not-finished", "Job has not finished",
@@ -84,65 +131,109 @@ async def get_job_result(job_id: str, request: Request) -> Response:
         return problem_response(409, "job-failed", "Job failed",
                                 f"Job {job_id} failed: {job['error']['detail']}",
                                 error=job["error"])
-    result = await _store(_manager(request).store.result, job_id)
+    manager = _manager(request)
+    result = await manager.call(manager.store.result, job_id)
     if result is None:
         return problem_response(409, "job-cancelled", "Job was cancelled",
                                 f"Job {job_id} was cancelled before it computed anything")
     return Response(result, media_type="application/json")
 
 
-@router.get("/{job_id}/events", response_class=EventSourceResponse, responses={
-    200: {"description": "Server-Sent Events: `progress` events whose data is the job "
-                         "document, then one `end` event {id, status[, reason]}",
-          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-    **NOT_FOUND})
+EVENTS = {
+    "description": "Server-Sent Events: `progress` events whose data is the job document "
+                   "(`Job`), then one `end` event (`JobEnd`); `x-item-schema` gives each "
+                   "event's shape (OpenAPI 3.2's `itemSchema`)",
+    "content": {"text/event-stream": {
+        "schema": {"type": "string", "description": "event: progress|end, data: JSON"},
+        "x-item-schema": {"oneOf": [
+            {"type": "object", "required": ["event", "data"], "properties": {
+                "event": {"const": "progress"},
+                "data": {"contentMediaType": "application/json",
+                         "contentSchema": {"$ref": "#/components/schemas/Job"}}}},
+            {"type": "object", "required": ["event", "data"], "properties": {
+                "event": {"const": "end"},
+                "data": {"contentMediaType": "application/json",
+                         "contentSchema": {"$ref": "#/components/schemas/JobEnd"}}}}]}}}}
+
+
+def _end(job_id: str, status: str, **extra: str) -> ServerSentEvent:
+    return ServerSentEvent(dumps({"id": job_id, "status": status, **extra}).decode(),
+                           event="end")
+
+
+@router.get("/{job_id}/events", response_class=EventSourceResponse,
+            responses={200: EVENTS, **NOT_FOUND})
 async def job_events(job_id: str, request: Request) -> EventSourceResponse:
     """Server-Sent Events: the current state at once, `progress` events, one final `end`."""
-    await _job(request, job_id)
-    store = _manager(request).store
+    first = await _job(request, job_id)
+    manager = _manager(request)
     shutdown = anyio.Event()  # set by sse-starlette when the server begins to shut down
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         last: bytes | None = None
+        job: dict[str, Any] | None = first
+        failing_since: float | None = None
         while True:
             if shutdown.is_set():  # the job goes on (here after a restart, or elsewhere)
-                job = await _store(store.get, job_id)
-                yield ServerSentEvent(dumps({
-                    "id": job_id, "status": job["status"] if job else "expired",
-                    "reason": "shutdown", "detail": "The service is shutting down; the job "
-                    "is kept and runs on: reconnect to follow it"}).decode(), event="end")
+                yield _end(job_id, job["status"] if job else "expired", reason="shutdown",
+                           detail="The service is shutting down; the job is kept and runs "
+                                  "on: reconnect to follow it")
                 return
-            job = await _store(store.get, job_id)
             if job is None:
-                yield ServerSentEvent(dumps({"id": job_id, "status": "expired"}).decode(),
-                                      event="end")
+                yield _end(job_id, "expired", reason="deleted")
                 return
-            document = job_document(job)
-            payload = dumps(document)
+            payload = dumps(job_document(job))
             if payload != last:
                 yield ServerSentEvent(payload.decode(), event="progress")
                 last = payload
             if job["status"] in FINISHED:
-                yield ServerSentEvent(dumps({"id": job_id, "status": job["status"]}).decode(),
-                                      event="end")
+                yield _end(job_id, job["status"])
                 return
             if await request.is_disconnected():
                 return
             with anyio.move_on_after(EVENT_POLL_S):
                 await shutdown.wait()
+            try:
+                job = await manager.watch(job_id)
+                failing_since = None
+            except StoreUnavailableError:  # keep the stream; give up after a long outage
+                now = anyio.current_time()
+                failing_since = failing_since or now
+                if now - failing_since > STORE_OUTAGE_S:
+                    yield _end(job_id, job["status"], reason="store-unavailable",
+                               detail="The job store is unreachable; reconnect later")
+                    return
 
     return EventSourceResponse(events(), ping=KEEPALIVE_S, shutdown_event=shutdown,
                                shutdown_grace_period=2 * EVENT_POLL_S + 0.5)
 
 
-@router.delete("/{job_id}", response_model=Job, responses={
+CANCEL_RESPONSES = {
     200: {"model": Job, "description": "The job, cancelled (or already finished)"},
     202: {"model": Job, "description": "Running: the cancel is requested and takes effect "
                                        "at the engine's next step"},
-    **NOT_FOUND})
+    **NOT_FOUND}
+
+
+@router.post("/{job_id}/cancel", response_model=Job, responses=CANCEL_RESPONSES)
 async def cancel_job(job_id: str, request: Request) -> JSONResponse:
-    """Cancel a queued or running job; a running one stops between steps and keeps its runs."""
+    """Cancel a queued or running job; it stays, `cancelled`, with the runs it computed as
+    its result (`partial: true`)."""
     await _job(request, job_id)
-    await _store(_manager(request).cancel, job_id)
+    manager = _manager(request)
+    await manager.call(manager.cancel, job_id)
     document = job_document(await _job(request, job_id))
     return JSONResponse(document, status_code=202 if document["status"] == "running" else 200)
+
+
+@router.delete("/{job_id}", status_code=204, response_class=Response, responses={
+    204: {"description": "Deleted: the job and its result are gone (404 from now on)"},
+    **NOT_FOUND})
+async def delete_job(job_id: str, request: Request) -> Response:
+    """Cancel the job if it runs, and remove it and its result."""
+    await _job(request, job_id)
+    manager = _manager(request)
+    if not await manager.call(manager.delete, job_id):
+        raise HTTPException(404, f"No job with id {job_id} (it may have expired or been "
+                                 "deleted)")
+    return Response(status_code=204)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service import translate
@@ -14,13 +14,21 @@ from service.schemas.requests import PlotRequest
 router = APIRouter(prefix="/v1", tags=["pictures"], route_class=StrictJSONRoute,
                    responses=PROBLEM_RESPONSES)
 MEDIA_TYPES = {"svg": "image/svg+xml", "png": "image/png"}
+# Bytes of any format, for clients that ask for them (`Accept: application/octet-stream`):
+# generated clients read declared octet-stream answers as files, and image/* types as nothing
+OCTET_STREAM = "application/octet-stream"
+BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
 @router.post("/plot", response_class=Response, responses={200: {
-    "content": {"image/svg+xml": {}, "image/png": {}},
-    "description": "the picture"}})
-async def plot(body: PlotRequest, settings: SettingsDep, gate: GateDep) -> Response:
+    "content": dict.fromkeys((*MEDIA_TYPES.values(), OCTET_STREAM), BINARY),
+    "description": "the picture: bytes of the format's media type (application/octet-stream "
+                   "when the request's Accept names only that)"}})
+async def plot(body: PlotRequest, settings: SettingsDep, gate: GateDep,
+               request: Request) -> Response:
     """Draw an optimize or compare request: loss contours with paths, and loss curves."""
     image = await gate.run(translate.run_plot, body, settings,
                            wait_s=translate.time_budget(body.request, settings))
-    return Response(image, media_type=MEDIA_TYPES[body.format])
+    accept = request.headers.get("accept", "").split(";")[0].strip().lower()
+    media = OCTET_STREAM if accept == OCTET_STREAM else MEDIA_TYPES[body.format]
+    return Response(image, media_type=media)

@@ -21,9 +21,10 @@ from optim_core.answers import (
     SweepRow,
     Trajectory,
 )
-from service.jobs.schemas import Job, JobLinks, Progress
+from service.jobs.schemas import Job, JobEnd, JobLinks, JobList, Progress
 
 __all__ = ["AnalyzeResponse", "CompareResponse", "Curvature", "Diagnostics", "Final", "Finding",
-           "Job", "JobLinks", "LandscapeResponse", "Meta", "OptimizeResponse", "PointAnalysis",
+           "Job", "JobEnd", "JobLinks", "JobList", "LandscapeResponse", "Meta",
+           "OptimizeResponse", "PointAnalysis",
            "Progress", "Run", "SummaryEntry", "SweepBest", "SweepResponse", "SweepRow",
            "Trajectory"]

@@ -10,6 +10,7 @@ import pytest
 
 from optim_core import RecordSpec, StopCriteria, expression_loss, resolve_starts
 from optim_core.api import compare, optimize, sweep
+from optim_core.engine.groups import make_group
 from optim_core.engine.loop import run
 from optim_core.losses.catalog import builtin_loss
 from optim_core.losses.dataset import dataset_loss
@@ -222,6 +223,31 @@ def test_progress_tracker_counts_finished_shards_as_done() -> None:
                               lambda *a: seen.append(a))
     tracker.update(1, 50, 100, 20)
     assert seen[-1] == (33, 100, 30)  # (0·10 + 0.5·20) / 30 of 100 steps
-    tracker.update(0, 20, 100, 0)  # the first shard's runs all stopped early
+    tracker.update(0, 100, 100, 0)  # the first shard's runs all stopped on their own
     assert seen[-1] == (67, 100, 20)
+    tracker.update(1, 60, 100, 0)  # the second was cancelled at step 60: how far it got
+    tracker.finish()
+    assert seen[-1] == (73, 100, 0)  # (1·10 + 0.6·20) / 30 of 100 steps, not 100
+
+
+def test_a_batch_reports_how_far_it_got_when_cancelled_and_all_of_it_when_done() -> None:
+    """The engine's last progress report: max_steps when every run ended on its own (however
+    early), the mean steps of the interrupted runs (finished ones whole) when cancelled."""
+    loss = builtin_loss("sphere")
+
+    def last_report(path: str, lr: float, **options: object) -> tuple[int, int, int]:
+        reports: list[tuple[int, int, int]] = []
+        run(loss, [make_group("sgd", [{"lr": lr}] * 3)], np.ones((3, 2)), max_steps=1000,
+            progress=lambda *a: reports.append(a), path=path, **options)
+        return reports[-1]
+
+    for path in ("vectorised", "floats"):
+        assert last_report(path, 0.4) == (1000, 1000, 0)  # converged in ~40 steps: complete
+        calls = iter(range(10**6))
+        done, total, active = last_report(path, 1e-9, stop=StopCriteria(grad_tol=0),
+                                          cancel=lambda c=calls: next(c) >= 2,
+                                          progress_every=50)
+        assert total == 1000 and active == 0 and 0 < done < 1000, (path, done)
+
+
     InProcess()  # the default executor needs nothing to start

@@ -14,8 +14,8 @@ from optim_core.api import compare, sweep
 from optim_core.losses.catalog import builtin_loss
 from optim_core.losses.expression import expression_loss
 from optim_core.shards import parallel_shards, split
+from service.errors import ShardFailedError
 from service.executors.pool import PoolExecutor
-from service.problems import ShardFailedError
 
 
 @pytest.fixture(scope="module")

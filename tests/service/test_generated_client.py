@@ -72,6 +72,14 @@ def test_compute_endpoints_through_the_generated_client(gen, client):
         client=client, body=m.OptimizeRequest.from_dict(
             {"loss": {"kind": "expression", "expression": "x^2 + sin(y"}, "start": [1, 1]}))
     assert bad.status_code == 400 and bad.parsed.type_ == "/problems/invalid-expression"
+    for fmt, magic in (("svg", b"<?xml"), ("png", b"\x89PNG")):
+        picture = _api(gen, "pictures.plot").sync_detailed(
+            client=client, body=m.PlotRequest.from_dict(
+                {"request": {"loss": RAVINE, "start": [1, 1], "max_steps": 20,
+                             "optimizer": {"name": "sgd", "lr": 0.01}}, "format": fmt,
+                 "size": [400, 300]}))
+        assert picture.status_code == 200 and picture.content.startswith(magic)
+        assert picture.parsed is not None  # the document declares the bytes: no raise
 
 
 def test_a_whole_job_through_the_generated_client(gen, client):
@@ -103,6 +111,11 @@ def test_a_whole_job_through_the_generated_client(gen, client):
     assert unknown.status_code == 404 and unknown.parsed.status == 404
     gone = _api(gen, jobs + "cancel_job").sync_detailed("no-such-job", client=client)
     assert gone.status_code == 404
+    listed = _api(gen, jobs + "list_jobs").sync(client=client, limit=200)
+    assert queued.id in [j.id for j in listed.jobs]
+    deleted = _api(gen, jobs + "delete_job").sync_detailed(queued.id, client=client)
+    assert deleted.status_code == 204
+    assert _api(gen, jobs + "get_job").sync_detailed(queued.id, client=client).status_code == 404
     sweep = submit.sync(client=client, body=m.SweepJob.from_dict(
         {"kind": "sweep", "request": {"loss": RAVINE, "optimizer": {"name": "sgd"},
                                       "grid": {"lr": [0.001, 0.019]}, "start": [1, 1]}}))

@@ -83,7 +83,7 @@ async def test_inline_and_threaded_answers_agree(client, settings, body, monkeyp
 
 
 async def test_small_requests_queue_and_get_429_when_the_service_is_saturated():
-    from service.problems import OverloadedError
+    from service.errors import OverloadedError
 
     gate = ComputeGate(max_concurrency=1, max_queue=0, retry_after_s=1)
     assert await gate.run(lambda: "inline", inline=True) == "inline"  # a free slot: inline
@@ -96,15 +96,17 @@ async def test_small_requests_queue_and_get_429_when_the_service_is_saturated():
 async def test_jobs_count_in_the_gate_and_never_take_the_last_slot():
     import threading
 
-    from service.problems import OverloadedError
+    from service.errors import OverloadedError
 
     gate = ComputeGate(max_concurrency=2, max_queue=4, retry_after_s=3)
     assert gate.job_slots == 1
     release = threading.Event()
+    assert gate.reserve_job()  # the runner takes a job slot before it claims a job
+    assert not gate.reserve_job()  # the only one
     job = asyncio.get_running_loop().create_task(gate.run_job(release.wait))
     while gate.busy < 1:
         await asyncio.sleep(0.01)
-    assert gate.jobs_running == 1 and not gate.job_slot_free
+    assert gate.jobs_running == 1
     assert await gate.run(lambda: "answered", wait_s=1) == "answered"  # the slot jobs leave
     await gate.limiter.acquire_on_behalf_of("long request")  # takes the last slot
     began = asyncio.get_running_loop().time()
@@ -128,19 +130,21 @@ async def test_jobs_on_a_cluster_hold_no_compute_slot():
     assert ComputeGate(2, 4, 3, job_slots=3, jobs_hold_slots=False).job_slots == 3
     assert ComputeGate(2, 4, 3, job_slots=5).job_slots == 1  # local: never the last slot
     release = threading.Event()
+    assert all(gate.reserve_job() for _ in range(3))
     jobs = [asyncio.get_running_loop().create_task(gate.run_job(release.wait))
             for _ in range(3)]
-    while gate.jobs_running < 3 or gate.job_limiter.borrowed_tokens < 3:
+    while gate.job_limiter.borrowed_tokens < 3:
         await asyncio.sleep(0.01)
-    assert gate.busy == 0 and gate.job_slot_free and gate.waiting == 0
+    assert gate.busy == 0 and gate.jobs_running == 3 and gate.waiting == 0
     answers = await asyncio.gather(*(gate.run(lambda: "answered", wait_s=1) for _ in range(2)))
     assert answers == ["answered", "answered"]  # both slots were the requests'
     # admission counts only slots jobs hold: with more remote jobs than slots + queue,
     # requests are still admitted
     small = ComputeGate(1, 0, 3, job_slots=4, jobs_hold_slots=False)
+    assert all(small.reserve_job() for _ in range(3))
     more = [asyncio.get_running_loop().create_task(small.run_job(release.wait))
             for _ in range(3)]
-    while small.jobs_running < 3:
+    while small.job_limiter.borrowed_tokens < 3:
         await asyncio.sleep(0.01)
     assert await small.run(lambda: "admitted", wait_s=1) == "admitted"
     release.set()

@@ -57,30 +57,92 @@ async def test_progress_is_monotone_and_the_result_waits(client):
     job = (await client.post("/v1/jobs", json={"kind": "optimize", "request": SLOW})).json()
     r = await client.get(f"/v1/jobs/{job['id']}/result")
     assert r.status_code == 409 and r.headers["content-type"] == "application/problem+json"
-    seen = []
+    seen, etas = [], []
     for _ in range(40):
         current = (await client.get(f"/v1/jobs/{job['id']}")).json()
         seen.append(current["progress"]["steps_done"])
+        etas.append(current["progress"]["eta_s"])
         if current["status"] == "running" and current["progress"]["steps_done"] > 0:
             progress = current["progress"]
             assert progress["steps_total"] == 400_000 and progress["runs_active"] == 64
-            assert 0 < progress["fraction"] < 1 and progress["eta_s"] > 0
+            assert 0 < progress["fraction"] < 1
         await asyncio.sleep(0.05)
     assert seen == sorted(seen) and seen[-1] > 0
-    r = await client.delete(f"/v1/jobs/{job['id']}")
+    # no estimate until the rate is measured (the first report includes the set-up), then one
+    assert etas[0] is None and etas[-1] is not None and etas[-1] > 0
+    r = await client.post(f"/v1/jobs/{job['id']}/cancel")
     assert r.status_code in (200, 202)
     done = await wait_for(client, job["id"])
     assert done["status"] == "cancelled"
+    # the progress says what was done, not the whole job
+    progress = done["progress"]
+    assert 0 < progress["steps_done"] < 400_000 and 0 < progress["fraction"] < 1
+    assert progress["runs_active"] == 0 and progress["eta_s"] == 0
+    assert progress["fraction"] == pytest.approx(progress["steps_done"] / 400_000, abs=1e-5)
     result = (await client.get(f"/v1/jobs/{job['id']}/result")).json()
+    assert result["partial"] is True and result["partial_reason"] == "cancelled"
     assert {run["status"] for run in result["runs"]} == {"cancelled"}
     assert all(0 < run["steps"] < 400_000 for run in result["runs"])
+    # cancelled jobs stay until deleted; DELETE removes the job and its result
+    assert (await client.post(f"/v1/jobs/{job['id']}/cancel")).status_code == 200
+    r = await client.delete(f"/v1/jobs/{job['id']}")
+    assert r.status_code == 204 and r.content == b""
+    for path in ("", "/result", "/events"):
+        assert (await client.get(f"/v1/jobs/{job['id']}{path}")).status_code == 404
+    assert (await client.delete(f"/v1/jobs/{job['id']}")).status_code == 404
+    assert (await client.post(f"/v1/jobs/{job['id']}/cancel")).status_code == 404
 
 
-async def test_cancel_a_queued_job_and_unknown_ids(client):
-    r = await client.delete("/v1/jobs/nope")
-    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
-    assert (await client.get("/v1/jobs/nope")).status_code == 404
-    assert (await client.get("/v1/jobs/nope/result")).status_code == 404
+async def test_a_finished_job_is_whole_and_not_partial(client):
+    job = (await client.post("/v1/jobs", json={"kind": "compare", "request": QUICK})).json()
+    done = await wait_for(client, job["id"])
+    assert done["progress"]["fraction"] == 1.0 and done["progress"]["steps_done"] == 300
+    result = (await client.get(f"/v1/jobs/{job['id']}/result")).json()
+    assert "partial" not in result and "partial_reason" not in result
+
+
+async def test_deleting_a_running_job_stops_it_and_removes_it(client):
+    job = (await client.post("/v1/jobs", json={"kind": "optimize", "request": SLOW})).json()
+    await wait_for(client, job["id"], statuses=("running",))
+    assert (await client.delete(f"/v1/jobs/{job['id']}")).status_code == 204
+    assert (await client.get(f"/v1/jobs/{job['id']}")).status_code == 404
+    # its runner stops (the job slot is free again): a new job runs to the end
+    quick = (await client.post("/v1/jobs", json={"kind": "compare", "request": QUICK})).json()
+    assert (await wait_for(client, quick["id"]))["status"] == "succeeded"
+
+
+async def test_unknown_and_malformed_ids_are_404_before_any_store_call(client):
+    for job_id in ("nope", "%00", "a" * 31, "A" * 32, "g" * 32, "0" * 33, "x" * 5000,
+                   "0" * 32):
+        for method, path in (("GET", ""), ("GET", "/result"), ("GET", "/events"),
+                             ("POST", "/cancel"), ("DELETE", "")):
+            r = await client.request(method, f"/v1/jobs/{job_id}{path}")
+            assert r.status_code == 404, (job_id, method, path, r.text)
+            assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_jobs_are_listed_newest_first_a_page_at_a_time(client):
+    ids = []
+    for i in range(5):
+        request = QUICK | {"max_steps": 10 + i}
+        ids.append((await client.post("/v1/jobs", json={"kind": "compare",
+                                                        "request": request})).json()["id"])
+    seen, cursor = [], None
+    for _ in range(4):
+        r = await client.get("/v1/jobs", params={"limit": 2} | ({"cursor": cursor}
+                                                                 if cursor else {}))
+        assert r.status_code == 200
+        page = r.json()
+        assert len(page["jobs"]) <= 2
+        seen += [job["id"] for job in page["jobs"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ids[::-1]
+    assert (await client.get("/v1/jobs", params={"cursor": "not-a-cursor"})).status_code == 400
+    assert (await client.get("/v1/jobs", params={"limit": 0})).status_code == 422
+    for job_id in ids:
+        await wait_for(client, job_id)
 
 
 async def test_job_validation_matches_the_endpoint(client):
@@ -104,7 +166,7 @@ async def test_job_validation_matches_the_endpoint(client):
     assert (await client.post("/v1/optimize", json=big)).status_code == 413
     r = await client.post("/v1/jobs", json={"kind": "optimize", "request": big})
     assert r.status_code == 202
-    await client.delete(f"/v1/jobs/{r.json()['id']}")
+    await client.post(f"/v1/jobs/{r.json()['id']}/cancel")
     r = await client.post("/v1/jobs", json={"kind": "optimize", "request": big | {
         "max_steps": 10**9}})
     assert r.status_code == 413 and r.json()["limit"] == "max_steps"
@@ -139,7 +201,8 @@ async def test_queue_bound_answers_429(settings):
         assert first.status_code == 202
         r = await c.post("/v1/jobs", json={"kind": "optimize", "request": SLOW})
         assert r.status_code == 429 and r.headers["retry-after"]
-        await c.delete(f"/v1/jobs/{first.json()['id']}")
+        assert r.json()["type"] == "/problems/too-many-jobs" and r.json()["maximum"] == 1
+        await c.post(f"/v1/jobs/{first.json()['id']}/cancel")
         await wait_for(c, first.json()["id"])
 
 
@@ -178,7 +241,7 @@ def store_env(request, tmp_path):
 
 
 def _store(env):
-    from service.jobs.store import open_job_store
+    from service.jobs import open_job_store
 
     return open_job_store(env["OPTIM_JOBS_DB_PATH"], env.get("OPTIM_JOBS_DB_URL"))
 
@@ -351,16 +414,17 @@ def test_strided_trajectories_serialise():
 
 
 def test_an_unusable_job_store_path_fails_start_up_with_the_setting_to_fix(tmp_path):
-    from service.jobs.store import JobStore, JobStoreUnavailableError
+    from service.errors import JobStoreUnavailableError
+    from service.jobs.sqlite import SqliteJobStore
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     with pytest.raises(JobStoreUnavailableError, match="OPTIM_JOBS_DB_PATH"):
-        JobStore(blocker / "jobs.sqlite3")
+        SqliteJobStore(blocker / "jobs.sqlite3")
 
 
 def test_a_job_store_url_that_is_not_postgresql_fails_start_up_naming_the_setting():
-    from service.jobs.store import JobStoreUnavailableError, open_job_store
+    from service.jobs import JobStoreUnavailableError, open_job_store
 
     with pytest.raises(JobStoreUnavailableError, match="OPTIM_JOBS_DB_URL"):
         open_job_store(":memory:", "mysql://root@localhost/jobs")
@@ -368,7 +432,7 @@ def test_a_job_store_url_that_is_not_postgresql_fails_start_up_naming_the_settin
 
 def test_an_unreachable_postgresql_fails_start_up_naming_the_setting():
     pytest.importorskip("psycopg")
-    from service.jobs.store import JobStoreUnavailableError, open_job_store
+    from service.jobs import JobStoreUnavailableError, open_job_store
 
     with pytest.raises(JobStoreUnavailableError, match="OPTIM_JOBS_DB_URL"):
         open_job_store(":memory:", f"postgresql://nobody@127.0.0.1:{free_port()}/none"
@@ -387,7 +451,8 @@ async def test_a_runner_that_lost_its_lease_stops_and_stores_nothing(tmp_path):
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         job = (await client.post("/v1/jobs", json={"kind": "optimize", "request": SLOW})).json()
         await wait_for(client, job["id"], statuses=("running",))
-        manager.store._run("UPDATE jobs SET owner = 'another-runner' WHERE id = ?", job["id"])
+        manager.store._fetch("UPDATE jobs SET owner = 'another-runner' WHERE id = ?", job["id"],
+                             rows="count")
         deadline = time.monotonic() + 10
         while job["id"] in manager.running and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -395,19 +460,22 @@ async def test_a_runner_that_lost_its_lease_stops_and_stores_nothing(tmp_path):
         await asyncio.sleep(0.3)
         after = (await client.get(f"/v1/jobs/{job['id']}")).json()
         assert after["status"] == "running"  # the new runner's, untouched by the old one
-        assert manager.store._run("SELECT owner FROM jobs WHERE id = ?",
-                                  job["id"]).fetchone()[0] == "another-runner"
+        assert manager.store._fetch("SELECT owner FROM jobs WHERE id = ?",
+                                    job["id"])[0] == "another-runner"
         await manager.shutdown()
 
 
 def test_renew_counts_a_job_finished_by_its_owner_as_held_and_a_requeued_one_as_lost(tmp_path):
     """The heartbeat must not mistake a job that just finished for a lost lease."""
-    from service.jobs.store import JobStore
+    from service.jobs.sqlite import SqliteJobStore
 
-    store = JobStore(tmp_path / "jobs.sqlite3")
-    done, running, taken = (store.create("optimize", {"i": i}) for i in range(3))
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    done, running, taken = (f"{i:032x}" for i in range(3))
+    for i, job_id in enumerate((done, running, taken)):
+        store.create(job_id, "optimize", {"i": i}, max_active=8, retry_after=1)
     for _ in range(3):
         assert store.claim("me", 30.0) is not None
     assert store.finish(done, "succeeded", result=b"{}", ttl_s=60, owner="me")
-    store._run("UPDATE jobs SET status = 'queued', owner = NULL WHERE id = ?", taken)
+    store._fetch("UPDATE jobs SET status = 'queued', owner = NULL WHERE id = ?", taken,
+                 rows="count")
     assert store.renew([done, running, taken], "me", 30.0) == {done, running}

@@ -63,7 +63,7 @@ def test_log_lines_are_json_with_the_request_id():
 
 def test_an_overrunning_worker_is_killed_and_replaced():
     from optim_core.expressions.parse import ExpressionLimits
-    from service.problems import SymbolicTimeoutError
+    from service.errors import SymbolicTimeoutError
     from service.symbolic import IsolatedDeriver
     from tests.service.slow_symbolic import sleepy_derive
 

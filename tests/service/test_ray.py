@@ -19,9 +19,10 @@ from optim_core.losses.catalog import builtin_loss  # noqa: E402
 from optim_core.losses.dataset import dataset_loss  # noqa: E402
 from optim_core.losses.expression import expression_loss  # noqa: E402
 from optim_core.shards import split  # noqa: E402
+from service.errors import ShardFailedError  # noqa: E402
 from service.executors.ray_cluster import RayExecutor  # noqa: E402
 from service.main import create_app  # noqa: E402
-from service.problems import ShardFailedError, problem_for  # noqa: E402
+from service.problems import problem_for  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.service.test_jobs import wait_for  # noqa: E402
 

@@ -1,0 +1,42 @@
+"""A working example body for every operation that takes one: the OpenAPI document carries them
+(Swagger UI's Try-it-out starts from them), and a test sends each to the server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+RAVINE = {"kind": "expression", "expression": "0.5*(x^2 + 100*y^2)"}
+ROSENBROCK = {"kind": "builtin", "name": "rosenbrock"}
+
+OPTIMIZE = {"loss": ROSENBROCK, "optimizer": {"name": "newton"}, "start": [-1.2, 1.0],
+            "record": {"fields": ["loss"]}}
+COMPARE = {"loss": RAVINE, "start": [-8, 1], "max_steps": 500,
+           "optimizers": [{"name": "sgd", "lr": 0.0196},
+                          {"name": "momentum", "lr": 0.0196,
+                           "momentum_schedule": {"start": 0.5, "end": 0.9, "steps": 50}},
+                          {"name": "adam", "lr": 0.1}],
+           "record": {"max_points": 50}}
+SWEEP = {"loss": {"kind": "builtin", "name": "ravine", "params": {"condition": 100}},
+         "optimizer": {"name": "momentum"}, "grid": {"lr": [0.005, 0.02], "momentum": [0.0, 0.9]},
+         "start": {"random": {"n": 8, "low": -5, "high": 5, "seed": 1}}}
+LANDSCAPE = {"loss": {"kind": "builtin", "name": "himmelblau"}, "bounds": [[-5, 5], [-5, 5]],
+             "resolution": [50, 50]}
+ANALYZE = {"loss": {"kind": "expression", "expression": "x^2 - y^2 + y^4/4"},
+           "points": [[0, 0], [0, 1.5], [0, 1.4142135623730951]]}
+PLOT = {"request": COMPARE, "format": "svg"}
+JOB = {"kind": "compare", "request": COMPARE}
+
+
+def _examples(summary: str, value: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {"example": {"summary": summary, "value": value}}
+
+
+EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
+    "optimize": _examples("Newton's method on Rosenbrock from (−1.2, 1)", OPTIMIZE),
+    "compare": _examples("SGD, momentum (0.5 → 0.9) and Adam in a ravine", COMPARE),
+    "sweep": _examples("Momentum over a grid of lr × momentum, 8 random starts", SWEEP),
+    "landscape": _examples("Himmelblau's function on a 50 × 50 grid", LANDSCAPE),
+    "analyze": _examples("A saddle, a convex non-critical point and a minimum", ANALYZE),
+    "plot": _examples("The ravine comparison drawn as SVG", PLOT),
+    "submit_job": _examples("The ravine comparison as a job", JOB),
+}

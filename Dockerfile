@@ -9,13 +9,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     OPTIM_HOST=0.0.0.0 \
     OPTIM_PORT=8000 \
     OPTIM_WORKERS=1 \
-    OPTIM_JOBS_DB_PATH=/data/optim_jobs.sqlite3
+    OPTIM_JOBS_DB_PATH=/data/optim_jobs.sqlite3 \
+    OMP_NUM_THREADS=1 \
+    OPENBLAS_NUM_THREADS=1 \
+    MKL_NUM_THREADS=1
 
 WORKDIR /app
 # Dependencies first, from pyproject alone: a change to the code reuses this layer.
 COPY pyproject.toml ./
 # (with the postgres and ray extras: a replica can use a shared PostgreSQL job store and send
-# jobs to a Ray cluster, and the same image runs the cluster's head and workers)
+# jobs to a Ray cluster through a ray:// address (Ray Client), and the same image runs the
+# cluster's head and workers). One BLAS thread per process: compute slots, pool workers and
+# Ray workers are the parallelism, and OpenBLAS would size its pool from the host's cores.
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres'] + p['optional-dependencies']['ray']))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
 COPY README.md ./

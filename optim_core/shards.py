@@ -32,7 +32,7 @@ from optim_core.engine.groups import RunGroup, make_group
 from optim_core.engine.loop import run
 from optim_core.engine.recording import RecordSpec, Trajectory
 from optim_core.engine.results import PER_RUN_ARRAYS, RunBatch
-from optim_core.engine.stopping import StopCriteria
+from optim_core.engine.stopping import StopCriteria, steps_done
 from optim_core.losses.base import Loss
 from optim_core.types import Array
 
@@ -255,6 +255,9 @@ def execute(plan: Plan, *, shards: Sequence[Array] | None = None,
     executor = executor or InProcess()
     results = executor.run_shards(work, shards, deadline_wall=_wall(deadline), cancel=cancel,
                                   progress=tracker.update if progress is not None else None)
+    for i, result in enumerate(results):  # each shard's end, whatever reached us on the way
+        tracker.update(i, steps_done(result.fields["status"], result.fields["steps"],
+                                     work.options.max_steps), work.options.max_steps, 0)
     tracker.finish()
     return merge(plan, results, time.perf_counter() - began)
 

@@ -47,6 +47,17 @@ class ShardFailedError(Exception):
         super().__init__(self.detail)
         self.shard, self.first_run, self.last_run = shard, first, last
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its fields (it crosses from the Ray executor's process to the API's)."""
+        return (_shard_failed, (self.detail, self.shard, self.first_run, self.last_run))
+
+
+def _shard_failed(detail: str, shard: int, first: int, last: int) -> ShardFailedError:
+    error = ShardFailedError.__new__(ShardFailedError)
+    Exception.__init__(error, detail)
+    error.detail, error.shard, error.first_run, error.last_run = detail, shard, first, last
+    return error
+
 
 class ExecutorUnavailableError(RuntimeError):
     """The configured executor cannot be used: at start-up (naming the setting), or while a

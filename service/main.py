@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await anyio.to_thread.run_sync(warm_up, settings.symbolic_timeout_s * 4,
                                            settings.symbolic_workers)
         if app.state.executor.name == "ray":  # connect now: the first job should not wait
-            await anyio.to_thread.run_sync(app.state.executor.status)
+            await anyio.to_thread.run_sync(app.state.executor.connect)
         app.state.jobs.start()  # queued jobs (this process's or another's) run from now on
         logging.getLogger("service").info("start-up heap frozen: %d objects",
                                           freeze_startup_heap())

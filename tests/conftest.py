@@ -20,6 +20,11 @@ from service.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker per core, at most four (each may start servers and clusters)."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
 @pytest.fixture(autouse=True)
 def _test_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every app a test builds (and every server it starts) keeps its jobs in tmp_path and

@@ -29,9 +29,9 @@ class JobExecutor(ShardExecutor, Protocol):
 def open_executor(settings: Settings) -> JobExecutor:
     """The executor OPTIM_EXECUTOR names (Ray is imported only when chosen)."""
     if settings.executor == "ray":
-        from service.executors.ray_cluster import RayExecutor
+        from service.executors.ray_bridge import IsolatedRayExecutor
 
-        return RayExecutor(settings)
+        return IsolatedRayExecutor(settings)
     from service.executors.pool import PoolExecutor
 
     return PoolExecutor(settings.workers_cpu)

@@ -18,6 +18,7 @@ ends the calling process, which for us is an API replica.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import uuid
@@ -39,11 +40,16 @@ from service.executors.throttle import throttled
 from service.settings import Settings
 
 POLL_S = 0.2
+CONTROL_TIMEOUT_S = 5.0  # a control actor that does not answer in this time is replaced
 
 try:
     import ray
 except ImportError:  # checked at start-up: OPTIM_EXECUTOR=ray needs the [ray] extra
     ray = None
+    _CLUSTER_LOST: tuple[type[BaseException], ...] = ()
+else:  # faults of the cluster (a raylet, a node, the GCS), as opposed to a shard's own
+    _CLUSTER_LOST = (ray.exceptions.LocalRayletDiedError, ray.exceptions.NodeDiedError,
+                     ray.exceptions.RaySystemError, ray.exceptions.ObjectLostError)
 
 
 class RayExecutor:
@@ -79,16 +85,21 @@ class RayExecutor:
                 except Exception as exc:  # unreachable, refused, version mismatch, …
                     raise ExecutorUnavailableError(
                         f"Cannot reach the Ray cluster at OPTIM_RAY_ADDRESS={self.address}: "
-                        f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}"
-                    ) from exc
+                        f"{_last_line(exc)}") from exc
                 self._owns_ray = True
             self._remote = ray.remote(_run_shard)
             self._control = ray.remote(num_cpus=0)(JobControl).remote()
 
+    def connect(self) -> None:
+        self._connect()
+
+    def cpus(self) -> int:
+        self._connect()
+        return int(ray.cluster_resources().get("CPU", self.workers))
+
     def shards(self, plan: Plan) -> list[np.ndarray]:
         """At least one shard per CPU of the cluster (when the batch is large enough)."""
-        self._connect()
-        return parallel_shards(plan, int(ray.cluster_resources().get("CPU", self.workers)))
+        return parallel_shards(plan, self.cpus())
 
     def run_shards(self, work: ShardWork, shards: Sequence[np.ndarray], *,
                    deadline_wall: float | None, cancel: Callable[[], bool] | None,
@@ -109,21 +120,46 @@ class RayExecutor:
                     i = index[ref.hex()]
                     try:
                         results[i] = ray.get(ref)
+                    except _CLUSTER_LOST as exc:  # the node or the cluster, not the shard
+                        raise ExecutorUnavailableError(
+                            f"The Ray cluster at OPTIM_RAY_ADDRESS={self.address} lost the "
+                            f"job's shard {i} ({_first_line(exc)}); submit the job again once "
+                            "/readyz is ready") from None
                     except Exception as exc:
                         lost = not isinstance(exc, ray.exceptions.RayTaskError)
                         raise ShardFailedError(i, shards[i], self.retries if lost else 0,
                                                exc) from None
                 if not cancelled and cancel is not None and cancel():
-                    control.cancel.remote(job)
-                    cancelled = True
+                    cancelled = self._tell(lambda: control.cancel.remote(job))
                 if progress is not None:
-                    for shard, state in ray.get(control.snapshot.remote(job)).items():
+                    for shard, state in self._snapshot(control, job).items():
                         if seen.get(shard) != state:
                             seen[shard] = state
                             progress(shard, *state)
             return results  # type: ignore[return-value]
         finally:
             _release(control, job, stop_the_rest=bool(pending) and not cancelled)
+
+    def _snapshot(self, control: Any, job: str) -> dict[int, tuple[int, int, int]]:
+        """The job's progress from its control actor; an actor that died (killed, its node
+        lost) is replaced for the next jobs, and this one goes on without progress."""
+        try:
+            return ray.get(control.snapshot.remote(job), timeout=CONTROL_TIMEOUT_S)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            self._replace_control(control)
+            return {}
+
+    def _tell(self, call: Callable[[], Any]) -> bool:
+        try:
+            call()
+        except ray.exceptions.RayActorError:
+            return False
+        return True
+
+    def _replace_control(self, dead: Any) -> None:
+        with self._lock:
+            if self._control is dead:
+                self._control = ray.remote(num_cpus=0)(JobControl).remote()
 
     def status(self) -> dict[str, Any]:
         """Reachable when this process is connected and the cluster answers."""
@@ -190,9 +226,28 @@ def _run_shard(work: ShardWork, runs: np.ndarray, deadline_wall: float | None, c
                job: str, shard: int) -> ShardResult:
     """On a Ray worker: the shard, its progress sent to the job's actor (fire and forget),
     the cancel flag read from it; both at most every REMOTE_CHECK_S (each is a round trip
-    that costs CPU the shards on a small machine need)."""
-    report, cancelled = throttled(
-        lambda state: control.report.remote(job, shard, *state),
-        lambda: bool(ray.get(control.is_cancelled.remote(job))))
+    that costs CPU the shards on a small machine need). An actor that is gone costs the shard
+    its progress reports and its cancel, never its answer."""
+    def report(state: tuple[int, int, int]) -> None:
+        with contextlib.suppress(Exception):
+            control.report.remote(job, shard, *state)
+
+    def asked() -> bool:
+        try:
+            return bool(ray.get(control.is_cancelled.remote(job), timeout=CONTROL_TIMEOUT_S))
+        except Exception:  # noqa: BLE001 - the actor is gone: no cancel can reach us
+            return False
+
+    progress, cancelled = throttled(report, asked)
     return run_shard(work, runs, deadline_wall=deadline_wall, cancel=cancelled,
-                     progress=report)
+                     progress=progress)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _last_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1][:300] if text else repr(exc)

@@ -57,33 +57,77 @@ def test_the_base_image_is_pinned_and_the_requirements_line_reads_pyproject():
     assert listed == project["project"]["dependencies"] + extras["postgres"] + extras["ray"]
 
 
+def _compose() -> dict:
+    """compose.yaml as `docker compose config` reads it: merge keys and anchors resolved,
+    environment lists as mappings."""
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    for service in compose["services"].values():
+        environment = service.get("environment", {})
+        if isinstance(environment, list):
+            service["environment"] = dict(e.split("=", 1) for e in environment)
+    return compose
+
+
 def test_compose_file_parses_and_names_only_known_settings():
     """compose.yaml: two API replicas on one PostgreSQL and a Ray cluster (head and worker),
     all from the one image; every OPTIM_ variable a setting."""
-    yaml = pytest.importorskip("yaml")
     from service.settings import Settings
 
-    compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
-    services = compose["services"]
+    services = _compose()["services"]
     replicas = [s for s in services.values()  # the image's own command: the API
                 if s.get("image") == "optim-service" and "command" not in s]
     assert len(replicas) >= 2
     known = {f"OPTIM_{name.upper()}" for name in Settings.model_fields}
     for name, service in services.items():
-        environment = service.get("environment", {})
-        names = environment if isinstance(environment, dict) else [
-            e.split("=", 1)[0] for e in environment]
-        unknown = {n for n in names if n.startswith("OPTIM_")} - known
+        unknown = {n for n in service.get("environment", {}) if n.startswith("OPTIM_")} - known
         assert not unknown, f"{name} sets {sorted(unknown)}, which the service does not know"
     for replica in replicas:
         assert replica["environment"]["OPTIM_JOBS_DB_URL"].startswith("postgresql://")
     assert any("postgres" in str(s.get("image", "")) for s in services.values())
-    # a Ray head and worker from the same image; the replicas send jobs there
+    # a Ray head and worker from the same image; the replicas send jobs there by Ray Client
     ray_nodes = [s for s in services.values() if "ray start" in " ".join(s.get("command", []))]
     assert len(ray_nodes) >= 2 and all(s["image"] == "optim-service" for s in ray_nodes)
     assert any("--head" in s["command"] for s in ray_nodes)
-    head = next(n for n, s in services.items() if "--head" in s.get("command", []))
+    head_name, head = next((n, s) for n, s in services.items() if "--head" in s.get("command", []))
+    client_port = next(a.split("=")[1] for a in head["command"]
+                       if a.startswith("--ray-client-server-port="))
     for replica in replicas:
         environment = replica["environment"]
         assert environment.get("OPTIM_EXECUTOR") == "ray"
-        assert environment["OPTIM_RAY_ADDRESS"] == f"ray://{head}:10001"
+        assert environment["OPTIM_RAY_ADDRESS"] == f"ray://{head_name}:{client_port}"
+
+
+def test_compose_services_are_limited_restarted_and_built_once():
+    """What an operator needs of each container: a restart policy, CPU and memory limits,
+    one BLAS thread per process, the shared image built (never pulled), an init for the
+    processes Ray and the pool leave, and health checks that check the container itself."""
+    services = _compose()["services"]
+    for name, service in services.items():
+        assert service.get("restart") in ("unless-stopped", "always", "on-failure"), name
+        limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert limits.get("cpus") and limits.get("memory"), f"{name} has no limits"
+        if service.get("image") != "optim-service":
+            continue
+        assert service.get("pull_policy") == "build" and service.get("build"), name
+        assert service.get("init") is True, name
+        environment = service["environment"]
+        for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            assert environment.get(variable) == "1", (name, variable)
+        command = " ".join(service.get("command", []))
+        if "ray start" in command:
+            # Ray's CPUs match the container's limit, and no check of an API port
+            assert f"--num-cpus={int(float(limits['cpus']))}" in command, name
+            check = " ".join(service.get("healthcheck", {}).get("test", []))
+            assert check and "8000" not in check and "healthz" not in check, name
+
+
+def test_the_image_holds_the_ray_client_and_the_postgres_pool():
+    """A replica reaches the cluster by a ray:// address (Ray Client needs its extra) and the
+    store through psycopg's pool: both come with the extras the image installs."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = project["project"]["optional-dependencies"]
+    assert any(r.startswith("ray[client]") for r in extras["ray"])
+    assert any(r.startswith("psycopg[binary,pool]") for r in extras["postgres"])
+    for variable in ("OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1"):
+        assert variable in DOCKERFILE

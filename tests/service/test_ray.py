@@ -24,6 +24,7 @@ from service.executors.ray_cluster import RayExecutor  # noqa: E402
 from service.main import create_app  # noqa: E402
 from service.problems import problem_for  # noqa: E402
 from service.settings import Settings  # noqa: E402
+from tests.service.shard_watch import Watching  # noqa: E402
 from tests.service.test_jobs import wait_for  # noqa: E402
 
 
@@ -87,10 +88,11 @@ def test_cancel_stops_every_shard_and_keeps_partial_results(executor, no_ray_can
     loss = builtin_loss("rosenbrock")
     starts = resolve_starts(loss, {"random": {"n": 4000, "seed": 1}})
     began = time.monotonic()
+    watch = Watching(executor)
     report = sweep(loss, {"name": "sgd"}, {"lr": [1e-5, 2e-5]}, starts, max_steps=200_000,
-                   stop=StopCriteria(grad_tol=0), executor=executor,
-                   cancel=lambda: time.monotonic() - began > 1.5)
-    assert time.monotonic() - began < 30  # 200,000 steps of 8,000 runs would take minutes
+                   stop=StopCriteria(grad_tol=0), executor=watch, cancel=watch.all_computing,
+                   progress=lambda *a: None)
+    assert time.monotonic() - began < 60  # 200,000 steps of 8,000 runs would take minutes
     steps = report.batch.steps
     assert (steps > 0).all() and (steps < 200_000).all()
     assert set(report.batch.status.tolist()) == {6}  # cancelled, each with its own partial
@@ -245,3 +247,32 @@ def test_a_server_process_joins_the_cluster_by_address(tmp_path) -> None:
     here = sweep(loss, {"name": "adam"}, SWEEP["grid"],
                  starts_of(loss, SWEEP["start"]), max_steps=SWEEP["max_steps"])
     assert answer["rows"] == here.rows and answer["best"] == here.best
+
+
+def test_a_killed_control_actor_costs_progress_not_the_job_nor_the_next(executor) -> None:
+    """The job-control actor killed mid-job: the job ends with its one-batch answer (its
+    shards go on without progress reports), and the next jobs get a new actor."""
+    import threading
+
+    loss = builtin_loss("rosenbrock")
+    starts = resolve_starts(loss, {"random": {"n": 3000, "seed": 6}})
+    options = {"max_steps": 3000, "stop": StopCriteria(grad_tol=0)}
+    seen: list[tuple[int, int, int]] = []
+    watch = Watching(executor)
+    answer: dict = {}
+    thread = threading.Thread(target=lambda: answer.update(report=sweep(
+        loss, {"name": "sgd"}, {"lr": [1e-4]}, starts, executor=watch,
+        progress=lambda *a: seen.append(a), **options)))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not watch.all_computing():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    ray.kill(executor._control)
+    thread.join(120)
+    assert not thread.is_alive()
+    here = sweep(loss, {"name": "sgd"}, {"lr": [1e-4]}, starts, **options)
+    assert answer["report"].rows == here.rows
+    again = sweep(loss, {"name": "sgd"}, {"lr": [1e-4]}, starts, executor=executor,
+                  progress=lambda *a: seen.append(a), **options)
+    assert again.rows == here.rows and seen[-1] == (3000, 3000, 0)

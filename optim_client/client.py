@@ -236,25 +236,32 @@ class OptimClient(_Endpoints):
                 if event.event == "end":
                     return
 
-    def run_job(self, kind: str, request: Any, *, timeout: float | None = None,
-                on_event: Callable[[JobEvent], None] | None = None) -> Any:
-        """Submit, follow the job to its end, return the typed result. The job outlives the
-        connection: when the server shuts down (its `end` event says `shutdown`), restarts,
-        or is briefly unreachable, this reconnects with backoff and follows the job on,
-        until it ends or `timeout` seconds pass (TimeoutError)."""
-        job = self.submit_job(kind, request)
+    def follow_job(self, job_id: str, *, timeout: float | None = None,
+                   on_event: Callable[[JobEvent], None] | None = None) -> Job:
+        """Follow a job's events to its end and answer its final document. The job outlives
+        the connection: when the server shuts down (its `end` event says `shutdown`),
+        restarts, or is briefly unreachable, this reconnects with backoff and follows on,
+        until the job ends or `timeout` seconds pass (TimeoutError)."""
         follow = _Follow(timeout)
         while True:
             try:
-                for event in self.job_events(job.id):
+                for event in self.job_events(job_id):
                     if on_event is not None:
                         on_event(event)
                     follow.seen(event)
                 if follow.finished:
-                    return self.job_result(job.id)
+                    return self.job(job_id)
             except (httpx.TransportError, ProblemError) as exc:
                 follow.failed(exc)
             time.sleep(follow.next_wait())
+
+    def run_job(self, kind: str, request: Any, *, timeout: float | None = None,
+                on_event: Callable[[JobEvent], None] | None = None) -> Any:
+        """Submit, follow the job to its end (across a server's restart, see follow_job),
+        return the typed result."""
+        job = self.submit_job(kind, request)
+        self.follow_job(job.id, timeout=timeout, on_event=on_event)
+        return self.job_result(job.id)
 
 
 class AsyncOptimClient(_Endpoints):
@@ -368,19 +375,25 @@ class AsyncOptimClient(_Endpoints):
                     if event.event == "end":
                         return
 
-    async def run_job(self, kind: str, request: Any, *, timeout: float | None = None,
-                      on_event: Callable[[JobEvent], None] | None = None) -> Any:
-        """As OptimClient.run_job: follows the job across a server's restart."""
-        job = await self.submit_job(kind, request)
+    async def follow_job(self, job_id: str, *, timeout: float | None = None,
+                         on_event: Callable[[JobEvent], None] | None = None) -> Job:
+        """As OptimClient.follow_job: follows the job across a server's restart."""
         follow = _Follow(timeout)
         while True:
             try:
-                async for event in self.job_events(job.id):
+                async for event in self.job_events(job_id):
                     if on_event is not None:
                         on_event(event)
                     follow.seen(event)
                 if follow.finished:
-                    return await self.job_result(job.id)
+                    return await self.job(job_id)
             except (httpx.TransportError, ProblemError) as exc:
                 follow.failed(exc)
             await asyncio.sleep(follow.next_wait())
+
+    async def run_job(self, kind: str, request: Any, *, timeout: float | None = None,
+                      on_event: Callable[[JobEvent], None] | None = None) -> Any:
+        """As OptimClient.run_job: follows the job across a server's restart."""
+        job = await self.submit_job(kind, request)
+        await self.follow_job(job.id, timeout=timeout, on_event=on_event)
+        return await self.job_result(job.id)

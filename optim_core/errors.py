@@ -10,7 +10,8 @@
     │   └── DatasetError           ragged X, labels out of range, …
     ├── DimensionError             start, bounds or axes that do not match the loss
     ├── HyperparameterError        a hyperparameter outside its range
-    └── LimitExceededError         work or memory above the limits the caller passed in
+    ├── LimitExceededError         work or memory above the limits the caller passed in
+    └── TimeBudgetError            work that cannot give a partial answer ran past its deadline
 
 Each carries no HTTP status: the service maps classes to statuses in one table.
 """
@@ -95,3 +96,8 @@ class LimitExceededError(OptimCoreError):
         self.limit = limit
         self.value = value
         self.maximum = maximum
+
+
+class TimeBudgetError(OptimCoreError):
+    """A computation without a meaningful partial answer (a landscape, an analysis) reached
+    the deadline the caller passed in; runs, which have one, stop with `time_limit` instead."""

@@ -6,11 +6,12 @@ One vectorised evaluation of nx·ny points; z is (ny, nx) so z[j][i] is the loss
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
 
-from optim_core.errors import DimensionError
+from optim_core.errors import DimensionError, TimeBudgetError
 from optim_core.losses.base import Loss
 from optim_core.types import Array
 
@@ -48,14 +49,20 @@ def default_bounds(loss: Loss, axes: tuple[int, int]) -> Array:
     return np.array([[centre[a] - 2.0, centre[a] + 2.0] for a in axes])
 
 
+CHUNK_VALUES = 1 << 22  # a chunk of grid points touches about this many numbers
+
+
 def landscape(
     loss: Loss,
     bounds: Array | None = None,
     resolution: tuple[int, int] = (100, 100),
     axes: Sequence[int | str] | None = None,
     fixed: Sequence[float] | None = None,
+    deadline: float | None = None,
 ) -> tuple[Array, Array, Array]:
-    """Return x (nx,), y (ny,), z (ny, nx)."""
+    """Return x (nx,), y (ny,), z (ny, nx). The grid is evaluated a chunk at a time (a
+    dataset loss touches every row per point: one product for 250,000 points would need
+    gigabytes); past `deadline` (time.monotonic()) it raises TimeBudgetError."""
     ax = resolve_axes(loss, axes)
     box = default_bounds(loss, ax) if bounds is None else np.asarray(bounds, dtype=float)
     if box.shape != (2, 2) or not np.all(np.isfinite(box)) or np.any(box[:, 1] <= box[:, 0]):
@@ -69,9 +76,17 @@ def landscape(
     grid_x, grid_y = np.meshgrid(x, y)  # (ny, nx)
     points[:, ax[0]] = grid_x.ravel()
     points[:, ax[1]] = grid_y.ravel()
-    with np.errstate(all="ignore"):
-        z = loss.value(points).reshape(ny, nx)
-    return x, y, z
+    z = np.empty(nx * ny)
+    per_point = loss.dim * max(1, getattr(loss, "n", 1))
+    chunk = max(1, CHUNK_VALUES // per_point)
+    for begin in range(0, nx * ny, chunk):
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeBudgetError(
+                f"The landscape took longer than its time budget ({begin:,} of {nx * ny:,} "
+                "points done); ask for a coarser resolution")
+        with np.errstate(all="ignore"):
+            z[begin:begin + chunk] = loss.value(points[begin:begin + chunk])
+    return x, y, z.reshape(ny, nx)
 
 
 def _fixed_point(loss: Loss, fixed: Sequence[float] | None) -> Array:

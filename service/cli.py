@@ -4,50 +4,99 @@
     optim run request.json                # in-process through optim_core, no server needed
     optim compare request.json --server http://127.0.0.1:8000 --json
     optim sweep grid.json
+    cat request.json | optim run -        # `-`: the body from standard input
     optim plot request.json -o paths.svg
     optim functions | optim optimizers
+    optim job submit big.json             # long work on a server (OPTIM_SERVER or --server)
+    optim job watch ID | optim job result ID | optim job cancel ID | optim job delete ID
+    optim job list
 
 `run` takes an optimize or a compare body (one with `optimizers`). Human output is a table of
-runs with their key findings; --json prints the service's exact answer. It lives with the
-service, not in optim_client: its in-process mode runs the engine, and the client package
-must stay importable with httpx and pydantic alone.
+runs with their key findings; --json prints the service's exact answer. Errors are the
+service's problem documents, in-process too. It lives with the service, not in optim_client:
+its in-process mode runs the engine, and the client package must stay importable with httpx
+and pydantic alone.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+from itertools import islice
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from optim_client.client import OptimClient
+
+HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(help="Run optimizers on losses and read why they behaved as they did.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, context_settings=HELP)
+jobs = typer.Typer(help="Long work on a server: submit, watch, fetch, cancel, list.",
+                   no_args_is_help=True, context_settings=HELP)
+app.add_typer(jobs, name="job")
 out = Console()
 err = Console(stderr=True)
 ServerOption = Annotated[str | None, typer.Option(
     "--server", help="a running service, e.g. http://127.0.0.1:8000 (default: in-process)")]
+JobServerOption = Annotated[str, typer.Option(
+    "--server", envvar="OPTIM_SERVER", help="the service that runs the job")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print the JSON answer")]
-FileArgument = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
-                                              help="a JSON request body")]
+FileArgument = Annotated[str, typer.Argument(
+    metavar="FILE", help="a JSON request body, or - to read it from standard input")]
+DEFAULT_SERVER = "http://127.0.0.1:8000"
 
 
-def _load(path: Path) -> dict[str, Any]:
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"optim {version('optim-service')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="print the version")] = False
+          ) -> None:
+    """Run optimizers on losses and read why they behaved as they did."""
+
+
+def _load(source: str) -> dict[str, Any]:
+    """The body from a file, or from standard input for `-`."""
+    if source == "-":
+        text, name = sys.stdin.read(), "standard input"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            err.print(f"[red]{source}: no such file[/red] (give a JSON body, or - for standard "
+                      "input)")
+            raise typer.Exit(2)
+        text, name = path.read_text(encoding="utf-8"), source
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        body = json.loads(text)
     except json.JSONDecodeError as exc:
-        err.print(f"[red]{path} is not valid JSON:[/red] {exc}")
+        err.print(f"[red]{name} is not valid JSON:[/red] {exc}")
         raise typer.Exit(2) from None
+    if not isinstance(body, dict):
+        err.print(f"[red]{name} is not a JSON object[/red] (a request body is one)")
+        raise typer.Exit(2)
+    return body
 
 
 def _fail(status: int, problem: dict[str, Any]) -> None:
+    """Print the problem document (as the service answers it) and exit 1."""
     err.print(f"[red]{status} {problem.get('title', 'error')}:[/red] {problem.get('detail', '')}")
     for error in problem.get("errors") or []:
         err.print(f"  at {'.'.join(map(str, error.get('loc', [])))}: {error.get('msg')}")
+    if problem.get("type"):
+        err.print(f"  ({problem['type']})")
     raise typer.Exit(1)
 
 
@@ -64,8 +113,11 @@ def _in_process(kind: str, body: dict[str, Any], show_progress: bool) -> dict[st
     settings = Settings(symbolic_isolation=False, request_timeout_s=3600.0).for_jobs()
     try:
         request = model.model_validate(body)
-    except ValidationError as exc:
-        _fail(422, {"title": "Request does not match the schema", "detail": str(exc)})
+    except ValidationError as exc:  # the service's 422 document, locations and all
+        from service.problems import validation_problem
+
+        raw = [e | {"loc": ("body", *e["loc"])} for e in exc.errors()]
+        _fail(422, validation_problem(raw, body))
     runner = translate.run_sweep if kind == "sweep" else translate.run_optimize
     try:
         if not show_progress:
@@ -168,6 +220,10 @@ def sweep(file: FileArgument, server: ServerOption = None, as_json: JsonOption =
     if as_json:
         typer.echo(_dumps(answer))
         return
+    _print_sweep(answer)
+
+
+def _print_sweep(answer: dict[str, Any]) -> None:
     table = Table(title="sweep")
     keys = list(answer["rows"][0]["hyperparameters"]) if answer["rows"] else []
     for column in [*keys, "success", "diverged", "median steps", "median loss"]:
@@ -271,6 +327,124 @@ def serve(host: Annotated[str | None, typer.Option(help="interface to bind")] = 
     from service.__main__ import main as serve_main
 
     serve_main()
+
+
+# -- jobs ------------------------------------------------------------------------------------
+def _client(server: str) -> OptimClient:
+    from optim_client.client import OptimClient
+
+    return OptimClient(server)
+
+
+def _kind_of(body: dict[str, Any]) -> str:
+    if "grid" in body:
+        return "sweep"
+    return "compare" if "optimizers" in body else "optimize"
+
+
+def _problem_call(call: Any) -> Any:
+    """A client call whose ProblemError is printed as the service's problem document."""
+    from optim_client.client import ProblemError
+
+    try:
+        return call()
+    except ProblemError as exc:
+        _fail(exc.status, exc.problem)
+
+
+@jobs.command("submit")
+def job_submit(file: FileArgument, server: JobServerOption = DEFAULT_SERVER,
+               kind: Annotated[str | None, typer.Option(
+                   help="optimize, compare or sweep (default: from the body)")] = None,
+               as_json: JsonOption = False) -> None:
+    """Queue a body as a job; prints its id (the job document with --json)."""
+    body = _load(file)
+    with _client(server) as client:
+        job = _problem_call(lambda: client.submit_job(kind or _kind_of(body), body))
+    typer.echo(job.model_dump_json() if as_json else job.id)
+
+
+def _progress_line(job: Any) -> str:
+    progress = job.progress
+    done = f"{progress.steps_done or 0:,}/{progress.steps_total or 0:,} steps"
+    eta = f", ~{progress.eta_s:.0f} s left" if progress.eta_s else ""
+    return f"{job.status}: {done} ({(progress.fraction or 0):.0%}){eta}"
+
+
+@jobs.command("watch")
+def job_watch(job_id: Annotated[str, typer.Argument(metavar="ID")],
+              server: JobServerOption = DEFAULT_SERVER) -> None:
+    """Follow a job's progress to its end (across a restart of the server)."""
+    from optim_client.models import Job
+
+    with _client(server) as client, Progress(
+            TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.fields[line]}"), console=err, transient=False) as bar:
+        task = bar.add_task(job_id[:8], total=1.0, line="connecting…")
+
+        def shown(event: Any) -> None:
+            if event.event == "progress":
+                job = Job.model_validate(event.data)
+                bar.update(task, completed=job.progress.fraction or 0, line=_progress_line(job))
+
+        final = _problem_call(lambda: client.follow_job(job_id, on_event=shown))
+        bar.update(task, completed=final.progress.fraction or 0, line=_progress_line(final))
+    if final.status == "failed":
+        _fail((final.error or {}).get("status", 500), final.error or {})
+
+
+@jobs.command("result")
+def job_result(job_id: Annotated[str, typer.Argument(metavar="ID")],
+               server: JobServerOption = DEFAULT_SERVER, as_json: JsonOption = False) -> None:
+    """Print a finished job's result (as the synchronous endpoint would have answered)."""
+    with _client(server) as client:
+        answer = _problem_call(lambda: client.request_json("GET", f"/v1/jobs/{job_id}/result"))
+    if as_json:
+        typer.echo(_dumps(answer))
+    elif "rows" in answer:
+        _print_sweep(answer)
+    else:
+        _print_runs(answer)
+    if answer.get("partial"):
+        err.print(f"[yellow]partial result ({answer.get('partial_reason')})[/yellow]")
+
+
+@jobs.command("cancel")
+def job_cancel(job_id: Annotated[str, typer.Argument(metavar="ID")],
+               server: JobServerOption = DEFAULT_SERVER) -> None:
+    """Stop a job; it keeps what it computed (its result is partial)."""
+    with _client(server) as client:
+        job = _problem_call(lambda: client.cancel_job(job_id))
+    typer.echo(f"{job.id}: {job.status}" + (" (stops at its next step)"
+                                            if job.status == "running" else ""))
+
+
+@jobs.command("delete")
+def job_delete(job_id: Annotated[str, typer.Argument(metavar="ID")],
+               server: JobServerOption = DEFAULT_SERVER) -> None:
+    """Cancel a job if it runs, and remove it and its result."""
+    with _client(server) as client:
+        _problem_call(lambda: client.delete_job(job_id))
+    typer.echo(f"{job_id}: deleted")
+
+
+@jobs.command("list")
+def job_list(server: JobServerOption = DEFAULT_SERVER,
+             limit: Annotated[int, typer.Option(help="at most this many jobs")] = 20,
+             as_json: JsonOption = False) -> None:
+    """The newest jobs."""
+    with _client(server) as client:
+        listed = _problem_call(lambda: list(islice(client.jobs(limit=limit), limit)))
+    if as_json:
+        typer.echo(json.dumps([job.model_dump(mode="json") for job in listed]))
+        return
+    table = Table(title="jobs")
+    for column in ("id", "kind", "status", "progress", "created"):
+        table.add_column(column)
+    for job in listed:
+        table.add_row(job.id, job.kind, job.status, f"{(job.progress.fraction or 0):.0%}",
+                      job.created_at or "–")
+    out.print(table)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from service.executors import open_executor
 from service.heap import freeze_startup_heap
 from service.jobs import open_job_store
 from service.jobs.manager import JobManager
-from service.middleware import BodyLimitMiddleware
+from service.middleware import BodyLimitMiddleware, HeadAsGetMiddleware
 from service.observability import Metrics, ObservabilityMiddleware
 from service.problems import install_problem_handlers
 from service.routes import (
@@ -151,5 +151,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
+    app.add_middleware(HeadAsGetMiddleware)
     logging.getLogger("service").setLevel(settings.log_level.upper())
     return app

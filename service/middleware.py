@@ -88,3 +88,35 @@ def _replay(chunks: list[bytes], pending: Message | None, receive: Receive) -> R
         return await receive()
 
     return replay
+
+
+class HeadAsGetMiddleware:
+    """HEAD on any GET route (RFC 9110: the GET's status and headers, no body): the request
+    is served as a GET and its body dropped. A streaming answer (the job events) ends after
+    its headers: the app then sees the client as gone."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        finished = False
+
+        async def send_head(message: Message) -> None:
+            nonlocal finished
+            if finished:
+                return
+            if message["type"] == "http.response.start":
+                await send(message)
+            elif message["type"] == "http.response.body":
+                finished = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def receive_head() -> Message:
+            if finished:
+                return {"type": "http.disconnect"}
+            return await receive()
+
+        await self.app({**scope, "method": "GET"}, receive_head, send_head)

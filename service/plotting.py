@@ -8,8 +8,10 @@ Text stays text in SVG (svg.fonttype = none), and each run's path carries the id
 from __future__ import annotations
 
 import io
+import threading
 from typing import Any
 
+import matplotlib
 import numpy as np
 
 from optim_core.landscape import landscape
@@ -19,6 +21,7 @@ _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#
             "#17becf", "#bcbd22", "#7f7f7f")
 _GRID = 160  # contour resolution per axis
 _WIDE_RANGE = 100.0  # above this max/min ratio of the loss gap, contour levels are log-spaced
+_DRAWING = threading.Lock()  # one drawing at a time: see render
 
 
 def default_bounds(points: np.ndarray, margin: float = 0.15) -> np.ndarray:
@@ -63,33 +66,36 @@ def _label(run: dict[str, Any], optimizers: list[dict[str, Any]], index: int) ->
 
 def render(loss: Loss, answer: dict[str, Any], *, panels: list[str], fmt: str,
            size: tuple[int, int], bounds: np.ndarray | None, axes: tuple[int, int]) -> bytes:
-    """Render the answer of optimize/compare as SVG or PNG bytes."""
-    import matplotlib
+    """Render the answer of optimize/compare as SVG or PNG bytes.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    matplotlib is not thread-safe (its font cache, text layout and rcParams are shared):
+    the object API (no pyplot state) and one lock for the drawing, so concurrent requests
+    draw one after another instead of corrupting each other."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    plt.rcParams["svg.fonttype"] = "none"
     runs = answer["runs"]
     optimizers = answer["meta"]["optimizers"]
     labels = list(dict.fromkeys(run["label"] for run in runs))
     colour = {label: _COLOURS[i % len(_COLOURS)] for i, label in enumerate(labels)}
     settings_of = {run["label"]: labels.index(run["label"]) for run in runs}
     dpi = 100
-    fig = plt.figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
-    count = len(panels)
-    ax_index = 1
-    if "contour" in panels:
-        ax = fig.add_subplot(1, count, ax_index)
-        ax_index += 1
-        _contour_panel(ax, loss, runs, colour, optimizers, settings_of, bounds, axes)
-    if "loss" in panels:
-        ax = fig.add_subplot(1, count, ax_index)
-        _loss_panel(ax, loss, runs, colour)
-    fig.tight_layout()
-    out = io.BytesIO()
-    fig.savefig(out, format=fmt, dpi=dpi)
-    plt.close(fig)
+    with _DRAWING:
+        fig = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
+        FigureCanvasAgg(fig)
+        count = len(panels)
+        ax_index = 1
+        if "contour" in panels:
+            ax = fig.add_subplot(1, count, ax_index)
+            ax_index += 1
+            _contour_panel(ax, loss, runs, colour, optimizers, settings_of, bounds, axes)
+        if "loss" in panels:
+            ax = fig.add_subplot(1, count, ax_index)
+            _loss_panel(ax, loss, runs, colour)
+        fig.tight_layout()
+        out = io.BytesIO()
+        with matplotlib.rc_context({"svg.fonttype": "none"}):
+            fig.savefig(out, format=fmt, dpi=dpi)
     return out.getvalue()
 
 

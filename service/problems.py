@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,6 +23,7 @@ from optim_core.errors import (
     LossError,
     NonFiniteConstantError,
     OptimCoreError,
+    TimeBudgetError,
     UnknownNameError,
 )
 from service.conformance import AnswerShapeError
@@ -65,6 +67,7 @@ PROBLEM_TYPES: dict[type[Exception], tuple[int, str, str]] = {
     # optimizer lacks) is a 400: a schema-valid body never gets 422
     HyperparameterError: (400, "invalid-hyperparameter", "Invalid hyperparameter"),
     LimitExceededError: (413, "over-limit", "Request is over the limits"),
+    TimeBudgetError: (504, "time-budget", "The request ran past its time budget"),
     OptimCoreError: (400, "invalid-request", "Request cannot be used"),
     OverloadedError: (429, "overloaded", "Too many requests in flight"),
     SymbolicTimeoutError: (504, "symbolic-timeout", "The symbolic stage took too long"),
@@ -148,17 +151,36 @@ def _clean_loc(loc: tuple[Any, ...], body: Any) -> list[Any]:
     return path
 
 
-def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+def _validation_errors(raw: Sequence[Any], body: Any) -> list[dict[str, Any]]:
     errors: list[dict[str, Any]] = []
     seen: set[tuple[str, ...]] = set()
-    for e in exc.errors():
-        loc = _clean_loc(tuple(e.get("loc", ())), exc.body)
+    for e in raw:
+        loc = _clean_loc(tuple(e.get("loc", ())), body)
         key = tuple(map(str, loc))
         if key in seen:
             continue  # another branch of the same union failing at the same place
         seen.add(key)
         errors.append({"loc": loc, "msg": e.get("msg", ""), "type": e.get("type")})
     return errors
+
+
+def validation_problem(raw: Sequence[Any], body: Any) -> dict[str, Any]:
+    """The 422 problem document of pydantic's errors on a request body (their `loc` starting
+    with "body"): the service's handler and the `optim` command's in-process mode use it."""
+    errors = _validation_errors(raw, body)
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    if first.get("type") == "json_invalid":
+        reason = (raw[0].get("ctx") or {}).get("error", "")
+        return {"type": problem_type("invalid-json"), "title": "Body is not valid JSON",
+                "status": 422, "detail": f"The body is not valid JSON ({reason}); note that "
+                "NaN and Infinity are not JSON numbers", "errors": errors}
+    where = ".".join(str(p) for p in first["loc"])
+    detail = f"{where}: {first['msg']}" if where else first["msg"]
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more)"
+    return {"type": problem_type("validation-error"),
+            "title": "Request does not match the schema", "status": 422, "detail": detail,
+            "errors": errors}
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -175,20 +197,8 @@ def _allowed_methods(request: Request) -> list[str]:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        errors = _validation_errors(exc)
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        if first.get("type") == "json_invalid":
-            reason = (exc.errors()[0].get("ctx") or {}).get("error", "")
-            return problem_response(
-                422, "invalid-json", "Body is not valid JSON",
-                f"The body is not valid JSON ({reason}); note that NaN and Infinity are not "
-                "JSON numbers", errors=errors)
-        where = ".".join(str(p) for p in first["loc"])
-        detail = f"{where}: {first['msg']}" if where else first["msg"]
-        if len(errors) > 1:
-            detail += f" (and {len(errors) - 1} more)"
-        return problem_response(422, "validation-error", "Request does not match the schema",
-                                detail, errors=errors)
+        problem = validation_problem(exc.errors(), exc.body)
+        return Response(dumps(problem), status_code=422, media_type=PROBLEM_MEDIA_TYPE)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -239,5 +249,6 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
                        (422, "The request does not match the schema"),
                        (429, "Too many requests in flight"),
                        (503, "No compute slot became free within the time budget"),
-                       (504, "The symbolic stage took too long"))
+                       (504, "The symbolic stage or a computation without a partial answer "
+                             "(landscape, analyze) ran past its time budget"))
 }

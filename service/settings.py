@@ -21,11 +21,14 @@ class Settings(BaseSettings):
     log_level: str = "info"
     header_timeout_s: float = Field(10.0, gt=0, description="a request's line and headers must "
                                     "arrive within this time, or the connection is closed")
+    body_timeout_s: float = Field(15.0, gt=0, description="a request's body must arrive within "
+                                  "this time of its headers, or the connection is closed")
     keep_alive_timeout_s: float = Field(5.0, gt=0, description="idle keep-alive connections "
                                         "close after this time")
     max_connections: int | None = Field(None, gt=0, description="open connections and tasks "
-                                        "beyond which uvicorn answers 503 (default: no cap; "
-                                        "the header deadline and the file limit bound them)")
+                                        "beyond which uvicorn answers 503 (default: the "
+                                        "process's file limit less 256 descriptors kept for "
+                                        "its own files)")
     backlog: int = Field(2048, gt=0, description="connections waiting to be accepted")
 
     validate_answers: bool = Field(False, description="check every answer against its route's "

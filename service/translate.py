@@ -290,9 +290,12 @@ def run_landscape(body: LandscapeRequest, settings: Settings) -> LandscapeRespon
     nx, ny = body.resolution
     _over("max_landscape_points", nx * ny, settings.max_landscape_points,
           "The grid size (nx × ny)", "")
+    _over("max_work", nx * ny * step_cost(loss, "sgd"), settings.max_work,
+          "The estimated work of the landscape (grid points × cost of one evaluation)", "")
     axes = resolve_axes(loss, body.axes)
     x, y, z = landscape(loss, None if body.bounds is None else _box(body.bounds),
-                        (nx, ny), list(axes), body.fixed)
+                        (nx, ny), list(axes), body.fixed,
+                        deadline=time.monotonic() + settings.request_timeout_s)
     return {"x": x, "y": y, "z": z, "axes": list(axes),
             "variables": [loss.names[a] for a in axes], "loss": loss.describe()}
 
@@ -318,7 +321,12 @@ def run_analyze(body: AnalyzeRequest, settings: Settings) -> AnalyzeResponse:
         raise DimensionError("All points need the same number of coordinates", loc=["points"])
     if not points:
         raise DimensionError("Give at least one point", loc=["points"])
-    return {"loss": loss.describe(), "points": analyze(loss, np.array(points, dtype=float))}
+    _over("max_work", len(points) * step_cost(loss, "newton"), settings.max_work,
+          "The estimated work of the analysis (points × cost of a Hessian and its "
+          "eigenvalues)", "")
+    return {"loss": loss.describe(), "points": analyze(
+        loss, np.array(points, dtype=float),
+        deadline=time.monotonic() + settings.request_timeout_s)}
 
 
 def run_plot(body: PlotRequest, settings: Settings) -> bytes:

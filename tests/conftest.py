@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -113,49 +114,95 @@ def _postgres_binaries() -> Path | None:
     return candidates[-1].parent if candidates else None
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A real PostgreSQL for the whole session, from this machine's own binaries, run as the
-    `postgres` user (initdb refuses root) on a data directory it owns, on a free port,
-    listening on 127.0.0.1 only. Skipped where the binaries, the user or psycopg are missing."""
-    import pwd
-    import shutil
+class PostgresServer:
+    """A real PostgreSQL from this machine's own binaries, run as the `postgres` user (initdb
+    refuses root) on a data directory it owns, on a free port, listening on 127.0.0.1 only.
+    The fault tests stop, start, freeze and thaw it."""
 
-    pytest.importorskip("psycopg")
-    binaries = _postgres_binaries()
-    if binaries is None:
-        pytest.skip("PostgreSQL's initdb/pg_ctl are not installed")
+    def __init__(self) -> None:
+        import pwd
+
+        pytest.importorskip("psycopg")
+        binaries = _postgres_binaries()
+        if binaries is None:
+            pytest.skip("PostgreSQL's initdb/pg_ctl are not installed")
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("no postgres user to run PostgreSQL as")
+        self.binaries = binaries
+        self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.base = Path(tempfile.mkdtemp(prefix="optim-pg-"))
+        os.chown(self.base, user.pw_uid, user.pw_gid)
+        self.data = self.base / "data"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        subprocess.run([*self.as_postgres, str(binaries / "initdb"), "-D", str(self.data),
+                        "-A", "trust", "-U", "postgres", "--no-sync"], check=True,
+                       capture_output=True, timeout=120)
+        self.start()
+
+    def _ctl(self, *args: str, check: bool = True) -> None:
+        subprocess.run([*self.as_postgres, str(self.binaries / "pg_ctl"), "-D", str(self.data),
+                        *args], check=check, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self._ctl("-w", "-t", "60", "-l", str(self.base / "server.log"), "-o",
+                  f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off "
+                  "-c max_connections=100", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("-m", mode, "-w", "stop", check=False)
+
+    def pids(self) -> list[int]:
+        """The postmaster and every backend of this cluster."""
+        first = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(first)], capture_output=True,
+                                  text=True).stdout.split()
+        return [first, *map(int, children)]
+
+    def signal(self, signum: int) -> None:
+        import signal as signals
+
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signals.Signals(signum))
+
+    def database(self) -> str:
+        """An empty database of its own for one test."""
+        import uuid
+
+        import psycopg
+
+        name = f"optim_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
+    def close(self) -> None:
+        import shutil
+
+        self.signal(18)  # SIGCONT: a frozen server must be able to stop
+        self.stop("immediate")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL for the whole session (each xdist worker has its own)."""
+    server = PostgresServer()
     try:
-        user = pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.skip("no postgres user to run PostgreSQL as")
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    base = Path(tempfile.mkdtemp(prefix="optim-pg-"))
-    os.chown(base, user.pw_uid, user.pw_gid)
-    data = base / "data"
-    port = free_port()
-    subprocess.run([*as_postgres, str(binaries / "initdb"), "-D", str(data), "-A", "trust",
-                    "-U", "postgres", "--no-sync"], check=True, capture_output=True, timeout=120)
-    subprocess.run([*as_postgres, str(binaries / "pg_ctl"), "-D", str(data), "-w", "-t", "60",
-                    "-l", str(base / "server.log"), "-o",
-                    f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
-                    "start"], check=True, capture_output=True, timeout=120)
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield server
     finally:
-        subprocess.run([*as_postgres, str(binaries / "pg_ctl"), "-D", str(data), "-m",
-                        "immediate", "stop"], capture_output=True, timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    return postgres_server.url
 
 
 @pytest.fixture
-def fresh_postgres_db(postgres_url: str) -> str:
+def fresh_postgres_db(postgres_server: PostgresServer) -> str:
     """An empty database of its own for one test, on the session's server."""
-    import uuid
-
-    import psycopg
-
-    name = f"optim_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    return postgres_server.database()

@@ -36,6 +36,11 @@ POOL_RETRIES = 1  # runs of a job's shards again on a new pool after a worker di
 # in the middle of sending a result, and the pool's reader waits for the rest forever
 # (CPython's ProcessPoolExecutor; see _unjam). Noticed deaths fail the shards in milliseconds.
 JAMMED_AFTER_S = 2.0
+# A cancelled shard stops at its next check (every REMOTE_CHECK_S); one still running this
+# long after is frozen (SIGSTOP, swapped out): its worker is killed and the pool replaced.
+CANCEL_GRACE_S = 5.0
+# What a call to the manager process raises when it is gone (killed, out of memory).
+_MANAGER_GONE = (EOFError, ConnectionError, BrokenPipeError, OSError)
 logger = logging.getLogger("service.executors")
 
 
@@ -62,8 +67,9 @@ class PoolExecutor:
     def run_shards(self, work: ShardWork, shards: Sequence[np.ndarray], *,
                    deadline_wall: float | None, cancel: Callable[[], bool] | None,
                    progress: ShardProgressFn | None) -> list[ShardResult]:
-        """The shards on the pool; a worker process that dies (killed, out of memory) breaks
-        the pool: it is replaced and the shards run once more (they are deterministic)."""
+        """The shards on the pool; a worker process that dies (killed, out of memory) or a
+        manager process that is gone breaks the pool: it is replaced and the shards run once
+        more (they are deterministic)."""
         if len(shards) == 1:  # nothing to spread: no pool round trip
             report = None if progress is None else shard_progress(progress, 0)
             return [run_shard(work, shards[0], deadline_wall=deadline_wall, cancel=cancel,
@@ -72,7 +78,7 @@ class PoolExecutor:
             try:
                 return self._run_on_pool(work, shards, deadline_wall, cancel, progress)
             except BrokenProcessPool as exc:
-                logger.warning("a pool worker died (%s); starting a new pool", exc)
+                logger.warning("a pool process died (%s); starting a new pool", exc)
                 self._reset()
                 if attempt == POOL_RETRIES:
                     error = ShardFailedError(0, shards[0], attempt, exc)
@@ -86,30 +92,43 @@ class PoolExecutor:
                      deadline_wall: float | None, cancel: Callable[[], bool] | None,
                      progress: ShardProgressFn | None) -> list[ShardResult]:
         pool, manager = self._start()
-        table = manager.dict()  # shard → (steps_done, total, active)
-        stop = manager.Event()
+        try:
+            table = manager.dict()  # shard → (steps_done, total, active)
+            stop = manager.Event()
+        except _MANAGER_GONE as exc:  # the manager process was killed between jobs
+            raise BrokenProcessPool(f"the pool's manager process is gone ({exc!r})") from None
         futures = [pool.submit(_run, work, runs, deadline_wall, i, table, stop)
                    for i, runs in enumerate(shards)]
         try:
-            _follow(pool, futures, table, stop, cancel, progress)
+            stuck = _follow(pool, futures, table, stop, cancel, progress, deadline_wall)
             failed = [i for i, f in enumerate(futures) if f.done() and f.exception()]
             if failed:
                 cause = futures[failed[0]].exception()
                 if isinstance(cause, BrokenProcessPool):
                     raise cause
                 raise ShardFailedError(failed[0], shards[failed[0]], 0, cause)  # type: ignore[arg-type]
-            return [f.result() for f in futures]
+            if stuck:  # cancelled, and some workers did not stop in time: frozen
+                logger.warning("%d shard(s) did not stop within %g s of the cancel; their "
+                               "workers are killed and the pool replaced", len(stuck),
+                               CANCEL_GRACE_S)
+                self._reset(kill=True)
+            late = cancel is None or not cancel()
+            return [f.result() if i not in stuck else _not_started(work, shards[i], late)
+                    for i, f in enumerate(futures)]
         finally:
             with suppress(Exception):  # a broken pool's manager may be gone too
                 stop.set()  # an error in one shard: the others stop at their next check
             for future in futures:
                 future.cancel()
 
-    def _reset(self) -> None:
-        """Drop a broken pool (and its manager); the next job starts new ones."""
+    def _reset(self, kill: bool = False) -> None:
+        """Drop a broken pool (and its manager); the next job starts new ones. `kill`: its
+        workers first (frozen ones would never take the pool's exit message)."""
         with self._lock:
             pool, manager, self._pool, self._manager = self._pool, self._manager, None, None
         if pool is not None:
+            if kill:
+                _unjam(pool)
             pool.shutdown(wait=False, cancel_futures=True)
         if manager is not None:
             with suppress(Exception):
@@ -128,29 +147,51 @@ class PoolExecutor:
 
 
 def _follow(pool: ProcessPoolExecutor, futures: list[Future[ShardResult]], table: Any,
-            stop: Any, cancel: Callable[[], bool] | None, progress: ShardProgressFn | None
-            ) -> None:
+            stop: Any, cancel: Callable[[], bool] | None, progress: ShardProgressFn | None,
+            deadline_wall: float | None = None) -> set[int]:
     """Wait for the shards, passing their progress on and the job's cancel to them; a pool
-    jammed by a worker that died mid-result is broken here (BrokenProcessPool)."""
+    jammed by a worker that died mid-result is broken here (BrokenProcessPool), and a lost
+    manager too. Answers the shards still running CANCEL_GRACE_S after a cancel (their
+    workers are frozen: stopped, or swapped out for good), or that long after the deadline."""
     seen: dict[int, tuple[int, int, int]] = {}
     pending = set(futures)
     lost_at: float | None = None
+    cancelled_at: float | None = None
     while pending:
         done, pending = wait(pending, timeout=POLL_S, return_when=FIRST_EXCEPTION)
         if any(f.exception() is not None for f in done):
-            return  # run_shards raises it
+            return set()  # run_shards raises it
         if pending and _lost_a_worker(pool):
             lost_at = lost_at or time.monotonic()
             if time.monotonic() - lost_at > JAMMED_AFTER_S:
                 _unjam(pool)
                 raise BrokenProcessPool("a worker process died while sending its result")
-        if cancel is not None and not stop.is_set() and cancel():
-            stop.set()
-        if progress is not None:
-            for shard, state in dict(table).items():
-                if seen.get(shard) != state:
-                    seen[shard] = state
-                    progress(shard, *state)
+        late = deadline_wall is not None and time.time() > deadline_wall + CANCEL_GRACE_S
+        if late or (cancelled_at is not None and
+                    time.monotonic() - cancelled_at > CANCEL_GRACE_S):
+            return {i for i, f in enumerate(futures) if f in pending}
+        try:
+            if cancel is not None and cancelled_at is None and cancel():
+                cancelled_at = time.monotonic()
+                stop.set()
+            if progress is not None:
+                for shard, state in dict(table).items():
+                    if seen.get(shard) != state:
+                        seen[shard] = state
+                        progress(shard, *state)
+        except _MANAGER_GONE as exc:  # killed mid-job: the shards cannot report or stop
+            _unjam(pool)
+            raise BrokenProcessPool(f"the pool's manager process is gone ({exc!r})") from None
+    return set()
+
+
+def _not_started(work: ShardWork, runs: np.ndarray, late: bool) -> ShardResult:
+    """A shard whose frozen worker could not answer: its runs as stopped at step 0 (one
+    evaluation each, here), cancelled or out of time, so the job keeps the partial results
+    of the others."""
+    if late:
+        return run_shard(work, runs, deadline_wall=0.0)
+    return run_shard(work, runs, cancel=lambda: True)
 
 
 def _lost_a_worker(pool: ProcessPoolExecutor) -> bool:

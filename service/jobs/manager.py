@@ -43,6 +43,7 @@ T = TypeVar("T")
 logger = logging.getLogger("service.jobs")
 SYNC_INTERVAL_S = 0.25  # progress written and cancel flags read this often per runner
 WATCH_INTERVAL_S = 0.2  # the event streams' shared poll of the jobs they follow
+WARN_EVERY_S = 30.0  # a store that stays out is logged this often, not every round
 ETA_AFTER_S = 1.0  # no estimate of the time left until the rate was measured this long
 INTERRUPTED = {
     "type": "/problems/interrupted", "title": "Job interrupted", "status": 500,
@@ -106,6 +107,7 @@ class JobManager:
         self._wake: asyncio.Event | None = None
         # the threads of store calls: their own (a frozen database holds only these)
         self._store_threads = anyio.CapacityLimiter(max(4, settings.jobs_db_pool_size * 2))
+        self._warned_at = float("-inf")
         self._watched: dict[str, int] = {}  # job id → event streams following it
         self._round: asyncio.Future[Any] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -212,7 +214,7 @@ class JobManager:
                     self.running[job["id"]] = asyncio.get_running_loop().create_task(
                         self._run(job))
             except StoreUnavailableError as exc:  # try again next round
-                logger.warning("job runner: %s", exc.detail)
+                self._warn(f"job runner: {exc.detail}")
             except Exception:
                 logger.exception("job runner round failed")
             self._wake.clear()
@@ -243,6 +245,13 @@ class JobManager:
             for job_id in set(mine) - held:
                 logger.warning("job %s: lease lost; its new runner has it", job_id)
                 self._lose(job_id)
+
+    def _warn(self, message: str) -> None:
+        """A store fault, logged at most every WARN_EVERY_S (the runner retries each round)."""
+        now = time.monotonic()
+        if now - self._warned_at >= WARN_EVERY_S:
+            self._warned_at = now
+            logger.warning("%s", message)
 
     def _lose(self, job_id: str) -> None:
         job = self.jobs.get(job_id)
@@ -326,7 +335,7 @@ class JobManager:
                     progress=end.get("progress")))
                 return
             except StoreUnavailableError as exc:
-                logger.warning("job %s: cannot store its end yet (%s)", job.id, exc.detail)
+                self._warn(f"job {job.id}: cannot store its end yet ({exc.detail})")
                 if time.monotonic() - self.store_reachable_at > self.settings.job_lease_s:
                     return  # the lease has run out: another runner runs it again
                 await asyncio.sleep(wait)

@@ -112,3 +112,64 @@ def test_no_server_is_one_line_and_an_exit_code(tmp_path):
         assert result.returncode == 3
         assert "cannot reach the service" in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) <= 3
+
+
+def optim_in(stdin: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([OPTIM, *args], capture_output=True, text=True, timeout=120,
+                            cwd=ROOT, input=stdin, env=os.environ | {"COLUMNS": "200"})
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_version_short_help_and_a_body_from_stdin():
+    from importlib.metadata import version
+
+    assert optim("--version").stdout.strip() == f"optim {version('optim-service')}"
+    assert "submit" in optim("job", "-h").stdout and "Usage" in optim("-h").stdout
+    body = (EXAMPLES / "ravine.json").read_text()
+    from_stdin = json.loads(optim_in(body, "compare", "-", "--json").stdout)
+    from_file = json.loads(optim("compare", str(EXAMPLES / "ravine.json"), "--json").stdout)
+    for answer in (from_stdin, from_file):
+        answer["meta"].pop("elapsed_ms")
+    assert from_stdin == from_file
+
+
+def test_in_process_schema_errors_read_as_the_services_problem():
+    bad = json.dumps({"loss": {"kind": "builtin", "name": "booth"},
+                      "optimizer": {"name": "adam", "beta1": 1.5}})
+    result = optim_in(bad, "run", "-", check=False)
+    assert result.returncode == 1
+    assert "422 Request does not match the schema" in result.stderr
+    assert "at body.optimizer.beta1: Input should be less than 1" in result.stderr
+    assert "/problems/validation-error" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_job_commands_submit_watch_result_cancel_list_delete(server):
+    quick = (EXAMPLES / "ravine.json").read_text()
+    job_id = optim_in(quick, "job", "submit", "-", "--server", server).stdout.strip()
+    assert len(job_id) == 32
+    watched = optim("job", "watch", job_id, "--server", server)
+    assert "succeeded" in watched.stderr
+    result = json.loads(optim("job", "result", job_id, "--server", server, "--json").stdout)
+    assert [s["label"] for s in result["summary"]] == ["momentum", "adam", "sgd"]
+    assert "momentum did best" in optim("job", "result", job_id, "--server", server
+                                        ).stdout.replace("\n", " ")
+    slow = json.dumps({"loss": {"kind": "builtin", "name": "booth"}, "max_steps": 400_000,
+                       "start": {"random": {"n": 64, "seed": 1}},
+                       "optimizer": {"name": "sgd", "lr": 1e-9}, "stop": {"grad_tol": 0},
+                       "record": {"max_points": 5}})
+    env_server = os.environ | {"OPTIM_SERVER": server, "COLUMNS": "200"}
+    slow_id = subprocess.run([OPTIM, "job", "submit", "-"], input=slow, capture_output=True,
+                             text=True, env=env_server, timeout=60).stdout.strip()
+    cancelled = subprocess.run([OPTIM, "job", "cancel", slow_id], capture_output=True,
+                               text=True, env=env_server, timeout=60)
+    assert cancelled.returncode == 0 and slow_id in cancelled.stdout
+    listed = json.loads(optim("job", "list", "--server", server, "--json").stdout)
+    assert {job_id, slow_id} <= {job["id"] for job in listed}
+    optim("job", "watch", slow_id, "--server", server)
+    partial = optim("job", "result", slow_id, "--server", server)
+    assert "partial result (cancelled)" in partial.stderr
+    assert optim("job", "delete", slow_id, "--server", server).stdout.strip().endswith("deleted")
+    gone = optim("job", "result", slow_id, "--server", server, check=False)
+    assert gone.returncode == 1 and "404" in gone.stderr

@@ -96,3 +96,43 @@ async def test_wide_but_drawable_bounds_are_drawn(client):
                                             "bounds": [[-1e300, 1e300], [-1e-6, 1e-6]],
                                             "format": "png"})
     assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
+
+
+def test_concurrent_plots_all_draw_and_health_stays_quick(tmp_path):
+    """matplotlib is not thread-safe: eight plots at once on a server with four compute slots
+    all answer 200 with the picture one plot alone draws, and /healthz stays quick."""
+    import concurrent.futures
+    import time
+
+    import httpx
+
+    from tests.conftest import start_server
+
+    proc, url = start_server({"OPTIM_JOBS_DB_PATH": str(tmp_path / "j.sqlite3"),
+                              "OPTIM_MAX_CONCURRENCY": "4"})
+    try:
+        bodies = [{"request": COMPARE, "format": fmt, "size": [500, 300]}
+                  for fmt in ("png", "svg") for _ in range(4)]
+        alone = {fmt: httpx.post(f"{url}/v1/plot", json={"request": COMPARE, "format": fmt,
+                                                         "size": [500, 300]}, timeout=60)
+                 for fmt in ("png", "svg")}
+        slowest = 0.0
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(httpx.post, f"{url}/v1/plot", json=body, timeout=120)
+                       for body in bodies]
+            while not all(f.done() for f in futures):
+                began = time.monotonic()
+                assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+                slowest = max(slowest, time.monotonic() - began)
+                time.sleep(0.05)
+        answers = [f.result() for f in futures]
+        assert [r.status_code for r in answers] == [200] * 8
+        for body, r in zip(bodies, answers, strict=True):
+            if body["format"] == "png":  # same pixels as alone (SVG ids are random)
+                assert r.content == alone["png"].content
+            else:
+                assert r.content.startswith(b"<?xml") and b"run-5" in r.content
+        assert slowest < 1.0
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -60,10 +60,17 @@ async def _job(request: Request, job_id: str) -> dict[str, Any]:
     return job
 
 
+# OpenAPI links: what a client (and a stateful tester) may do next with the job it got
+JOB_LINKS = {name: {"operationId": name, "parameters": {"job_id": "$response.body#/id"}}
+             for name in ("get_job", "get_job_result", "job_events", "cancel_job",
+                          "delete_job")}
+
+
 @router.post("", status_code=202, response_model=Job,
              responses={202: {"model": Job, "description": "Queued; `Location` names the job",
                               "headers": {"Location": {"schema": {"type": "string"},
-                                                       "description": "/v1/jobs/{id}"}}},
+                                                       "description": "/v1/jobs/{id}"}},
+                              "links": JOB_LINKS},
                         **PROBLEM_RESPONSES, **UNAVAILABLE})
 async def submit_job(body: JobRequest, request: Request) -> JSONResponse:
     """Queue an optimize, compare or sweep request; answers at once with the job's id."""

@@ -1,6 +1,8 @@
 """schemathesis against the exported OpenAPI document, every operation, every check, positive
-and negative data: no server error, no answer outside the declared schema, schema-valid data
-accepted and schema-invalid data refused. Bounded: a few examples per operation, small limits.
+and negative data, and a stateful phase along the document's links (a job submitted, then
+read, followed, cancelled and deleted): no server error, no answer outside the declared
+schema, schema-valid data accepted and schema-invalid data refused, a deleted job gone.
+Bounded: a few examples per operation, small limits.
 
 Schema-valid is not always usable: a string the schema allows may not parse as a formula (400),
 a point may not fit the loss, work may exceed a limit (413), a job may not be finished (409),
@@ -23,7 +25,8 @@ from service.settings import Settings  # noqa: E402
 APP = create_app(Settings(
     jobs_db_path=":memory:", max_steps=200, max_runs=64, max_work=200_000,
     max_landscape_points=2500, max_recorded_values=100_000, request_timeout_s=2.0,
-    job_max_active=4, max_queue=64))
+    job_max_active=4, max_queue=64, job_max_steps=200, job_max_runs=64, job_max_work=200_000,
+    job_max_recorded_values=100_000, job_timeout_s=2.0))
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 schema.config.checks.positive_data_acceptance = PositiveDataAcceptanceConfig(
@@ -35,3 +38,8 @@ schema.config.checks.positive_data_acceptance = PositiveDataAcceptanceConfig(
           suppress_health_check=list(HealthCheck))
 def test_every_operation_passes_every_check(case):
     case.call_and_validate()  # all of schemathesis's checks
+
+
+TestJobsStatefully = schema.as_state_machine().TestCase
+TestJobsStatefully.settings = settings(max_examples=8, stateful_step_count=6, deadline=None,
+                                       derandomize=True, suppress_health_check=list(HealthCheck))

@@ -129,8 +129,8 @@ def test_client_imports_only_httpx_and_pydantic():
                         "httpx", "pydantic", "optim_client"}
 
 
-def test_readme_client_snippet_runs(server):
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_documented_client_snippet_runs(server):
+    readme = (ROOT / "docs" / "client.md").read_text(encoding="utf-8")
     snippet = re.search(r"```python\n(from optim_client.*?)```", readme, re.S).group(1)
     printed = []
     namespace = {"print": lambda *args: printed.append(args)}

@@ -1,4 +1,5 @@
-"""The README's curl examples still answer what the README shows (a subset of the answer)."""
+"""The curl examples of the README and of docs/ still answer what they show (a subset of the
+answer)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 
 from tests.conftest import ROOT
 
-README = (ROOT / "README.md").read_text(encoding="utf-8")
-PAIRS = re.findall(r"```sh\n(curl [^\n]+)\n```\n\n```json\n(.*?)\n```", README, re.S)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+EXAMPLE = re.compile(r"```sh\n(curl [^\n]+)\n```\n\n```json\n(.*?)\n```", re.S)
+PAIRS = [pair for page in PAGES for pair in EXAMPLE.findall(page.read_text(encoding="utf-8"))]
 
 
 def contains(actual, shown, where="answer"):
@@ -31,9 +33,20 @@ def contains(actual, shown, where="answer"):
         assert actual == shown, where
 
 
-def test_readme_has_examples_for_every_compute_endpoint():
+def test_the_pages_have_examples_for_every_compute_endpoint():
     paths = {re.search(r"localhost:8000(/\S+)", cmd).group(1) for cmd, _ in PAIRS}
     assert {"/v1/optimize", "/v1/compare", "/v1/sweep", "/v1/landscape", "/v1/analyze"} <= paths
+    readme = EXAMPLE.findall((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert len(readme) == 3  # the front page keeps three; the rest live in docs/
+
+
+def test_the_readme_is_a_short_front_page_whose_links_resolve():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) < 200 and "../shared" not in text
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)#]+)\)", page.read_text(encoding="utf-8")):
+            if not target.startswith("http"):
+                assert (page.parent / target).exists(), f"{page.name} links {target}"
 
 
 @pytest.mark.parametrize(("command", "shown"), PAIRS, ids=[c[:60] for c, _ in PAIRS])

@@ -56,6 +56,8 @@ class Trajectory(_Model):
     loss: list[float | None] | None = None
     grad_norm: list[float | None] | None = None
     lr: list[float | None] | None = None
+    step_size: list[float | None] | None = None
+    evals: list[float | None] | None = None
 
 
 class Run(_Model):
@@ -70,6 +72,7 @@ class Run(_Model):
     work: dict[str, int]
     findings: list[Finding]
     trajectory: Trajectory | None = None
+    at_bound: bool | None = None  # with bounds: whether the run ended on the box's surface
 
 
 class Meta(_Model):
@@ -97,6 +100,7 @@ class SummaryEntry(_Model):
     converged: int
     diverged: int
     median_steps_to_tol: float | None
+    median_evals_to_tol: float | None = None
     best_final_loss: float | None
     median_final_loss: float | None
     rank: int

@@ -61,6 +61,8 @@ class Trajectory(TypedDict):
     loss: NotRequired[list[Number]]
     grad_norm: NotRequired[list[Number]]
     lr: NotRequired[list[Number]]
+    step_size: NotRequired[list[Number]]  # the α of the step that led to each point
+    evals: NotRequired[list[Number]]  # function evaluations up to each point
 
 
 class Run(TypedDict):
@@ -75,6 +77,7 @@ class Run(TypedDict):
     work: dict[str, int]
     trajectory: NotRequired[Trajectory]
     findings: list[Finding]
+    at_bound: NotRequired[bool]  # with bounds: the run ended on the box's surface
 
 
 class Meta(TypedDict):
@@ -104,6 +107,7 @@ class SummaryEntry(TypedDict):
     converged: int
     diverged: int
     median_steps_to_tol: Number
+    median_evals_to_tol: Number  # function evaluations
     best_final_loss: Number
     median_final_loss: Number
     rank: int

@@ -17,7 +17,7 @@ from optim_core.engine.loop import ProgressFn
 from optim_core.engine.recording import RecordSpec
 from optim_core.engine.stopping import StopCriteria
 from optim_core.losses.base import Loss
-from optim_core.plan import plan_optimize, plan_sweep, resolve_starts
+from optim_core.plan import check_bounds, plan_optimize, plan_sweep, resolve_starts
 from optim_core.reports import (
     BatchReport,
     SweepReport,
@@ -49,11 +49,13 @@ def optimize(
     with_runs: bool = True,
     executor: ShardExecutor | None = None,
     shards: Sequence[Array] | None = None,
+    bounds: Array | None = None,
 ) -> BatchReport:
     """Run every optimizer from every start (one batch, or shards: the same answer); reports
-    in optimizer-major order."""
+    in optimizer-major order. `bounds` (d, 2): the box every run stays in."""
     plan = plan_optimize(loss, optimizers, starts, EngineOptions(
-        max_steps, stop or StopCriteria(), record or RecordSpec(), seed, eval_every))
+        max_steps, stop or StopCriteria(), record or RecordSpec(), seed, eval_every,
+        bounds=check_bounds(loss, bounds, starts)))
     batch = execute(plan, shards=shards, executor=executor, deadline=deadline, cancel=cancel,
                     progress=progress)
     return optimize_report(plan, batch, with_runs)
@@ -86,12 +88,14 @@ def sweep(
     eval_every: int = 10,
     executor: ShardExecutor | None = None,
     shards: Sequence[Array] | None = None,
+    bounds: Array | None = None,
 ) -> SweepReport:
     """Every grid point × start (one batch, or shards: the same answer); one aggregated row
     per point."""
     record = (record or RecordSpec()) if include_runs else RecordSpec(enabled=False)
     plan = plan_sweep(loss, base, grid, starts,
-                      EngineOptions(max_steps, stop or StopCriteria(), record, seed, eval_every))
+                      EngineOptions(max_steps, stop or StopCriteria(), record, seed, eval_every,
+                                    bounds=check_bounds(loss, bounds, starts)))
     batch = execute(plan, shards=shards, executor=executor, deadline=deadline, cancel=cancel,
                     progress=progress)
     return sweep_report(plan, batch, include_runs)

@@ -76,6 +76,8 @@ class RunFacts:
     noise_floor: list[dict[str, Any] | None]
     patience: int | None
     stochastic: bool
+    dim: int = 0
+    quadratic: bool = False  # the loss is a quadratic (a constant Hessian)
 
 
 def batch_findings(facts: RunFacts) -> list[list[Finding]]:
@@ -85,7 +87,8 @@ def batch_findings(facts: RunFacts) -> list[list[Finding]]:
     found: Found = [[] for _ in facts.status]
     limits = _stability_limits(facts)
     for finding in (_status, _unstable_lr, _zigzag, _slow_ravine, _newton_fallback, _saddle,
-                    _rate_vs_theory, _noise_floor):
+                    _rate_vs_theory, _noise_floor, _quasi_newton, _line_search, _cg_on_quadratic,
+                    _trust_region, _simplex):
         finding(facts, limits, found)
     return found
 
@@ -127,6 +130,10 @@ def _status(facts: RunFacts, limits: list[float | None], found: Found) -> None:
                 extra = f"; lr = {_fmt(lr0)} is above the stability limit {_fmt(limit)}"
             _add(found[i], "diverged", f"Diverged at step {n}: {cause}{extra}.", step=n,
                  cause=facts.reason[i], loss=final_loss[i], initial_loss=facts.initial_loss[i])
+        elif status == "stalled" and facts.reason[i] in STALL_CAUSES:
+            _add(found[i], "stalled", f"Stalled at step {n}: {STALL_CAUSES[facts.reason[i]]} "
+                 f"(loss {_fmt(final_loss[i])}, gradient norm {_fmt(grad_norm[i])}).", step=n,
+                 reason=facts.reason[i], loss=final_loss[i], grad_norm=grad_norm[i])
         elif status == "stalled":
             _add(found[i], "stalled", f"Stalled at step {n}: the best loss "
                  f"{_fmt(facts.best_loss[i])} did not improve for {facts.patience} steps "
@@ -157,7 +164,8 @@ def _zigzag(facts: RunFacts, limits: list[float | None], found: Found) -> None:
         candidates = np.flatnonzero((facts.oscillation >= ZIGZAG_OSCILLATION)
                                     & (np.asarray(facts.steps) >= ZIGZAG_MIN_STEPS))
     for i in candidates.tolist():
-        if facts.status[i] == "diverged":
+        # a zig-zag is a first-order rule's pathology (a line search or a model damps it)
+        if facts.status[i] == "diverged" or facts.rules[i].elementwise is None:
             continue
         oscillation = float(facts.oscillation[i])
         message = f"Zig-zags across the steep direction: oscillation {oscillation:.2f}"
@@ -244,6 +252,77 @@ def _noise_floor(facts: RunFacts, limits: list[float | None], found: Found) -> N
     for i, noise in enumerate(facts.noise_floor):
         if noise is not None:
             _add(found[i], "noise_floor", noise["message"], **noise["data"])
+
+
+STALL_CAUSES = {
+    "no_descent": "the line search found no lower point along the direction: the progress "
+                  "left is below the precision of the loss",
+    "trust_region": "the trust region collapsed (the model predicts no decrease, or the radius "
+                    "fell below 1e-12 of its start)",
+}
+
+
+def _quasi_newton(facts: RunFacts, limits: list[float | None], found: Found) -> None:
+    for i, work in enumerate(facts.work):
+        skipped = int(work.get("skipped_updates", 0))
+        if skipped:
+            _add(found[i], "curvature_pair_rejected", f"sᵀy ≤ 0 on {skipped} of "
+                 f"{facts.steps[i]} steps: the curvature along those steps was not positive, "
+                 "so the quasi-Newton update was skipped there (the model keeps the pairs it "
+                 "had).", skipped_updates=skipped, steps=facts.steps[i])
+
+
+def _line_search(facts: RunFacts, limits: list[float | None], found: Found) -> None:
+    for i, work in enumerate(facts.work):
+        failed = int(work.get("line_search_failures", 0))
+        if failed:
+            _add(found[i], "line_search_failed", f"The line search found no strong-Wolfe point "
+                 f"on {failed} of {facts.steps[i]} steps (it took its lowest point instead): "
+                 "the direction was poor, or the loss is flat at its precision there.",
+                 failures=failed, steps=facts.steps[i])
+
+
+def _cg_on_quadratic(facts: RunFacts, limits: list[float | None], found: Found) -> None:
+    if not facts.quadratic:
+        return
+    d = facts.dim
+    for i, rule in enumerate(facts.rules):
+        if rule.name != "cg" or facts.status[i] != "converged":
+            continue
+        n = facts.steps[i]
+        if n <= d:
+            message = (f"Conjugate gradient ended in {n} steps on this {d}-dimensional "
+                       f"quadratic: at most {d} with exact line searches, as theory says.")
+        else:
+            message = (f"Conjugate gradient took {n} steps on this {d}-dimensional quadratic, "
+                       f"more than the {d} of exact line searches: a smaller c2 makes the "
+                       "strong-Wolfe search exact on a quadratic.")
+        _add(found[i], "cg_finite_termination", message, steps=n, dim=d, within=n <= d)
+
+
+def _trust_region(facts: RunFacts, limits: list[float | None], found: Found) -> None:
+    for i, work in enumerate(facts.work):
+        if facts.reason[i] == "trust_region":
+            _add(found[i], "trust_radius_collapsed", f"The trust region collapsed after "
+                 f"{int(work.get('radius_shrinks', 0))} shrinks and "
+                 f"{int(work.get('rejected_steps', 0))} rejected steps: the quadratic model "
+                 "no longer predicts a decrease the loss confirms.",
+                 radius_shrinks=int(work.get("radius_shrinks", 0)),
+                 rejected_steps=int(work.get("rejected_steps", 0)))
+
+
+def _simplex(facts: RunFacts, limits: list[float | None], found: Found) -> None:
+    for i, reason in enumerate(facts.reason):
+        if reason != "simplex":
+            continue
+        norm = facts.grad_norm[i]
+        where = ("where the gradient is small: a minimum" if norm is not None and norm <= 1e-3
+                 else f"where the gradient is still {_fmt(norm)}: the simplex collapsed "
+                 "before a minimum (Nelder–Mead can stall; restart it there, or use a "
+                 "gradient method)")
+        _add(found[i], "simplex_collapsed", f"The simplex collapsed within xatol and fatol "
+             f"after {facts.steps[i]} iterations, {where}.", steps=facts.steps[i],
+             grad_norm=norm)
 
 
 def _flat_directions(curvature: dict[str, Any] | None) -> tuple[int, int, float] | None:

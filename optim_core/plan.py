@@ -55,6 +55,31 @@ def resolve_starts(loss: Loss, start: Any, seed: int | None = None) -> Array:
     return points
 
 
+def check_bounds(loss: Loss, bounds: Any, starts: Array) -> Array | None:
+    """The box as a (d, 2) array of [lo, hi] (None or ±inf where a side is open), checked
+    against the loss and the starts: every start must lie inside (DimensionError)."""
+    if bounds is None:
+        return None
+    d = loss.dim
+    if len(bounds) != d or any(len(pair) != 2 for pair in bounds):
+        raise DimensionError(f"bounds must give [lo, hi] for each of the {d} coordinates "
+                             f"({', '.join(loss.names)})", loc=["bounds"])
+    box = np.array([[-np.inf if lo is None else lo, np.inf if hi is None else hi]
+                    for lo, hi in bounds], dtype=float)
+    if (np.isnan(box).any() or (box[:, 0] > box[:, 1]).any() or (box[:, 0] == np.inf).any()
+            or (box[:, 1] == -np.inf).any()):
+        raise DimensionError("each bound needs lo ≤ hi (null leaves a side open)",
+                             loc=["bounds"])
+    starts = np.asarray(starts, dtype=float)
+    outside = np.flatnonzero(((starts < box[:, 0]) | (starts > box[:, 1])).any(axis=1))
+    if outside.size:
+        first = outside[0]
+        raise DimensionError(f"Start {first} ({', '.join(f'{v:g}' for v in starts[first])}) "
+                             f"lies outside the bounds; {outside.size} of {len(starts)} starts "
+                             "do", loc=["start"])
+    return box
+
+
 def step_cost(loss: Loss, rule_name: str) -> float:
     """Work units of one step of one run: d for a gradient rule on a closed-form loss, times
     the rows a step touches for sampled losses, times ~d²/25 for Newton's eigendecomposition

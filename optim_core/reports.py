@@ -54,6 +54,7 @@ def optimize_report(plan: Plan, batch: RunBatch, with_runs: bool = True) -> Batc
     resolved = [echo_settings(g.settings[0]) | {"name": g.rule.name} for g in groups]
     arrays = diagnostics_arrays(loss, batch)
     runs = build_reports(loss, batch, labels, plan.work.options.stop, arrays) if with_runs else []
+    mark_at_bound(runs, batch, plan.work.options.bounds)
     return BatchReport(runs, batch, labels, resolved, plan.work.starts,
                        {"start_eigenvalues": arrays["start_eigenvalues"]})
 
@@ -158,6 +159,23 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+AT_BOUND_RTOL = 1e-9  # a coordinate this close to a bound (relative, at least absolute) is on it
+
+
+def mark_at_bound(runs: list[Run], batch: RunBatch, bounds: Array | None) -> None:
+    """With a box, each run says whether it ended on the box's surface (some coordinate at a
+    bound)."""
+    if bounds is None or not runs:
+        return
+    final = batch.final_params
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    with np.errstate(invalid="ignore"):
+        near_lo = np.abs(final - lo) <= AT_BOUND_RTOL * np.maximum(1.0, np.abs(lo))
+        near_hi = np.abs(final - hi) <= AT_BOUND_RTOL * np.maximum(1.0, np.abs(hi))
+    for run, on in zip(runs, (near_lo | near_hi).any(axis=1).tolist(), strict=True):
+        run["at_bound"] = on
+
+
 def build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: StopCriteria,
                   arrays: dict[str, Any] | None = None) -> list[Run]:
     """One JSON-ready report per run, with diagnostics and findings.
@@ -222,15 +240,7 @@ def _build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: Sto
         for ok, lam, cond, kind in zip(
             final_ok.tolist(), final_lam_rows if final_lam_rows is not None else [None] * k,
             final_condition, final_kind if final_kind is not None else [None] * k, strict=True)]
-    works = [{"grad_evals": g, "hess_evals": h}
-             for g, h in zip(grad_evals, hess_evals, strict=True)]
-    row = 0
-    for group in batch.groups:  # rule counters (Newton's), in the rule's order
-        names = [name for name in group.rule.counters if name in counters]
-        if names:
-            for i in range(row, row + group.size):
-                works[i] |= {name: counters[name][i] for name in names}
-        row += group.size
+    works = _works(batch.groups, steps, grad_evals, hess_evals, counters)
     reports: list[Run] = [
         {"start": start, "label": label, "optimizer": rule.name, "status": st, "reason": why,
          "steps": n,
@@ -262,10 +272,37 @@ def _build_reports(loss: Loss, batch: RunBatch, labels: Sequence[str], stop: Sto
                            for i in range(k)],
         work=works, lr0=lr0, momentum0=mom0, lambda_max0=lam_max0,
         condition0=kappa0, fallback=fallback, scheduled=is_scheduled, noise_floor=noise,
-        patience=stop.patience, stochastic=batch.stochastic)
+        patience=stop.patience, stochastic=batch.stochastic, dim=loss.dim,
+        quadratic=bool(getattr(loss, "quadratic", False)))
     for report, found in zip(reports, batch_findings(facts), strict=True):
         report["findings"] = found
     return reports
+
+
+EVALUATIONS = ("func_evals", "grad_evals", "hess_evals")
+
+
+def _works(groups: list[Any], steps: list[int], grad_evals: list[int], hess_evals: list[int],
+           counters: dict[str, list[int]]) -> list[dict[str, int]]:
+    """Each run's `work`: its function, gradient and Hessian evaluations (the rule's own count
+    where it keeps one, else one a step, plus a line search's values), then the rule's other
+    counters in the rule's order."""
+    works: list[dict[str, int]] = []
+    row = 0
+    for group in groups:
+        rule = group.rule
+        others = [name for name in rule.counters if name in counters and name not in EVALUATIONS]
+        for i in range(row, row + group.size):
+            if rule.counts_evals:
+                work = {name: counters[name][i] for name in EVALUATIONS}
+            else:
+                searched = counters["line_search_evals"][i] if "line_search_evals" in counters \
+                    else 0
+                work = {"func_evals": steps[i] + 1 + searched, "grad_evals": grad_evals[i],
+                        "hess_evals": hess_evals[i]}
+            works.append(work | {name: counters[name][i] for name in others})
+        row += group.size
+    return works
 
 
 def _noise_floor(batch: RunBatch, k: int, traj: Any, loss: Loss) -> dict[str, Any] | None:
@@ -297,13 +334,16 @@ def summarize(reports: Sequence[Run], labels: Sequence[str],
               optimizers: Sequence[Mapping[str, Any]], n_starts: int) -> list[SummaryEntry]:
     """Per-optimizer summary for compare, ranked best first.
 
-    Rank: more converged runs first, then fewer median steps to tolerance, then the lower best
-    final loss, then fewer diverged runs.
+    Rank: more converged runs first, then fewer median function evaluations to tolerance (one
+    L-BFGS step with its line search is not one Adam step), then fewer median steps, then the
+    lower best final loss, then fewer diverged runs.
     """
     summary = []
     for i, label in enumerate(labels):
         runs = reports[i * n_starts:(i + 1) * n_starts]
         steps = [r["diagnostics"]["steps_to_tol"] for r in runs
+                 if r["diagnostics"]["steps_to_tol"] is not None]
+        evals = [r["work"]["func_evals"] for r in runs
                  if r["diagnostics"]["steps_to_tol"] is not None]
         finals = [r["final"]["loss"] for r in runs if r["final"]["loss"] is not None
                   and r["status"] != "diverged"]
@@ -314,11 +354,14 @@ def summarize(reports: Sequence[Run], labels: Sequence[str],
             "converged": sum(r["status"] == "converged" for r in runs),
             "diverged": sum(r["status"] == "diverged" for r in runs),
             "median_steps_to_tol": _median_int(steps),
+            "median_evals_to_tol": _median_int(evals),
             "best_final_loss": min(finals) if finals else None,
             "median_final_loss": float(np.median(finals)) if finals else None,
         })
     order = sorted(range(len(summary)), key=lambda i: (
         -summary[i]["converged"],
+        summary[i]["median_evals_to_tol"] if summary[i]["median_evals_to_tol"] is not None
+        else math.inf,
         summary[i]["median_steps_to_tol"] if summary[i]["median_steps_to_tol"] is not None
         else math.inf,
         summary[i]["best_final_loss"] if summary[i]["best_final_loss"] is not None else math.inf,
@@ -367,6 +410,7 @@ def sweep_report(plan: Plan, batch: RunBatch, include_runs: bool = False) -> Swe
     runs = None
     if include_runs:
         runs = build_reports(plan.work.loss, batch, plan.labels, plan.work.options.stop)
+        mark_at_bound(runs, batch, plan.work.options.bounds)
     return SweepReport(rows, choose_best(rows), batch, runs)
 
 

@@ -59,6 +59,7 @@ class EngineOptions:
     seed: int | None = None
     eval_every: int = 10
     path: str = "vectorised"  # decided by the plan from the whole batch
+    bounds: Array | None = None  # (d, 2): the box every run stays in
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,8 @@ def make_plan(loss: Loss, starts: Array, entries: Sequence[tuple[str, Mapping[st
     """Decide from the whole batch what depends on it; `groups` cover the runs in order."""
     starts = np.asarray(starts, dtype=float)
     k, d = len(entries) * starts.shape[0], loss.dim
-    path = "floats" if small.fits(loss, groups, k, d) else "vectorised"
+    path = ("floats" if options.bounds is None and small.fits(loss, groups, k, d, options.record)
+            else "vectorised")
     work = ShardWork(loss, starts, tuple(entries), replace(options, path=path))
     group_index = np.repeat(np.arange(len(groups)), [g.size for g in groups])
     if group_index.size != k:
@@ -192,7 +194,7 @@ def _run_batch(work: ShardWork, runs: Array, deadline_wall: float | None,
     return run(work.loss, groups or shard_groups(work, runs), work.starts[start_of],
                max_steps=o.max_steps, stop=o.stop, record=o.record, seed=o.seed,
                streams=start_of, deadline=deadline, cancel=cancel, progress=progress,
-               eval_every=o.eval_every, path=o.path)
+               eval_every=o.eval_every, path=o.path, bounds=o.bounds)
 
 
 def merge(plan: Plan, results: Sequence[ShardResult], elapsed_s: float) -> RunBatch:

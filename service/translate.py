@@ -42,7 +42,7 @@ from optim_core.losses.dataset import dataset_loss
 from optim_core.losses.expression import cached_expression_loss, expression_loss, tape_length
 from optim_core.losses.quadratic import QuadraticLoss
 from optim_core.optimizers import OPTIMIZERS
-from optim_core.plan import build_groups, step_cost, validate_grid
+from optim_core.plan import build_groups, check_bounds, step_cost, validate_grid
 from service.schemas import losses as L
 from service.schemas.optimizers import optimizer_settings
 from service.schemas.requests import (
@@ -103,7 +103,7 @@ def is_small(body: OptimizeRequest | CompareRequest, settings: Settings) -> bool
     event loop (see ComputeGate.run). Anything that may take longer, a Hessian rule, data,
     or a symbolic stage in the worker process, goes to a worker thread."""
     specs = body.optimizers if isinstance(body, CompareRequest) else [body.optimizer]
-    if any(OPTIMIZERS[spec.name].needs_hessian for spec in specs):
+    if any(OPTIMIZERS[spec.name].needs_context for spec in specs):
         return False
     start = body.start
     if isinstance(start, RandomStart):
@@ -212,10 +212,12 @@ def run_optimize(body: OptimizeRequest | CompareRequest, settings: Settings,
     with _optimizer_loc(body):
         if dry_run:
             build_groups(optimizers, 1)  # hyperparameters the schema cannot check (schedules)
+            check_bounds(loss, body.bounds, starts)
             return None
         engine.setdefault("deadline", _deadline(body, settings))
         options = dict(max_steps=body.max_steps, stop=_stop(body), record=_record(body),
-                       seed=body.seed, eval_every=settings.eval_every, **engine)
+                       seed=body.seed, eval_every=settings.eval_every, bounds=body.bounds,
+                       **engine)
         if isinstance(body, CompareRequest):
             report, summary, finding = compare(loss, optimizers, starts, **options)
         else:
@@ -254,12 +256,13 @@ def run_sweep(body: SweepRequest, settings: Settings, dry_run: bool = False, **e
                 recorded=body.include_runs)
     if dry_run:
         validate_grid(optimizer_settings(body.optimizer), _grid(body))
+        check_bounds(loss, body.bounds, starts)
         return None
     engine.setdefault("deadline", _deadline(body, settings))
     result = sweep(loss, optimizer_settings(body.optimizer), _grid(body), starts,
                    max_steps=body.max_steps, stop=_stop(body), record=_record(body),
                    include_runs=body.include_runs, seed=body.seed,
-                   eval_every=settings.eval_every, **engine)
+                   eval_every=settings.eval_every, bounds=body.bounds, **engine)
     answer: SweepResponse = {"loss": loss.describe(), "rows": result.rows, "best": result.best,
                              "meta": _meta(result.batch, body, began)}
     if result.runs is not None:

@@ -20,7 +20,7 @@ from optim_core.engine.allocator import reuse_large_blocks
 from optim_core.engine.groups import RunGroup
 from optim_core.engine.recording import Recorder, RecordSpec
 from optim_core.engine.results import RunBatch, empty_results, run_batch, write_rows
-from optim_core.engine.status import Reason, Status
+from optim_core.engine.status import RULE_STATUS, Reason, Status
 from optim_core.engine.stopping import (
     StopCriteria,
     blow_up_threshold,
@@ -57,6 +57,7 @@ def run(
     progress_every: int = 50,
     eval_every: int = 10,
     path: str = "auto",
+    bounds: Array | None = None,
 ) -> RunBatch:
     """Advance every run until it stops; `starts` holds one row per run, ordered by group.
 
@@ -75,7 +76,8 @@ def run(
     k, d = starts.shape
     if path not in ("auto", "floats", "vectorised"):
         raise ValueError(f"path must be auto, floats or vectorised, not {path!r}")
-    use_floats = path == "floats" or (path == "auto" and small.fits(loss, groups, k, d))
+    use_floats = path == "floats" or (path == "auto" and bounds is None and small.fits(
+        loss, groups, k, d, record))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         if use_floats:
             return _run_floats(loss, groups, starts, max_steps, stop or StopCriteria(),
@@ -84,7 +86,7 @@ def run(
         reuse_large_blocks(k, d)
         return _Loop(loss, groups, starts, max_steps, stop or StopCriteria(),
                      record or RecordSpec(), seed, streams, deadline, cancel, progress,
-                     progress_every, eval_every).run()
+                     progress_every, eval_every, bounds).run()
 
 
 def _run_floats(loss: Loss, groups: list[RunGroup], starts: Array, max_steps: int | Array,
@@ -115,6 +117,15 @@ def _state_rows(state: tuple[Array, ...], keep: Array) -> tuple[Array, ...]:
     return type(state)(*rows) if hasattr(state, "_fields") else tuple(rows)
 
 
+def _reduced(hess: Array, held: Array) -> Array:
+    """The Hessian with each held coordinate's row and column those of the identity."""
+    free = ~held
+    reduced = hess * (free[:, :, None] & free[:, None, :])
+    d = hess.shape[-1]
+    reduced.reshape(hess.shape[0], d * d)[:, :: d + 1] += held
+    return reduced
+
+
 def _keep_rows(ctx: StepContext, keep: Array) -> StepContext:
     """The context of the rows that go on."""
     decomposed = keep if ctx.certified is None else keep[~ctx.certified]
@@ -126,6 +137,9 @@ def _keep_rows(ctx: StepContext, keep: Array) -> StepContext:
                         certified=rows(ctx.certified, keep))
 
 
+_RULE_STATUS = np.zeros(len(Reason), dtype=np.int8)  # Reason code → its Status code
+for _reason, _status in RULE_STATUS.items():
+    _RULE_STATUS[_reason] = _status
 _ONES = {1: np.ones(1), 2: np.ones(2)}  # _squared_norms' summing vectors, made once
 
 
@@ -186,6 +200,8 @@ ACTIVE_FIELDS: tuple[ActiveField, ...] = (
     ActiveField("ring", 1, lambda k, d, starts: np.full((RATE_WINDOW, k), np.nan)),
     ActiveField("hess_evals", 0, lambda k, d, starts: np.zeros(k)),
     ActiveField("last_step_norm"),  # None until the first step
+    # the α of the step that led here (a line search's, else the step's lr; nan at t = 0)
+    ActiveField("step_size", 0, lambda k, d, starts: np.full(k, np.nan)),
 )
 
 
@@ -197,13 +213,16 @@ class _Loop:
     def __init__(self, loss: Loss, groups: list[RunGroup], starts: Array, max_steps: int | Array,
                  stop: StopCriteria, record: RecordSpec, seed: int | None,
                  streams: Array | None, deadline: float | None, cancel: Callable[[], bool] | None,
-                 progress: ProgressFn | None, progress_every: int, eval_every: int) -> None:
+                 progress: ProgressFn | None, progress_every: int, eval_every: int,
+                 bounds: Array | None = None) -> None:
         k, d = starts.shape
         sizes = [g.size for g in groups]
         self.recorder_steps = int(np.max(max_steps)) if k else 0
         if sum(sizes) != k:
             raise ValueError(f"groups hold {sum(sizes)} runs but starts has {k} rows")
         self.loss, self.groups, self.starts = loss, groups, starts
+        self.box = None if bounds is None else (np.asarray(bounds, dtype=float)[:, 0].copy(),
+                                                np.asarray(bounds, dtype=float)[:, 1].copy())
         self.original_groups = list(groups)
         self.row_max_steps = np.broadcast_to(np.asarray(max_steps, dtype=np.int64), (k,)).copy()
         self.max_steps = int(self.row_max_steps.max()) if k else 0
@@ -225,7 +244,9 @@ class _Loop:
         self.finals = {"params": self.results["final_params"],
                        "loss": self.results["final_loss"],
                        "grad_norm": self.results["final_grad_norm"],
-                       "lr": self.results["final_lr"]}
+                       "lr": self.results["final_lr"],
+                       "step_size": self.results["final_step_size"],
+                       "evals": self.results["final_evals"]}
         self.counters_out: dict[str, Array] = {
             name: np.zeros(k) for g in groups for name in g.rule.counters}
         # Active state (ACTIVE_FIELDS), compressed as rows stop.
@@ -258,33 +279,76 @@ class _Loop:
         full-batch gradient only when grad_norm is recorded."""
         if self.sampler is None:
             values, grads = self.loss.value_grad(self.params)
-            return values, grads, _squared_norms(grads), True, True
+            return values, grads, _squared_norms(self._projected(grads)), True, True
         batch = self.sampler.draw(self.rows, t)
         values, grads = self.loss.minibatch_value_grad(self.params, batch)  # type: ignore
         checked = t == 0 or t % self.eval_every == 0 or t >= self.min_max_steps
         recorded = self.recorder.due(t)
         if checked or (recorded and "grad_norm" in self.recorder.spec.fields):
             full_values, full_grads = self.loss.value_grad(self.params)
-            return full_values, grads, _squared_norms(full_grads), True, True
+            return full_values, grads, _squared_norms(self._projected(full_grads)), True, True
         if recorded:
-            return self.loss.value(self.params), grads, _squared_norms(grads), True, False
-        return values, grads, _squared_norms(grads), False, False
+            return (self.loss.value(self.params), grads,
+                    _squared_norms(self._projected(grads)), True, False)
+        return values, grads, _squared_norms(self._projected(grads)), False, False
 
-    def _curvature(self, bounds: list[tuple[int, int]]) -> list[StepContext | None]:
-        """Each second-order group's Hessian, decomposed as its rule asks (rule.curvature)."""
+    def _projected(self, grads: Array) -> Array:
+        """The gradient, or with a box the projected gradient x − P(x − g): zero along a
+        coordinate held at a bound by a gradient that pushes out of the box."""
+        if self.box is None:
+            return grads
+        return self.params - np.clip(self.params - grads, *self.box)
+
+    def _held(self, grads: Array) -> Array | None:
+        """(K, d) coordinates held at a bound by a gradient pushing out of the box."""
+        if self.box is None:
+            return None
+        lo, hi = self.box
+        return ((self.params <= lo) & (grads > 0)) | ((self.params >= hi) & (grads < 0))
+
+    def _contexts(self, bounds: list[tuple[int, int]], grads: Array
+                  ) -> list[StepContext | None]:
+        """What each group's rule needs beyond its gradient (rule.needs_context): the loss's
+        functions, the box, and for second-order rules the Hessian, decomposed as the rule
+        asks (rule.curvature). Within a box a second-order rule sees the reduced problem
+        (Bertsekas' projected Newton): the coordinates held at a bound decoupled from the
+        others (their Hessian rows and columns those of the identity, their gradient zero)."""
+        held = self._held(grads) if any(g.rule.needs_hessian for g in self.groups) else None
         contexts: list[StepContext | None] = []
         for i, group in enumerate(self.groups):
             start, end = bounds[i]
-            curvature = group.rule.curvature
-            if curvature is None or end == start:
+            rule = group.rule
+            if not rule.needs_context or end == start:
                 contexts.append(None)
                 continue
-            hess = self.loss.hess(self.params[start:end])
-            self.hess_evals[start:end] += 1
-            certified, lam, vec = curvature.decompose(hess)
+            hess = certified = lam = vec = None
+            if rule.needs_hessian:
+                hess = self.loss.hess(self.params[start:end])
+                self.hess_evals[start:end] += 1
+                if held is not None and held[start:end].any():
+                    hess = _reduced(hess, held[start:end])
+                if rule.curvature is not None:
+                    certified, lam, vec = rule.curvature.decompose(hess)
             contexts.append(StepContext(np.empty(0), hess, lam, vec, self.loss.value,
-                                        certified))
+                                        certified, self.loss.value_grad, self.box))
         return contexts
+
+    def _rule_finished(self, bounds: list[tuple[int, int]]) -> tuple[Array, Array] | None:
+        """Rows the rules ended on their own criteria (rule.finished), as (K,) reasons (0 where
+        none) and the statuses they mean; None when no rule has such a criterion."""
+        reasons = None
+        for i, group in enumerate(self.groups):
+            start, end = bounds[i]
+            if group.rule.finished is None or end == start:
+                continue
+            mask, why = group.rule.finished(self.states[i])
+            if mask.any():
+                if reasons is None:
+                    reasons = np.zeros(self.rows.size, dtype=np.int8)
+                reasons[start:end] = np.where(mask, why, 0)
+        if reasons is None:
+            return None
+        return reasons, _RULE_STATUS[reasons]
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> RunBatch:
@@ -297,10 +361,11 @@ class _Loop:
                 self.f0 = values.copy()
                 self.blow_up_at = blow_up_threshold(self.stop, self.f0)
             bounds = self._bounds()
-            contexts = self._curvature(bounds)
+            contexts = self._contexts(bounds, grads)
+            ended = self._rule_finished(bounds)
             # The curvature guard only keeps rows from converging, so it is needed only when the
             # screen says some row may stop.
-            if (t >= self.min_max_steps or screen(
+            if (t >= self.min_max_steps or ended is not None or screen(
                     self.stop, t=t, values=values, grad_squares=grad_squares,
                     params=self.params, blow_up_at=self.blow_up_at, converge_checked=checked)):
                 grad_norms = np.sqrt(grad_squares)
@@ -308,8 +373,14 @@ class _Loop:
                     self.stop, t=t, max_steps=self.row_max_steps, values=values,
                     grad_norms=grad_norms, params=self.params, f0=self.f0,
                     last_step_norm=self.last_step_norm, last_improvement=self.last_improvement,
-                    may_converge=self._may_converge(contexts, bounds),
+                    may_converge=self._may_converge(contexts, bounds, grad_norms),
                     converge_checked=checked)
+                if ended is not None:  # the rule's own end, unless a test above came first
+                    rule_reason, rule_status = ended
+                    own = (rule_reason > 0) & ((status == Status.RUNNING)
+                                               | (status == Status.MAX_STEPS))
+                    status = np.where(own, rule_status, status).astype(np.int8)
+                    reason = np.where(own, rule_reason, reason).astype(np.int8)
             else:
                 status = reason = None
             if full:
@@ -324,12 +395,14 @@ class _Loop:
                 grad_norms = np.sqrt(grad_squares) if grad_norms is None else grad_norms
                 rows = slice(None) if self.rows.size == self.k else self.rows
                 self.recorder.write(t, rows, {"params": self.params, "loss": values,
-                                              "grad_norm": grad_norms, "lr": lr})
+                                              "grad_norm": grad_norms, "lr": lr,
+                                              "step_size": self.step_size,
+                                              "evals": self._evals(t, bounds)})
             status, reason = self._external_stops(status, reason, t)
             stopped = None if status is None else status != Status.RUNNING
             if stopped is not None and stopped.any():
                 grad_norms = np.sqrt(grad_squares) if grad_norms is None else grad_norms
-                self._finish(stopped, status, reason, t, values, grad_norms, lr)
+                self._finish(stopped, status, reason, t, values, grad_norms, lr, bounds)
                 keep = ~stopped
                 values, grads, lr = values[keep], grads[keep], lr[keep]
                 contexts = [None if c is None else _keep_rows(c, keep[s:e])
@@ -340,8 +413,15 @@ class _Loop:
                     break
                 hyper = [g.hyper_at(t) for g in self.groups]
             step = self._step(t, values, grads, contexts, hyper, bounds)
+            moved = self.params + step
+            changed = self._exact_params(moved, bounds)
+            if self.box is not None:  # projected
+                moved = np.clip(moved, *self.box)
+            if changed or self.box is not None:  # the step actually taken
+                step = moved - self.params
             self._accumulate(step)
-            self.params = self.params + step
+            self.params = moved
+            self._note_step_sizes(lr, bounds)
             t += 1
             if self.yields and t % YIELD_EVERY == 0:
                 time.sleep(0)  # hand the GIL over: see YIELD_EVERY
@@ -364,22 +444,62 @@ class _Loop:
             if ctx is not None:
                 ctx = ctx._replace(values=values[start:end])
             rows = slice(start, end)
-            part, self.states[i] = group.rule.update(grads[rows], self.states[i],
+            given = grads[rows]
+            if self.box is not None and group.rule.needs_hessian:  # the reduced problem
+                given = np.where(self._held(grads)[rows], 0.0, given)
+            part, self.states[i] = group.rule.update(given, self.states[i],
                                                      self.params[rows], hyper[i], t, ctx)
             if step is None:
                 return part
             step[rows] = part
         return step
 
-    def _may_converge(self, contexts: list[StepContext | None], bounds: list[tuple[int, int]]
-                      ) -> Array | None:
+    def _exact_params(self, moved: Array, bounds: list[tuple[int, int]]) -> bool:
+        """Rows whose rule computed its new parameters itself (its state's `next_params`, a
+        fused x + α·d as torch computes it) take them as they are, not x + step rounded
+        twice. Answers whether any did."""
+        changed = False
+        for i, (start, end) in enumerate(bounds):
+            exact = getattr(self.states[i], "next_params", None)
+            if exact is not None and end > start:
+                moved[start:end] = exact
+                changed = True
+        return changed
+
+    def _note_step_sizes(self, lr: Array, bounds: list[tuple[int, int]]) -> None:
+        """Each row's α of the step just taken: the rule's own (a line search's accepted α,
+        in its state's `step_size`), else its lr."""
+        for i, (start, end) in enumerate(bounds):
+            if end == start:
+                continue
+            own = getattr(self.states[i], "step_size", None)
+            self.step_size[start:end] = own[:, 0] if own is not None else lr[start:end]
+
+    def _evals(self, t: int, bounds: list[tuple[int, int]]) -> Array:
+        """Each active row's function evaluations so far: the rule's own count, or one a step
+        (plus a line search's evaluations, `line_search_evals`)."""
+        evals = np.full(self.rows.size, float(t + 1))
+        for i, (start, end) in enumerate(bounds):
+            state, rule = self.states[i], self.groups[i].rule
+            if end == start:
+                continue
+            if rule.counts_evals:
+                evals[start:end] = state.func_evals[:, 0]
+            elif hasattr(state, "line_search_evals"):
+                evals[start:end] += state.line_search_evals[:, 0]
+        return evals
+
+    def _may_converge(self, contexts: list[StepContext | None], bounds: list[tuple[int, int]],
+                      grad_norms: Array) -> Array | None:
         """Rows of second-order groups whose rule rejects the curvature must not converge."""
         if all(c is None for c in contexts):
             return None
         allowed = np.ones(self.rows.size, dtype=bool)
+        candidates = grad_norms <= self.stop.grad_tol
         for group, ctx, (start, end) in zip(self.groups, contexts, bounds, strict=True):
             if ctx is not None and group.rule.curvature is not None:
-                allowed[start:end] = group.rule.curvature.may_converge(ctx)
+                allowed[start:end] = group.rule.curvature.may_converge(
+                    ctx, candidates[start:end])
         return allowed
 
     def _lr_column(self, hyper: list, bounds: list[tuple[int, int]]) -> Array:
@@ -433,7 +553,7 @@ class _Loop:
             self.flip_fill = 0
 
     def _finish(self, stopped: Array, status: Array, reason: Array, t: int, values: Array,
-                grad_norms: Array, lr: Array) -> None:
+                grad_norms: Array, lr: Array, bounds: list[tuple[int, int]]) -> None:
         self._count_flips()
         # Every active row at once (max_steps, mostly): slices instead of masks and indices.
         sel: Array | slice = slice(None) if stopped.all() else stopped
@@ -447,6 +567,7 @@ class _Loop:
             "path_length": self.path_length[sel],
             "flips": np.dot(self.flips[sel], np.ones(self.d)),
             "recent_losses": self.ring[:, sel].T, "hess_evals": self.hess_evals[sel],
+            "final_step_size": self.step_size[sel], "final_evals": self._evals(t, bounds)[sel],
         })
         self.recorder.retire(row_index, self.results["steps"], self.finals)
         bounds = self._bounds()

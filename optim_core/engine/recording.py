@@ -29,14 +29,17 @@ import numpy as np
 
 from optim_core.types import Array
 
-FIELDS = ("params", "loss", "grad_norm", "lr")
+FIELDS = ("params", "loss", "grad_norm", "lr", "step_size", "evals")
+# the fields recorded unless asked otherwise, and those the small-batch path records (a batch
+# asking for more takes the vectorised one)
+FLOAT_PATH_FIELDS = DEFAULT_FIELDS = FIELDS[:4]
 
 
 @dataclass(frozen=True, slots=True)
 class RecordSpec:
     every: int = 1
     max_points: int = 1000
-    fields: tuple[str, ...] = FIELDS
+    fields: tuple[str, ...] = DEFAULT_FIELDS
     enabled: bool = True
 
 
@@ -47,6 +50,8 @@ class Trajectory:
     loss: Array | None = None  # (T,)
     grad_norm: Array | None = None  # (T,)
     lr: Array | None = None  # (T,)
+    step_size: Array | None = None  # (T,) the α of the step that led to each point
+    evals: Array | None = None  # (T,) function evaluations made up to each point
 
     def as_dict(self) -> dict[str, Array]:
         out: dict[str, Array] = {"step": self.step}
@@ -269,7 +274,8 @@ class PointLog:
             rows = [*self.rows, finals] if append_final else self.rows
             points, *scalars = zip(*rows, strict=True)  # one tuple per field
             columns = {name: np.array(scalars[j - 1], dtype=float)
-                       for j, name in enumerate(FIELDS) if j and name in self.spec.fields}
+                       for j, name in enumerate(FLOAT_PATH_FIELDS)
+                       if j and name in self.spec.fields}
             if "params" in self.spec.fields:  # flat, then shaped: half of np.array's time
                 columns["params"] = np.fromiter(chain.from_iterable(points), float,
                                                 count=len(rows) * self.dim
@@ -281,7 +287,7 @@ class PointLog:
         recorder.count, recorder.stride = count, self.stride
         recorder.steps[:count] = self.steps
         final_columns: dict[str, Array] = {}
-        for j, name in enumerate(FIELDS):
+        for j, name in enumerate(FLOAT_PATH_FIELDS):
             if name not in recorder.buffers:
                 continue
             if count:

@@ -86,6 +86,8 @@ RESULT_FIELDS: tuple[ResultField, ...] = (
     ResultField("flips", fill=0.0),  # sign flips of a step's coordinates, summed
     ResultField("recent_losses", width="window"),  # the last losses, oldest first
     ResultField("hess_evals", fill=0.0),
+    ResultField("final_step_size"),  # the α of the last step
+    ResultField("final_evals", fill=0.0),  # function evaluations, as the trajectory counts them
 )
 NAMES = tuple(f.name for f in RESULT_FIELDS)
 

@@ -28,7 +28,7 @@ from operator import mul
 from typing import Any
 
 from optim_core.engine.groups import RunGroup
-from optim_core.engine.recording import PointLog, RecordSpec, Trajectory
+from optim_core.engine.recording import FLOAT_PATH_FIELDS, PointLog, RecordSpec, Trajectory
 from optim_core.engine.results import results_from_runs
 from optim_core.engine.status import Reason, Status
 from optim_core.engine.stopping import StopCriteria, run_verdict, steps_done
@@ -50,10 +50,13 @@ _RUNNING = int(Status.RUNNING)
 _TIME_LIMIT, _CANCELLED = int(Status.TIME_LIMIT), int(Status.CANCELLED)
 
 
-def fits(loss: Loss, groups: Sequence[RunGroup], k: int, d: int) -> bool:
+def fits(loss: Loss, groups: Sequence[RunGroup], k: int, d: int,
+         record: RecordSpec | None = None) -> bool:
     """Whether the float path serves this batch (and is the faster one)."""
     return (0 < k and k * (d + 4) <= SMALL_WORK and not loss.stochastic
-            and all(g.rule.elementwise is not None for g in groups))
+            and all(g.rule.elementwise is not None for g in groups)
+            and (record is None or not record.enabled
+                 or set(record.fields) <= set(FLOAT_PATH_FIELDS)))
 
 
 @dataclass(slots=True)
@@ -167,6 +170,7 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
     best, last_improvement, path_length, flips = _INF, 0, 0.0, 0
     f0 = blow_up = _NAN
     last_step_norm: float | None = None
+    last_lr = _NAN
     t = 0
     while True:
         value, grads = value_grad(params)
@@ -224,6 +228,7 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
         params = moved
         last_step_norm = sqrt(squares)
         path_length += last_step_norm
+        last_lr = lr  # the α of the step just taken
         t += 1
         if yield_every and t % yield_every == 0:
             time.sleep(0)  # hand the GIL over, as the vectorised loop does
@@ -232,6 +237,7 @@ def _run_one(value_grad: Callable[[list[float]], tuple[float, list[float]]], rul
     outcome = {"status": status, "reason": reason, "steps": t, "final_params": params,
                "final_loss": value, "final_grad_norm": grad_norm, "final_lr": lr,
                "initial_loss": f0, "best_loss": best, "path_length": path_length,
-               "flips": flips, "recent_losses": ring, "hess_evals": 0.0}
+               "flips": flips, "recent_losses": ring, "hess_evals": 0.0,
+               "final_step_size": last_lr, "final_evals": t + 1.0}
     trajectory = None if log is None else log.trajectory(t, (params, value, grad_norm, lr))
     return outcome, trajectory

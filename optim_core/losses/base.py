@@ -65,6 +65,7 @@ class LossBase:
     f_min: float | None = None
     domain: Array | None = None
     default_start: Array | None = None
+    quadratic = False  # a constant Hessian (conjugate gradient's finite termination holds)
 
     def value_grad(self, params: Params) -> tuple[Values, Grads]:
         return self.value(params), self.grad(params)  # type: ignore[attr-defined]

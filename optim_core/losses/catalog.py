@@ -428,6 +428,7 @@ class BuiltinLoss(LossBase):
             raise DimensionError(f"'{name}' needs at least {spec.min_dim} dimensions",
                                  loc=["dim"])
         values = _resolve_params(spec, params or {})
+        self.quadratic = "quadratic" in spec.tags
         self.spec = spec
         self.name = canonical
         self.params = values

@@ -98,6 +98,7 @@ class ExpressionLoss(LossBase):
         self.dim = len(parts.names)
         self.gradient_exprs = parts.gradient
         self.hessian_exprs = parts.hessian
+        self.quadratic = all(not h.free_symbols for row in parts.hessian for h in row)
         symbols = parts.symbols
         self._value_tape = compile_outputs([parts.expr], symbols)
         self._value_grad_tape = compile_outputs([parts.expr, *parts.gradient], symbols)

@@ -18,6 +18,7 @@ _SYMMETRY_TOLERANCE = 1e-10  # relative to the largest entry of A
 
 class QuadraticLoss(LossBase):
     kind = "quadratic"
+    quadratic = True
 
     def __init__(self, A: Array, b: Array | None = None, c: float = 0.0) -> None:
         A = np.asarray(A, dtype=float)

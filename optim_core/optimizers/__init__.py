@@ -7,12 +7,17 @@ from optim_core.optimizers import (
     adagrad,
     adam,
     adamax,
+    bfgs,
+    cg,
+    lbfgs,
     momentum,
     nadam,
+    nelder_mead,
     newton,
     radam,
     rmsprop,
     sgd,
+    trust_region,
 )
 from optim_core.optimizers.base import HyperParam, StepContext, StepRule
 
@@ -31,6 +36,11 @@ OPTIMIZERS: dict[str, StepRule] = {
         adamax.ADAMAX,
         adadelta.ADADELTA,
         newton.NEWTON,
+        lbfgs.LBFGS,
+        bfgs.BFGS,
+        cg.CG,
+        trust_region.TRUST_REGION,
+        nelder_mead.NELDER_MEAD,
     )
 }
 

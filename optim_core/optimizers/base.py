@@ -6,7 +6,9 @@
 `hp` holds every hyperparameter as a (K, 1) column already evaluated at step t, so one call
 serves a whole sweep. The rule returns the step Δp; the engine owns params, stopping and
 recording. `ctx` carries what only some rules need (the Hessian and its eigendecomposition,
-the loss values, a value function for line searches).
+the loss values, a value function for line searches). The engine never reads a state again
+after passing it to `update`, so a rule may change its arrays in place (the dense ones of
+BFGS and L-BFGS are not copied each step).
 
 A first-order rule is written once, coordinate by coordinate (`Elementwise`): its per-step
 coefficients and its kernel are plain arithmetic plus a few operations (`Ops`), so the same
@@ -39,6 +41,8 @@ class StepContext(NamedTuple):
     value_fn: Callable[[Array], Array] | None  # loss values at trial params (line search)
     certified: Array | None = None  # (K,) rows certified positive definite (newton.py): the
     # eigendecomposition covers only the other rows, in order (None: every row has it)
+    value_grad_fn: Callable[[Array], tuple[Array, Array]] | None = None  # values and grads
+    bounds: tuple[Array, Array] | None = None  # the box (lo, hi), each (d,), when there is one
 
 
 Hyper = SimpleNamespace  # hp.lr, hp.momentum, …: (K, 1) columns or shared floats, or one run's
@@ -140,7 +144,7 @@ class HyperParam:
     ge: float | None = None
     lt: float | None = None
     le: float | None = None
-    kind: str = "float"  # float | bool | choice
+    kind: str = "float"  # float | int | bool | choice
     choices: tuple[str, ...] = ()
     schedulable: bool = False
     schedules: tuple[str, ...] | None = None  # allowed schedule names; None: all
@@ -163,6 +167,9 @@ class HyperParam:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
                 value):
             raise HyperparameterError(f"Invalid {self.name}: {value!r} (must be a finite number)",
+                                      loc=[self.name])
+        if self.kind == "int" and float(value) != int(value):
+            raise HyperparameterError(f"Invalid {self.name}: {value} (must be a whole number)",
                                       loc=[self.name])
         ok = ((self.gt is None or value > self.gt) and (self.ge is None or value >= self.ge)
               and (self.lt is None or value < self.lt) and (self.le is None or value <= self.le))
@@ -193,11 +200,12 @@ class Curvature:
     decompose(hess) -> (certified, eigenvalues, eigenvectors): hess (K, d, d), possibly with
     non-finite rows; `certified` (K,) rows proven fit for the rule's plain step, and the
     eigendecomposition of the other rows only, in order (nan eigenvalues for non-finite rows).
-    may_converge(ctx) -> (K,) rows allowed to report convergence (a gradient that vanishes on
-    a curvature the rule rejects is no minimum)."""
+    may_converge(ctx, candidates) -> (K,) rows allowed to report convergence (a gradient
+    that vanishes on a curvature the rule rejects is no minimum); `candidates` (K,) the rows
+    whose gradient meets grad_tol, the only ones read (a rule may decompose just those)."""
 
-    decompose: Callable[[Array], tuple[Array, Array | None, Array | None]]
-    may_converge: Callable[[StepContext], Array]
+    decompose: Callable[[Array], tuple[Array | None, Array | None, Array | None]]
+    may_converge: Callable[[StepContext, Array], Array]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,10 +219,23 @@ class StepRule:
     counters: tuple[str, ...] = ()  # state fields that count per-run events, (K, 1) each
     elementwise: Elementwise | None = None  # first-order rules: the step written once
     model: QuadraticModel | None = None  # stability limit and predicted rate, when they apply
+    # Rules that evaluate the loss themselves (line searches, simplices) get a StepContext with
+    # the loss's functions; `hessian` rules get the Hessian at params every step.
+    uses_loss: bool = False
+    hessian: bool = False
+    # Rows the rule has ended on its own criterion: state → ((K,) mask, (K,) Reason codes)
+    finished: Callable[[Any], tuple[Array, Array]] | None = None
+    # The rule counts its evaluations itself (state fields func_evals, grad_evals, hess_evals:
+    # totals per run); otherwise one evaluation a step, as the engine makes it.
+    counts_evals: bool = False
 
     @property
     def needs_hessian(self) -> bool:
-        return self.curvature is not None
+        return self.curvature is not None or self.hessian
+
+    @property
+    def needs_context(self) -> bool:
+        return self.needs_hessian or self.uses_loss
 
     def hyperparam(self, name: str) -> HyperParam:
         for hp in self.hyperparams:

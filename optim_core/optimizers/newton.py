@@ -57,11 +57,12 @@ class NewtonState(NamedTuple):
     fallback_steps: Array  # (K, 1)
     escape_steps: Array  # (K, 1)
     line_search_halvings: Array  # (K, 1)
+    line_search_evals: Array  # (K, 1) loss values the line search evaluated
 
 
 def init(params: Array) -> NewtonState:
     zeros = np.zeros((params.shape[0], 1))
-    return NewtonState(zeros, zeros.copy(), zeros.copy(), zeros.copy())
+    return NewtonState(zeros, zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy())
 
 
 def positive_definite(eigenvalues: Array) -> Array:
@@ -181,18 +182,20 @@ def _finish(step: Array, grads: Array, params: Array, hp, ctx, state: NewtonStat
             pd: Array, stuck: Array) -> tuple[Array, NewtonState]:
     """The line search, when enabled, and the per-run mode counters."""
     halvings = np.zeros_like(state.line_search_halvings)
+    evals = np.zeros_like(state.line_search_evals)
     if hp.line_search.any() and ctx.value_fn is not None:
-        step, halvings = _armijo(step, grads, params, ctx, hp.line_search[:, 0])
+        step, halvings, evals = _armijo(step, grads, params, ctx, hp.line_search[:, 0])
     return step, NewtonState(
         state.newton_steps + pd,
         state.fallback_steps + ~pd,
         state.escape_steps + stuck,
         state.line_search_halvings + halvings,
+        state.line_search_evals + evals,
     )
 
 
 def _armijo(step: Array, grads: Array, params: Array, ctx, enabled: Array  # noqa: ANN001
-            ) -> tuple[Array, Array]:
+            ) -> tuple[Array, Array, Array]:
     """Halve the step of each enabled descent run until the Armijo condition holds.
 
     α = 1 is tried for every row at once; rows that fail it try the next ARMIJO_CHUNK
@@ -204,11 +207,13 @@ def _armijo(step: Array, grads: Array, params: Array, ctx, enabled: Array  # noq
     pending = enabled & (slope < 0)
     scale = np.ones(step.shape[0])
     halvings = np.zeros((step.shape[0], 1))
+    evals = np.zeros((step.shape[0], 1))  # the values each row's search evaluated
     slack = ctx.values + ARMIJO_ROUNDOFF * np.abs(ctx.values)
     if not pending.any():
-        return step, halvings
+        return step, halvings, evals
     with np.errstate(all="ignore"):  # the full step, for every row at once (no gathers)
         first = ctx.value_fn(params + step) <= slack + ARMIJO_C * slope
+    evals[pending, 0] = 1
     pending &= ~first
     tried = 1  # α = 2^−tried is the next to test
     while pending.any() and tried < ARMIJO_HALVINGS:
@@ -218,6 +223,7 @@ def _armijo(step: Array, grads: Array, params: Array, ctx, enabled: Array  # noq
         trial = params[rows, None, :] + alphas[None, :, None] * step[rows, None, :]
         with np.errstate(all="ignore"):
             values = ctx.value_fn(trial.reshape(-1, step.shape[1])).reshape(rows.size, count)
+        evals[rows, 0] += count
         accepted = values <= slack[rows, None] + ARMIJO_C * alphas[None, :] * slope[rows, None]
         done = accepted.any(axis=1)
         pick = np.argmax(accepted, axis=1)[done]
@@ -227,7 +233,7 @@ def _armijo(step: Array, grads: Array, params: Array, ctx, enabled: Array  # noq
         tried += count
     scale[pending] = 0.5**ARMIJO_HALVINGS
     halvings[pending, 0] = ARMIJO_HALVINGS
-    return step * scale[:, None], halvings
+    return step * scale[:, None], halvings, evals
 
 
 HYPERPARAMS = (
@@ -253,7 +259,7 @@ def decompose(hess: Array) -> tuple[Array, Array | None, Array | None]:
     return certified, lam, vec
 
 
-def may_converge(ctx: StepContext) -> Array:
+def may_converge(ctx: StepContext, candidates: Array) -> Array:
     """Rows that may report convergence: not where the curvature is clearly negative (a
     vanishing gradient at a saddle or maximum is no minimum); certified rows always may."""
     allowed = np.ones(ctx.certified.shape[0] if ctx.certified is not None else
@@ -270,5 +276,6 @@ NEWTON = StepRule(
     "newton", init, update, HYPERPARAMS,
     "Newton's method: reads the curvature; falls back where it is negative or flat.",
     curvature=Curvature(decompose, may_converge),
-    counters=("newton_steps", "fallback_steps", "escape_steps", "line_search_halvings"),
+    counters=("newton_steps", "fallback_steps", "escape_steps", "line_search_halvings",
+              "line_search_evals"),
 )

@@ -216,10 +216,20 @@ def _unjam(pool: ProcessPoolExecutor) -> None:
 def _run(work: ShardWork, runs: np.ndarray, deadline_wall: float | None, shard: int,
          table: Any, stop: Any) -> ShardResult:
     """In a worker: one shard, reporting progress to the table and reading the cancel flag
-    (both round trips to the manager process, so at most every REMOTE_CHECK_S)."""
+    (both round trips to the manager process, so at most every REMOTE_CHECK_S). A manager
+    that is gone fails the shard as a broken pool, which the job's thread heals."""
     def write(state: tuple[int, int, int]) -> None:
-        table[shard] = state
+        try:
+            table[shard] = state
+        except _MANAGER_GONE as exc:  # the job's thread heals the pool and runs it again
+            raise BrokenProcessPool(f"the pool's manager process is gone ({exc!r})") from None
 
-    report, cancelled = throttled(write, stop.is_set)
+    def is_set() -> bool:
+        try:
+            return bool(stop.is_set())
+        except _MANAGER_GONE as exc:
+            raise BrokenProcessPool(f"the pool's manager process is gone ({exc!r})") from None
+
+    report, cancelled = throttled(write, is_set)
     return run_shard(work, runs, deadline_wall=deadline_wall, cancel=cancelled,
                      progress=report)

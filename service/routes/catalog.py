@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1", tags=["catalog"])
 
 def _hyperparameter(hp: HyperParam) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": hp.name, "default": hp.default, "type": {
-        "float": "number", "bool": "boolean", "choice": "string"}[hp.kind],
+        "float": "number", "int": "integer", "bool": "boolean", "choice": "string"}[hp.kind],
         "description": hp.doc, "schedulable": hp.schedulable}
     for bound in ("gt", "ge", "lt", "le"):
         value = getattr(hp, bound)

@@ -84,7 +84,8 @@ def _field(hp: HyperParam) -> tuple[Any, Any]:
         return StrictBool, info
     if hp.kind == "choice":
         return Literal[hp.choices], info  # type: ignore[valid-type]
-    number = Annotated[float, Field(gt=hp.gt, ge=hp.ge, lt=hp.lt, le=hp.le)]
+    number = Annotated[Int if hp.kind == "int" else float,
+                       Field(gt=hp.gt, ge=hp.ge, lt=hp.lt, le=hp.le)]
     if not hp.schedulable:
         return number, info
     return Union[number, schedule_union(hp)], info  # noqa: UP007

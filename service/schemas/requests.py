@@ -15,7 +15,7 @@ from service.schemas.optimizers import (
     MomentumSchedule,
 )
 
-RecordField = Literal["params", "loss", "grad_norm", "lr"]
+RecordField = Literal["params", "loss", "grad_norm", "lr", "step_size", "evals"]
 
 
 class RandomStartSpec(Strict):
@@ -47,9 +47,15 @@ class Record(Strict):
                                                                "lr"])
 
 
+Bound = Annotated[list[float | None], Field(min_length=2, max_length=2)]
+
+
 class RunOptions(Strict):
     loss: LossSpec
     start: Start | None = None
+    bounds: list[Bound] | None = Field(
+        None, description="[lo, hi] per coordinate (null: that side open): every run stays in "
+        "the box; convergence reads the projected gradient; a start outside is a 400")
     max_steps: Int = Field(1000, ge=0)
     stop: Stop = Field(default_factory=Stop)
     record: Record = Field(default_factory=Record)

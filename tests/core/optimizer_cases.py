@@ -1,6 +1,8 @@
-"""Our optim_db: one record per rule with kwarg sets, error cases, the torch reference and
-settings that converge on a quadratic. Every registered rule must have one (tested); adding
-a rule is its file, its registry line and its record here."""
+"""Our optim_db: one record per rule with kwarg sets, error cases, its reference (a torch.optim
+class stepped by the generic test, or another named reference with a parity test of its own:
+torch's LBFGS with a closure, scipy.optimize.minimize's methods) and settings that converge
+on a quadratic. Every registered rule must have one (tested); adding a rule is its file, its
+registry line and its record here."""
 
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ class OptimizerCase:
     # the kernel on floats against it on arrays, step by step (the same operations;
     # NumPy's array pow may round βᵗ differently from libm in the last bit)
     float_rtol: float = 1e-13
+    # the reference of a rule the generic torch test cannot step (tests/core/test_classical.py
+    # holds its parity test)
+    reference: str | None = None
 
 
 def _adam_kwargs(s: Settings) -> Settings:
@@ -170,7 +175,46 @@ CASES: dict[str, OptimizerCase] = {
             [("fallbacks", [{}, {"fallback": "damped"}, {"fallback": "saddle_free"},
                             {"line_search": True, "lr": 0.5}])],
             [({"fallback": "magic"}, "Invalid fallback"), ({"damping": 0}, "Invalid damping")],
-            None, None, {"lr": 1.0},
+            None, None, {"lr": 1.0}, reference="hand-computed steps; scipy Newton-CG (bench)",
+        ),
+        OptimizerCase(
+            "lbfgs",
+            [("history, line search, lr", [{}, {"history_size": 3, "lr": 0.5},
+                                           {"line_search": "none", "lr": 0.1},
+                                           {"tolerance_change": 0.0}])],
+            [({"history_size": 0}, "Invalid history_size"),
+             ({"history_size": 2.5}, "whole number"),
+             ({"line_search": "exact"}, "Invalid line_search")],
+            None, None, {}, reference="torch.optim.LBFGS(max_iter=1, max_eval=26) with a closure",
+        ),
+        OptimizerCase(
+            "bfgs",
+            [("search constants", [{}, {"c1": 1e-3, "c2": 0.5}, {"lr": 0.5}])],
+            [({"c2": 1.0}, "Invalid c2"), ({"c1": 0}, "Invalid c1")],
+            None, None, {}, reference="scipy.optimize.minimize(method='BFGS') (same minima)",
+        ),
+        OptimizerCase(
+            "cg",
+            [("every beta", [{}, {"beta": "fletcher_reeves"}, {"beta": "hestenes_stiefel"},
+                             {"beta": "dai_yuan", "c2": 0.01}])],
+            [({"beta": "polak"}, "Invalid beta")],
+            None, None, {}, reference="finite termination on quadratics; scipy CG (bench)",
+        ),
+        OptimizerCase(
+            "trust_region",
+            [("subproblems and radii", [{}, {"subproblem": "exact"},
+                                        {"initial_radius": 0.1, "max_radius": 10.0},
+                                        {"eta": 0.2, "subproblem": "exact"}])],
+            [({"subproblem": "dogleg"}, "Invalid subproblem"), ({"eta": 0.3}, "Invalid eta")],
+            None, None, {}, reference="scipy.optimize.minimize(method='trust-ncg')",
+        ),
+        OptimizerCase(
+            "nelder_mead",
+            [("adaptive and tolerances", [{}, {"adaptive": True},
+                                          {"xatol": 1e-8, "fatol": 1e-8}])],
+            [({"xatol": -1}, "Invalid xatol")],
+            None, None, {"xatol": 1e-9, "fatol": 1e-12},
+            reference="scipy.optimize.minimize(method='Nelder-Mead'), iterate for iterate",
         ),
     )
 }

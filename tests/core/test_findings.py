@@ -131,3 +131,33 @@ def test_findings_never_contradict_the_status():
         assert set(found) & status_codes == {run["status"]}
         for f in found.values():
             assert f["message"].endswith(".") and f["data"] is not None
+
+
+def _codes(loss, optimizer, start, steps=500):
+    run_ = optimize(loss, [optimizer], np.array([start], dtype=float), max_steps=steps).runs[0]
+    return run_, {f["code"]: f for f in run_["findings"]}
+
+
+def test_the_classical_rules_findings():
+    from optim_core.losses.catalog import BuiltinLoss
+
+    # a kink: no strong-Wolfe point on some steps, an update skipped, the search then stuck
+    run_, found = _codes(expression_loss("abs(x) + 2*abs(y)"), {"name": "bfgs"}, [1.3, -0.7])
+    assert run_["status"] == "stalled" and run_["reason"] == "no_descent"
+    assert "line search found no lower point" in found["stalled"]["message"]
+    assert found["line_search_failed"]["data"]["failures"] == \
+        run_["work"]["line_search_failures"] > 0
+    assert found["curvature_pair_rejected"]["data"]["skipped_updates"] == \
+        run_["work"]["skipped_updates"] > 0
+    # conjugate gradient on a 2-D quadratic: done within 2 steps, and says why
+    run_, found = _codes(expression_loss("(x-1)^2 + 3*(y+2)^2 + x*y"),
+                         {"name": "cg", "c2": 1e-10}, [3.0, 3.0])
+    assert run_["steps"] <= 2 and found["cg_finite_termination"]["data"]["within"] is True
+    # the trust region on a kink: the model stops predicting a decrease
+    run_, found = _codes(expression_loss("abs(x) + abs(y)"), {"name": "trust_region"},
+                         [1.3, -0.7])
+    assert run_["reason"] == "trust_region" and "trust_radius_collapsed" in found
+    # Nelder–Mead ends by its simplex, at a minimum here
+    run_, found = _codes(BuiltinLoss("rosenbrock"), {"name": "nelder_mead"}, [-1.2, 1.0])
+    assert run_["reason"] == "simplex" and "a minimum" in found["simplex_collapsed"]["message"]
+    assert "zigzag" not in found  # a first-order rule's pathology only

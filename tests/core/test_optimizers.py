@@ -32,7 +32,8 @@ def trajectory(loss, name, settings, start, steps=STEPS, path="auto"):
 def test_registry_has_every_rule_of_the_contract():
     assert list(OPTIMIZERS)[:8] == ["sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam",
                                     "adamw", "nadam"]
-    assert {"radam", "adamax", "adadelta", "newton"} <= set(OPTIMIZERS)
+    assert {"radam", "adamax", "adadelta", "newton", "lbfgs", "bfgs", "cg", "trust_region",
+            "nelder_mead"} <= set(OPTIMIZERS)
 
 
 def test_every_registered_rule_has_a_test_record():
@@ -41,8 +42,10 @@ def test_every_registered_rule_has_a_test_record():
     for name, case in CASES.items():
         assert case.batches and case.converges is not None, name
         assert (case.torch_class is None) == (case.torch_kwargs is None), name
-        assert case.torch_class is not None or OPTIMIZERS[name].needs_hessian, \
-            f"{name}: a first-order rule needs its torch reference"
+        assert (case.torch_class is None) != (case.reference is None), \
+            f"{name}: a rule names one reference (a torch class, or another)"
+        assert case.torch_class is not None or OPTIMIZERS[name].elementwise is None, \
+            f"{name}: a first-order rule is stepped against its torch class"
 
 
 TORCH_RULES = [name for name, case in CASES.items() if case.torch_class]
@@ -194,7 +197,7 @@ def test_unknown_hyperparameter_and_rule_raise():
     with pytest.raises(HyperparameterError, match="has no hyperparameter 'beta3'"):
         make_group("adam", [{"beta3": 0.5}])
     with pytest.raises(HyperparameterError, match="Unknown optimizer"):
-        make_group("lbfgs", [{}])
+        make_group("lion", [{}])
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))

@@ -228,10 +228,17 @@ async def test_analyze_concave_and_maximum(client):
 
 
 async def test_catalogs(client):
+    from optim_core.optimizers import OPTIMIZERS
+
     opt = (await client.get("/v1/optimizers")).json()
     names = [o["name"] for o in opt["optimizers"]]
-    assert names == ["sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw",
-                     "nadam", "radam", "adamax", "adadelta", "newton"]
+    assert names == list(OPTIMIZERS)  # the registry's order, every rule
+    lbfgs = next(o for o in opt["optimizers"] if o["name"] == "lbfgs")
+    assert {h["name"]: h["default"] for h in lbfgs["hyperparameters"]} == {
+        "lr": 1.0, "history_size": 10, "line_search": "strong_wolfe",
+        "tolerance_change": 1e-9, "tolerance_grad": 1e-7}
+    history = next(h for h in lbfgs["hyperparameters"] if h["name"] == "history_size")
+    assert history["type"] == "integer"
     nadam = next(o for o in opt["optimizers"] if o["name"] == "nadam")
     assert {h["name"]: h["default"] for h in nadam["hyperparameters"]} == {
         "lr": 0.002, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
@@ -320,3 +327,61 @@ async def test_the_newer_rules_run_compare_and_sweep(client):
         "loss": {"kind": "builtin", "name": "rosenbrock"},
         "optimizer": {"name": "adadelta", "rho": 1.0}})
     assert bad.status_code == 422 and "rho" in str(bad.json()["errors"])
+
+
+async def test_the_classical_rules_through_the_api(client):
+    """Each classical rule solves Rosenbrock from its standard start; `work` counts the
+    evaluations (Nelder–Mead no gradients), the trajectory records α and evaluations, and
+    compare ranks by evaluations to tolerance."""
+    rosenbrock = {"kind": "builtin", "name": "rosenbrock"}
+    for name, settings in (("lbfgs", {}), ("bfgs", {"c2": 0.9}), ("cg", {"beta": "dai_yuan"}),
+                           ("trust_region", {"subproblem": "exact"}), ("nelder_mead", {})):
+        r = await client.post("/v1/optimize", json={
+            "loss": rosenbrock, "max_steps": 5000, "optimizer": {"name": name, **settings},
+            "record": {"fields": ["params", "loss", "step_size", "evals"]}})
+        assert r.status_code == 200, r.text
+        run = r.json()["runs"][0]
+        assert run["status"] == "converged", (name, run["reason"])
+        assert run["final"]["params"] == pytest.approx([1.0, 1.0], abs=1e-3)
+        work = run["work"]
+        assert work["func_evals"] >= run["steps"] and work["hess_evals"] >= 0
+        assert (work["grad_evals"] == 0) == (name == "nelder_mead")
+        trajectory = run["trajectory"]
+        assert trajectory["evals"][-1] == work["func_evals"]
+        assert trajectory["evals"] == sorted(trajectory["evals"])
+        assert trajectory["step_size"][0] is None  # no step led to the start
+    compared = (await client.post("/v1/compare", json={
+        "loss": rosenbrock, "start": [[-1.2, 1.0], [0.5, -0.5], [1.5, 2.0]], "max_steps": 5000,
+        "optimizers": [{"name": "adam", "lr": 0.05}, {"name": "lbfgs"},
+                       {"name": "nelder_mead"}]})).json()
+    summary = {s["label"]: s for s in compared["summary"]}
+    assert summary["lbfgs"]["rank"] == 1 and summary["lbfgs"]["median_evals_to_tol"] < 100
+    runs = [r for r in compared["runs"] if r["label"] == "lbfgs" and r["status"] == "converged"]
+    evals = sorted(r["work"]["func_evals"] for r in runs)
+    assert summary["lbfgs"]["median_evals_to_tol"] == evals[len(evals) // 2]
+
+
+async def test_bounds_keep_every_run_in_the_box(client):
+    body = {"loss": {"kind": "builtin", "name": "rosenbrock"}, "bounds": [[-2, 0.5], [None, 0.3]],
+            "start": [[-1.5, 0.2], [0.2, -1.0]], "max_steps": 3000}
+    for optimizer in ({"name": "lbfgs"}, {"name": "newton"}, {"name": "adam", "lr": 0.02}):
+        r = await client.post("/v1/optimize", json=body | {"optimizer": optimizer})
+        assert r.status_code == 200, r.text
+        for run in r.json()["runs"]:
+            assert run["at_bound"] is True and run["status"] == "converged", (optimizer, run)
+            assert run["final"]["params"] == pytest.approx([0.5, 0.25], abs=2e-3)
+    inside = await client.post("/v1/optimize", json=body | {"bounds": [[-2, 2], [-2, 2]],
+                                                            "optimizer": {"name": "lbfgs"}})
+    assert [run["at_bound"] for run in inside.json()["runs"]] == [False, False]
+    swept = await client.post("/v1/sweep", json=body | {"optimizer": {"name": "bfgs"},
+                                                        "grid": {"c2": [0.5, 0.9]},
+                                                        "include_runs": True})
+    assert swept.status_code == 200 and all(r["at_bound"] for r in swept.json()["runs"])
+    outside = await client.post("/v1/optimize", json=body | {"start": [1.0, 1.0]})
+    assert outside.status_code == 400 and outside.json()["errors"][0]["loc"] == ["body", "start"]
+    for bad in ([[0, 1]], [[1, 0], [0, 1]], [[0, 1], [0]]):
+        r = await client.post("/v1/optimize", json=body | {"bounds": bad})
+        assert r.status_code in (400, 422), bad
+    job = await client.post("/v1/jobs", json={"kind": "optimize", "request": body | {
+        "start": [5.0, 5.0]}})
+    assert job.status_code == 400

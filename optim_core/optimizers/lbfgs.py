@@ -1,0 +1,225 @@
+"""L-BFGS, as torch.optim.LBFGS(max_iter=1, max_eval=max_ls + 1) called once per step.
+
+    memory update (from the second step): y = g − g_prev, s = t_prev·d_prev; if yᵀs > 1e-10
+        keep (s, y), the oldest dropped past history_size, and H₀ = yᵀs/yᵀy
+    direction: d = −H·g by the two-loop recursion over the kept pairs (d = −g at the start)
+    step length: t = min(1, 1/‖g‖₁)·lr at the first step, lr after; with `strong_wolfe` the
+        accepted α of torch's strong-Wolfe search from t (c1 1e-4, c2 0.9, its zoom)
+    p ← p + t·d
+
+torch's own tests end a step without moving, and here the run: max|g| ≤ tolerance_grad
+(converged, reason `tolerance_grad`) and gᵀd > −tolerance_change (the decrease the direction
+promises is spent: converged, reason `tolerance_change`; set it to 0 to go on to grad_tol).
+With a box it is L-BFGS-B-like: coordinates held at a bound by the gradient are frozen
+(their direction component zero, the pairs measured on the free ones), and the step is
+projected, the line search searching along the projected path (Armijo).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from optim_core.engine.status import Reason
+from optim_core.optimizers.base import HyperParam, StepContext, StepRule
+from optim_core.optimizers.linesearch import armijo, strong_wolfe
+from optim_core.types import Array
+
+LINE_SEARCHES = ("strong_wolfe", "none")
+CURVATURE_MIN = 1e-10  # torch: a pair is kept only where yᵀs exceeds it
+MAX_LS = 25  # evaluations of one line search (torch's _strong_wolfe default)
+
+
+class LbfgsState(NamedTuple):
+    s: Array  # (K, m, d) steps, oldest first; slots ≥ count unused
+    y: Array  # (K, m, d) gradient changes
+    rho: Array  # (K, m) 1/yᵀs
+    count: Array  # (K,) pairs kept
+    h_diag: Array  # (K,) scale of the initial inverse Hessian
+    prev_grad: Array  # (K, d) the gradient of the previous step
+    d: Array  # (K, d) the previous direction
+    t: Array  # (K,) the previous step length
+    n_iter: Array  # (K,) steps taken (torch's state["n_iter"])
+    done: Array  # (K,) Reason code of torch's own ends (0: none)
+    next_params: Array  # (K, d) x + t·d, the accepted point
+    step_size: Array  # (K, 1) the accepted α
+    func_evals: Array  # (K, 1)
+    grad_evals: Array  # (K, 1)
+    hess_evals: Array  # (K, 1)
+    skipped_updates: Array  # (K, 1) pairs not kept (yᵀs ≤ 1e-10)
+    line_search_failures: Array  # (K, 1) searches that ended without a strong-Wolfe point
+
+
+def init(params: Array) -> LbfgsState:
+    """The memory is allocated at the first step, for the group's largest history_size."""
+    k, d = params.shape
+    zeros = np.zeros((k, 1))
+    return LbfgsState(np.zeros((k, 0, d)), np.zeros((k, 0, d)),
+                      np.zeros((k, 0)), np.zeros(k, dtype=np.int64), np.ones(k),
+                      np.zeros((k, d)), np.zeros((k, d)), np.zeros(k),
+                      np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int8), params.copy(),
+                      zeros + np.nan,
+                      zeros + 1.0, zeros + 1.0, zeros.copy(), zeros.copy(), zeros.copy())
+
+
+def _column(value: object, k: int) -> Array:
+    return np.broadcast_to(np.asarray(value, dtype=float).reshape(-1), (k,)).copy() \
+        if np.ndim(value) else np.full(k, float(value))  # type: ignore[arg-type]
+
+
+def _dot(a: Array, b: Array) -> Array:
+    return np.einsum("kd,kd->k", a, b)
+
+
+def _free(params: Array, grads: Array, bounds: tuple[Array, Array] | None) -> Array | None:
+    """(K, d) coordinates free to move: not at a bound with the gradient pushing out."""
+    if bounds is None:
+        return None
+    lo, hi = bounds
+    return ~(((params <= lo) & (grads > 0)) | ((params >= hi) & (grads < 0)))
+
+
+def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: ANN001, ANN201
+    k, d = params.shape
+    history = _column(hp.history_size, k).astype(np.int64)
+    m = int(history.max()) if k else 0
+    if state.s.shape[1] < m:  # the first step: the memory for the largest history_size
+        state = state._replace(s=np.zeros((k, m, d)), y=np.zeros((k, m, d)),
+                               rho=np.zeros((k, m)))
+    free = _free(params, grads, ctx.bounds)
+    g = grads if free is None else np.where(free, grads, 0.0)
+    lr = _column(hp.lr, k)
+    tol_change = _column(hp.tolerance_change, k)
+    tol_grad = _column(hp.tolerance_grad, k)
+    wolfe = np.broadcast_to(np.asarray(hp.line_search).reshape(-1), (k,)) == 0
+    s, y, rho = state.s, state.y, state.rho  # updated in place (base.py)
+    count = state.count.copy()
+    h_diag = state.h_diag.copy()
+    skipped = state.skipped_updates.copy()
+    # torch: max|g| ≤ tolerance_grad ends the step before anything changes
+    optimal = np.abs(g).max(axis=1) <= tol_grad
+    first = state.n_iter == 0
+    # the memory update, from the second step on
+    later = ~first & ~optimal
+    if later.any():
+        y_new = g - state.prev_grad
+        s_new = state.d * state.t[:, None]
+        ys = _dot(y_new, s_new)
+        keep = later & (ys > CURVATURE_MIN)
+        skipped[later & ~keep, 0] += 1
+        full = keep & (count == history)
+        if full.any():  # drop the oldest pair
+            s[full, :-1], y[full, :-1], rho[full, :-1] = s[full, 1:], y[full, 1:], rho[full, 1:]
+            count[full] -= 1
+        rows = np.flatnonzero(keep)
+        slot = count[rows]
+        s[rows, slot], y[rows, slot] = s_new[rows], y_new[rows]
+        with np.errstate(divide="ignore"):
+            rho[rows, slot] = 1.0 / ys[rows]
+            h_diag[rows] = ys[rows] / _dot(y_new[rows], y_new[rows])
+        count[rows] += 1
+    h_diag[first] = 1.0
+    count[first] = 0
+    direction = _two_loop(g, s, y, rho, count, h_diag)
+    direction[first] = -g[first]
+    if free is not None:
+        direction = np.where(free, direction, 0.0)
+    with np.errstate(divide="ignore"):
+        first_t = np.minimum(1.0, 1.0 / np.abs(g).sum(axis=1)) * lr
+    step_t = np.where(first, first_t, lr)
+    gtd = _dot(g, direction)
+    no_descent = ~optimal & (gtd > -tol_change)
+    moving = ~optimal & ~no_descent
+    accepted = np.zeros(k)
+    func_evals, grad_evals = state.func_evals.copy(), state.grad_evals.copy()
+    failures = state.line_search_failures.copy()
+    searching = moving & wolfe
+    if searching.any():
+        r = np.flatnonzero(searching)
+        if ctx.bounds is None:
+            found = strong_wolfe(ctx.value_grad_fn, params[r], step_t[r], direction[r],
+                                 ctx.values[r], g[r], gtd[r], max_ls=MAX_LS)
+            accepted[r] = found.step
+            func_evals[r, 0] += found.evals
+            grad_evals[r, 0] += found.evals
+            failures[r[~found.satisfied], 0] += 1
+        else:  # along the projected path: Armijo from the proposed length
+            alpha, _, evals = armijo(ctx.value_fn, params[r], step_t[r, None] * direction[r],
+                                     ctx.values[r], grads[r],
+                                     project=lambda x: np.clip(x, *ctx.bounds))
+            accepted[r] = alpha * step_t[r]
+            func_evals[r, 0] += evals
+    plain = moving & ~wolfe
+    accepted[plain] = step_t[plain]
+    func_evals[plain, 0] += 1  # the next step's evaluation is this method's
+    grad_evals[plain, 0] += 1
+    step = accepted[:, None] * direction
+    next_params = np.where(moving[:, None], params + accepted[:, None] * direction, params)
+    done = np.where(optimal, Reason.TOLERANCE_GRAD,
+                    np.where(no_descent, Reason.TOLERANCE_CHANGE, 0)).astype(np.int8)
+    # torch leaves its state as it was after an optimal step, and keeps the new direction
+    # and length (not applied) after a non-descent one
+    advanced = ~optimal
+    new = LbfgsState(
+        s=s, y=y, rho=rho, count=count, h_diag=h_diag,
+        prev_grad=np.where(advanced[:, None], g, state.prev_grad),
+        d=np.where(advanced[:, None], direction, state.d),
+        t=np.where(advanced, np.where(moving, accepted, step_t), state.t),
+        n_iter=state.n_iter + advanced, done=done, next_params=next_params,
+        step_size=np.where(moving, accepted, 0.0)[:, None], func_evals=func_evals,
+        grad_evals=grad_evals, hess_evals=state.hess_evals,
+        skipped_updates=skipped, line_search_failures=failures)
+    return np.where(moving[:, None], step, 0.0), new
+
+
+def _two_loop(g: Array, s: Array, y: Array, rho: Array, count: Array, h_diag: Array) -> Array:
+    """−H·g by the two-loop recursion over each row's kept pairs (newest last), in torch's
+    order of operations."""
+    k, m, d = s.shape
+    q = -g
+    alphas = np.zeros((k, m))
+    for i in range(m - 1, -1, -1):
+        valid = i < count
+        if not valid.any():
+            continue
+        a = np.einsum("kd,kd->k", s[:, i], q) * rho[:, i]
+        a = np.where(valid, a, 0.0)
+        alphas[:, i] = a
+        q = q - a[:, None] * y[:, i]
+    r = q * h_diag[:, None]
+    for i in range(m):
+        valid = i < count
+        if not valid.any():
+            continue
+        b = np.einsum("kd,kd->k", y[:, i], r) * rho[:, i]
+        coefficient = np.where(valid, alphas[:, i] - b, 0.0)
+        r = r + coefficient[:, None] * s[:, i]
+    return r
+
+
+def finished(state: LbfgsState) -> tuple[Array, Array]:
+    return state.done > 0, state.done
+
+
+HYPERPARAMS = (
+    HyperParam("lr", 1.0, gt=0, schedulable=True, doc="step length (the first step: "
+               "min(1, 1/‖g‖₁)·lr, as torch)"),
+    HyperParam("history_size", 10, ge=1, le=100, kind="int", doc="(s, y) pairs kept"),
+    HyperParam("line_search", "strong_wolfe", kind="choice", choices=LINE_SEARCHES,
+               doc="strong_wolfe: torch's search with zoom (up to 25 evaluations); none: "
+                   "the step t·d as it is"),
+    HyperParam("tolerance_change", 1e-9, ge=0, doc="a step ends where gᵀd > −this"),
+    HyperParam("tolerance_grad", 1e-7, ge=0, doc="the run converges where max|g| ≤ this "
+               "(torch's test, beside the request's grad_tol)"),
+)
+
+
+LBFGS = StepRule(
+    "lbfgs", init, update, HYPERPARAMS,
+    "L-BFGS as torch.optim.LBFGS one iteration a step: two-loop recursion over the last "
+    "history_size pairs, torch's strong-Wolfe search; L-BFGS-B-like within bounds.",
+    uses_loss=True, finished=finished, counts_evals=True,
+    counters=("func_evals", "grad_evals", "hess_evals", "skipped_updates",
+              "line_search_failures"),
+)

@@ -67,7 +67,7 @@ def _serve(args: list[str], port: int, cwd: Path) -> subprocess.Popen:
 
 
 async def _rate(url: str, method: str, body: dict | None, seconds: float = 5.0,
-                clients: int = 16) -> float:
+                clients: int = 16, headers: dict[str, str] | None = None) -> float:
     done = 0
     until = time.monotonic() + seconds
 
@@ -75,7 +75,7 @@ async def _rate(url: str, method: str, body: dict | None, seconds: float = 5.0,
         nonlocal done
         async with httpx.AsyncClient(timeout=30) as c:
             while time.monotonic() < until:
-                r = await c.request(method, url, json=body)
+                r = await c.request(method, url, json=body, headers=headers)
                 r.raise_for_status()
                 done += 1
 
@@ -83,14 +83,16 @@ async def _rate(url: str, method: str, body: dict | None, seconds: float = 5.0,
     return done / seconds
 
 
-def _wrk(url: str, body: dict | None, tmp: str, seconds: int = 5, clients: int = 16
-         ) -> float:
+def _wrk(url: str, body: dict | None, tmp: str, seconds: int = 5, clients: int = 16,
+         headers: dict[str, str] | None = None) -> float:
     """Requests/s from wrk, counting only 2xx answers."""
     args = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--latency"]
     if body is not None:
-        script = Path(tmp, f"post{clients}.lua")
+        script = Path(tmp, f"post{clients}-{len(headers or {})}.lua")
+        extra = "".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n"
+                        for k, v in (headers or {}).items())
         script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                          f"wrk.body = {json.dumps(json.dumps(body))}\n")
+                          f"wrk.body = {json.dumps(json.dumps(body))}\n{extra}")
         args += ["-s", str(script)]
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]

@@ -12,13 +12,13 @@ import argparse
 import time
 from pathlib import Path
 
-from bench import batch, classical, engine, http, newton, sampled, sweep, symbolic
+from bench import auth, batch, classical, engine, http, newton, sampled, sweep, symbolic
 from bench.common import machine, versions
 
 ANALYSIS_HEADING = "## Against the targets"
 BENCHMARKS = {"engine": engine.main, "newton": newton.main, "symbolic": symbolic.main,
               "sampled": sampled.main, "http": http.main, "batch": batch.main,
-              "sweep": sweep.main, "classical": classical.main}
+              "sweep": sweep.main, "classical": classical.main, "auth": auth.main}
 
 
 def main() -> None:

@@ -6,12 +6,16 @@ timeouts, and retries on 429/503 that honour Retry-After.
         result = client.compare({"loss": {"kind": "builtin", "name": "rosenbrock"},
                                  "optimizers": [{"name": "adam", "lr": 0.02}]})
         print(result.summary[0].label)
+
+A service that needs keys (OPTIM_AUTH=api_key) takes one as `api_key=`, or from the
+environment variable OPTIM_API_KEY; it is sent as `Authorization: Bearer <key>`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
@@ -26,6 +30,9 @@ from optim_client.models import (
     Job,
     JobEvent,
     JobList,
+    KeyCreated,
+    KeyInfo,
+    KeyList,
     LandscapeResult,
     OptimizeResult,
     SweepResult,
@@ -60,6 +67,20 @@ def _raise_for_problem(response: httpx.Response) -> None:
     except ValueError:
         problem = {"title": response.reason_phrase, "detail": response.text[:500]}
     raise ProblemError(response.status_code, problem)
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    key = api_key if api_key is not None else os.environ.get("OPTIM_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _retryable(response: httpx.Response) -> bool:
+    """429 and 503 pass; a key's per-request size limit does not (retrying cannot help)."""
+    if response.status_code not in RETRY_STATUSES:
+        return False
+    if response.status_code == 429 and b"max_run_steps" in response.content[:2000]:
+        return False
+    return True
 
 
 def _retry_wait(response: httpx.Response, attempt: int) -> float:
@@ -136,10 +157,12 @@ class _Endpoints:
 
 class OptimClient(_Endpoints):
     def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 60.0,
-                 retries: int = 3, transport: httpx.BaseTransport | None = None) -> None:
+                 retries: int = 3, transport: httpx.BaseTransport | None = None,
+                 api_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.retries = retries
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
+                                  headers=_headers(api_key))
 
     def __enter__(self) -> OptimClient:
         return self
@@ -154,7 +177,7 @@ class OptimClient(_Endpoints):
         for attempt in range(self.retries + 1):
             response = self._http.request(method, path, json=None if body is None
                                           else _body(body))
-            if response.status_code not in RETRY_STATUSES or attempt == self.retries:
+            if not _retryable(response) or attempt == self.retries:
                 break
             time.sleep(_retry_wait(response, attempt))
         _raise_for_problem(response)
@@ -263,14 +286,28 @@ class OptimClient(_Endpoints):
         self.follow_job(job.id, timeout=timeout, on_event=on_event)
         return self.job_result(job.id)
 
+    # -- keys (an admin key; OPTIM_AUTH=api_key) ---------------------------------------------
+    def create_key(self, name: str, scopes: list[str], **limits: Any) -> KeyCreated:
+        """A new key (its `key` is shown this once). `limits`: expires_in_s, rate,
+        compute_seconds, max_active_jobs, max_run_steps."""
+        return KeyCreated.model_validate(self._request("POST", "/v1/keys", {
+            "name": name, "scopes": scopes, **limits}).json())
+
+    def keys(self) -> list[KeyInfo]:
+        return KeyList.model_validate(self._request("GET", "/v1/keys").json()).keys
+
+    def revoke_key(self, key_id: str) -> KeyInfo:
+        return KeyInfo.model_validate(self._request("DELETE", f"/v1/keys/{key_id}").json())
+
 
 class AsyncOptimClient(_Endpoints):
     def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 60.0,
-                 retries: int = 3, transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 retries: int = 3, transport: httpx.AsyncBaseTransport | None = None,
+                 api_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
-                                       transport=transport)
+                                       transport=transport, headers=_headers(api_key))
 
     async def __aenter__(self) -> AsyncOptimClient:
         return self
@@ -285,7 +322,7 @@ class AsyncOptimClient(_Endpoints):
         for attempt in range(self.retries + 1):
             response = await self._http.request(method, path, json=None if body is None
                                                 else _body(body))
-            if response.status_code not in RETRY_STATUSES or attempt == self.retries:
+            if not _retryable(response) or attempt == self.retries:
                 break
             await asyncio.sleep(_retry_wait(response, attempt))
         _raise_for_problem(response)

@@ -212,6 +212,31 @@ class JobEvent(_Model):
     data: dict[str, Any]
 
 
+class KeyLimits(_Model):
+    rate: float | None = None
+    compute_seconds: float | None = None
+    max_active_jobs: int | None = None
+    max_run_steps: int | None = None
+
+
+class KeyInfo(_Model):
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: str | None = None
+    expires_at: str | None = None
+    revoked_at: str | None = None
+    limits: KeyLimits
+
+
+class KeyCreated(KeyInfo):
+    key: str  # shown this once
+
+
+class KeyList(_Model):
+    keys: list[KeyInfo]
+
+
 # The client's names for the answers (the service declares the *Response names).
 OptimizeResult = OptimizeResponse
 CompareResult = CompareResponse

@@ -10,6 +10,8 @@
     optim job submit big.json             # long work on a server (OPTIM_SERVER or --server)
     optim job watch ID | optim job result ID | optim job cancel ID | optim job delete ID
     optim job list
+    optim keys create --name ci --scopes compute,jobs --expires 30d --rate 50/s --json
+    optim keys list | optim keys revoke ID   # on the store OPTIM_JOBS_DB_PATH/_URL names
 
 `run` takes an optimize or a compare body (one with `optimizers`). Human output is a table of
 runs with their key findings; --json prints the service's exact answer. Errors are the
@@ -41,6 +43,10 @@ app = typer.Typer(help="Run optimizers on losses and read why they behaved as th
 jobs = typer.Typer(help="Long work on a server: submit, watch, fetch, cancel, list.",
                    no_args_is_help=True, context_settings=HELP)
 app.add_typer(jobs, name="job")
+keys = typer.Typer(help="API keys (OPTIM_AUTH=api_key), made and revoked on the job store "
+                        "that OPTIM_JOBS_DB_PATH or OPTIM_JOBS_DB_URL names.",
+                   no_args_is_help=True, context_settings=HELP)
+app.add_typer(keys, name="keys")
 out = Console()
 err = Console(stderr=True)
 ServerOption = Annotated[str | None, typer.Option(
@@ -48,6 +54,8 @@ ServerOption = Annotated[str | None, typer.Option(
 JobServerOption = Annotated[str, typer.Option(
     "--server", envvar="OPTIM_SERVER", help="the service that runs the job")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print the JSON answer")]
+ApiKeyOption = Annotated[str | None, typer.Option(
+    "--api-key", envvar="OPTIM_API_KEY", help="the key a server with OPTIM_AUTH=api_key wants")]
 FileArgument = Annotated[str, typer.Argument(
     metavar="FILE", help="a JSON request body, or - to read it from standard input")]
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -61,11 +69,15 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+_API_KEY: dict[str, str | None] = {}  # the global --api-key, for every command that calls
+
+
 @app.callback()
 def _main(version: Annotated[bool, typer.Option(
-        "--version", callback=_version, is_eager=True, help="print the version")] = False
-          ) -> None:
+        "--version", callback=_version, is_eager=True, help="print the version")] = False,
+          api_key: ApiKeyOption = None) -> None:
     """Run optimizers on losses and read why they behaved as they did."""
+    _API_KEY["key"] = api_key
 
 
 def _load(source: str) -> dict[str, Any]:
@@ -139,7 +151,7 @@ def _in_process(kind: str, body: dict[str, Any], show_progress: bool) -> dict[st
 def _remote(server: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
     from optim_client.client import OptimClient, ProblemError
 
-    with OptimClient(server) as client:
+    with OptimClient(server, api_key=_API_KEY.get("key")) as client:
         try:
             return client.request_json("POST", f"/v1/{kind}", body)
         except ProblemError as exc:
@@ -333,7 +345,7 @@ def serve(host: Annotated[str | None, typer.Option(help="interface to bind")] = 
 def _client(server: str) -> OptimClient:
     from optim_client.client import OptimClient
 
-    return OptimClient(server)
+    return OptimClient(server, api_key=_API_KEY.get("key"))
 
 
 def _kind_of(body: dict[str, Any]) -> str:
@@ -445,6 +457,100 @@ def job_list(server: JobServerOption = DEFAULT_SERVER,
         table.add_row(job.id, job.kind, job.status, f"{(job.progress.fraction or 0):.0%}",
                       job.created_at or "–")
     out.print(table)
+
+
+# -- keys ------------------------------------------------------------------------------------
+def _key_store() -> Any:
+    from service.auth.keystore import KeyStore
+    from service.jobs import open_job_store
+    from service.settings import get_settings
+
+    settings = get_settings()
+    return KeyStore(open_job_store(settings.jobs_db_path, settings.jobs_db_url,
+                                   pool_size=2, timeout_s=settings.store_timeout_s,
+                                   password_file=settings.jobs_db_password_file))
+
+
+def _parsed(parse: Any, value: str | None, option: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
+def _show_keys(records: list[dict[str, Any]]) -> None:
+    table = Table(title="keys")
+    for column in ("id", "name", "scopes", "created", "expires", "revoked", "limits"):
+        table.add_column(column)
+    for r in records:
+        limits = ", ".join(f"{k}={v:g}" for k, v in r["limits"].items() if v is not None)
+        table.add_row(r["id"], r["name"], ",".join(r["scopes"]), r["created_at"] or "–",
+                      r["expires_at"] or "–", r["revoked_at"] or "–", limits or "–")
+    out.print(table)
+
+
+@keys.command("create")
+def keys_create(
+        name: Annotated[str, typer.Option("--name", help="who or what uses the key")],
+        scopes: Annotated[str, typer.Option(
+            "--scopes", help="comma-separated: compute, jobs, metrics, admin")],
+        expires: Annotated[str | None, typer.Option(
+            "--expires", help="it stops working after this long: 30d, 12h, 90m")] = None,
+        rate: Annotated[str | None, typer.Option(
+            "--rate", help="requests per second, e.g. 50/s or 600/min")] = None,
+        max_active_jobs: Annotated[int | None, typer.Option(
+            "--max-active-jobs", min=1, help="queued + running jobs")] = None,
+        compute_seconds: Annotated[str | None, typer.Option(
+            "--compute-seconds", help="compute time per minute, e.g. 120/min")] = None,
+        max_run_steps: Annotated[int | None, typer.Option(
+            "--max-run-steps", min=1, help="runs × max_steps of one request or job")] = None,
+        as_json: JsonOption = False) -> None:
+    """Make a key; prints it once (with --json: {"id", "key", …})."""
+    from service.auth.keys import (
+        KeyLimits,
+        parse_duration,
+        parse_per_second,
+        parse_scopes,
+    )
+
+    chosen = _parsed(parse_scopes, scopes, "--scopes")
+    limits = KeyLimits(
+        rate=_parsed(parse_per_second, rate, "--rate"),
+        compute_seconds=_parsed(lambda v: parse_per_second(v, "m"), compute_seconds,
+                                "--compute-seconds"),
+        max_active_jobs=max_active_jobs, max_run_steps=max_run_steps)
+    record, key = _key_store().create(name, chosen,
+                                      expires_in_s=_parsed(parse_duration, expires, "--expires"),
+                                      limits=limits)
+    document = record.document() | {"key": key}
+    if as_json:
+        typer.echo(json.dumps(document))
+        return
+    typer.echo(f"{record.id}  {key}")
+    err.print("[yellow]the key is shown this once: keep it now[/yellow]")
+
+
+@keys.command("list")
+def keys_list(as_json: JsonOption = False) -> None:
+    """Every key (never the keys themselves)."""
+    records = [r.document() for r in _key_store().listing()]
+    if as_json:
+        typer.echo(json.dumps(records))
+    else:
+        _show_keys(records)
+
+
+@keys.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(metavar="ID")],
+                as_json: JsonOption = False) -> None:
+    """Revoke a key: every replica refuses it within OPTIM_AUTH_CACHE_S."""
+    record = _key_store().revoke(key_id)
+    if record is None:
+        err.print(f"[red]no key with id {key_id}[/red]")
+        raise SystemExit(1)
+    typer.echo(json.dumps(record.document()) if as_json else f"{record.id}: revoked")
 
 
 def main() -> None:

@@ -9,7 +9,11 @@ without an import circle.
     ├── ExecutorUnavailableError   503 (the pool or the cluster cannot be used now)
     ├── StoreUnavailableError      503 (the job store does not answer, or refuses to write)
     ├── JobLimitError              429 (the active-jobs limit, checked in the store's transaction)
-    └── JobStoreUnavailableError   start-up: the store cannot be opened at all (names the setting)
+    ├── AuthenticationError        401 (no key, or a key that is unknown, expired or revoked)
+    ├── ScopeError                 403 (the key lacks the scope the endpoint needs)
+    ├── KeyQuotaError              429 (one of the key's own limits)
+    ├── JobStoreUnavailableError   start-up: the store cannot be opened at all (names the setting)
+    └── StartupError               start-up: another setting cannot be used (names it)
 """
 
 from __future__ import annotations
@@ -89,5 +93,38 @@ class JobLimitError(Exception):
         self.retry_after = retry_after
 
 
+class AuthenticationError(Exception):
+    """No usable API key (OPTIM_AUTH=api_key): a 401 with WWW-Authenticate: Bearer."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ScopeError(Exception):
+    """The key is valid but lacks the scope the endpoint needs: a 403 naming it."""
+
+    def __init__(self, scope: str, key_id: str) -> None:
+        self.scope = scope
+        self.detail = (f"The key {key_id} lacks the scope {scope!r} this endpoint needs; ask "
+                       "an admin for a key with it")
+        super().__init__(self.detail)
+
+
+class KeyQuotaError(Exception):
+    """A key's own limit (rate, compute seconds, active jobs, runs × steps): a 429 naming the
+    limit, with Retry-After."""
+
+    def __init__(self, limit: str, maximum: float, retry_after: int, detail: str) -> None:
+        self.limit, self.maximum, self.retry_after = limit, maximum, max(1, int(retry_after))
+        self.detail = f"{detail}; retry after {self.retry_after} s"
+        super().__init__(self.detail)
+
+
 class JobStoreUnavailableError(RuntimeError):
     """The job store cannot be created or opened (the service cannot start)."""
+
+
+class StartupError(RuntimeError):
+    """A setting that cannot be used (an unreadable or weak bootstrap key file): the service
+    does not start, and says which setting to fix."""

@@ -39,4 +39,9 @@ EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
     "analyze": _examples("A saddle, a convex non-critical point and a minimum", ANALYZE),
     "plot": _examples("The ravine comparison drawn as SVG", PLOT),
     "submit_job": _examples("The ravine comparison as a job", JOB),
+    "create_key": _examples("A notebook's key: compute and jobs, 30 days, 50 requests/s, two "
+                            "compute minutes per minute, four active jobs",
+                            {"name": "notebook", "scopes": ["compute", "jobs"],
+                             "expires_in_s": 2_592_000, "rate": 50, "compute_seconds": 120,
+                             "max_active_jobs": 4}),
 }

@@ -4,6 +4,7 @@ fast answers that write NumPy arrays directly, non-finite numbers as null."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple
 
@@ -133,3 +134,11 @@ class StrictJSONRoute(APIRoute):
             return response
 
         return strict_handler
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    """A Unix time as UTC ISO 8601 with milliseconds (what every answer's times look like)."""
+    if timestamp is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp)) + \
+        f".{int((timestamp % 1) * 1000):03d}Z"

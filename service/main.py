@@ -16,10 +16,12 @@ import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.routing import Route
 
 from optim_core.optimizers import OPTIMIZERS
+from service.auth import open_auth, start_auth
 from service.compute import ComputeGate
 from service.examples import EXAMPLES
 from service.executors import open_executor
@@ -33,6 +35,7 @@ from service.routes import (
     catalog,
     health,
     jobs,
+    keys,
     landscape,
     metrics,
     optimize,
@@ -41,6 +44,7 @@ from service.routes import (
     sweep,
 )
 from service.schemas.base import standard_bounds
+from service.security_headers import SecurityHeadersMiddleware
 from service.settings import Settings, get_settings
 from service.symbolic import shutdown as symbolic_shutdown
 from service.symbolic import warm_up
@@ -62,7 +66,8 @@ def _version() -> str:
 
 
 DOCS_ASSETS = "/docs-assets"
-ROUTE_MODULES = (optimize, sweep, landscape, plot, jobs, catalog, health, metrics, playground)
+ROUTE_MODULES = (optimize, sweep, landscape, plot, jobs, keys, catalog, health, metrics,
+                 playground)
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -71,14 +76,19 @@ def _operation_id(route: APIRoute) -> str:
 
 def _standard_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """FastAPI's document with bounds spelled as JSON Schema spells them and a working example
-    body on every operation that takes one (built once)."""
+    body on every operation that takes one (built once). Endpoints that take a key declare
+    both ways to send it; with OPTIM_AUTH=none the key is optional there (`{}` among them)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = standard_bounds(build())
+            keys_optional = app.state.settings.auth != "api_key"
             for operations in document["paths"].values():  # type: ignore[index]
                 for operation in operations.values():
+                    if keys_optional and "security" in operation:
+                        # declared (a client may send a key), not required: `{}` says so
+                        operation["security"] = [{}, *operation["security"]]
                     examples = EXAMPLES.get(operation.get("operationId"))
                     if examples is not None:
                         body = operation["requestBody"]["content"]["application/json"]
@@ -113,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                            settings.symbolic_workers)
         if app.state.executor.name == "ray":  # connect now: the first job should not wait
             await anyio.to_thread.run_sync(app.state.executor.connect)
+        if app.state.auth.enabled:
+            await anyio.to_thread.run_sync(start_auth, app.state.auth, settings)
         app.state.jobs.start()  # queued jobs (this process's or another's) run from now on
         logging.getLogger("service").info("start-up heap frozen: %d objects",
                                           freeze_startup_heap())
@@ -124,6 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with suppress(asyncio.CancelledError):
                 await sweeper
             await app.state.jobs.shutdown()
+            if app.state.auth.quotas is not None:
+                await anyio.to_thread.run_sync(app.state.auth.quotas.stop)
             await anyio.to_thread.run_sync(app.state.executor.close)
             await anyio.to_thread.run_sync(app.state.jobs.store.close)
             if settings.symbolic_isolation:
@@ -143,14 +157,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.executor = open_executor(settings)  # a missing Ray fails here, naming the setting
     store = open_job_store(settings.jobs_db_path, settings.jobs_db_url,
                            pool_size=settings.jobs_db_pool_size,
-                           timeout_s=settings.store_timeout_s)
+                           timeout_s=settings.store_timeout_s,
+                           password_file=settings.jobs_db_password_file)
     app.state.jobs = JobManager(store, app.state.gate, settings, app.state.executor)
-    app.state.metrics = Metrics(app.state.gate)
+    app.state.auth = open_auth(settings, store, app.state.jobs.call)
+    app.state.jobs.quotas = app.state.auth.quotas
+    app.state.metrics = Metrics(app.state.gate, key_labels=settings.metrics_key_labels
+                                if settings.auth == "api_key" else None)
     for module in ROUTE_MODULES:
         app.include_router(module.router)
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type",
+                                          "Accept", "X-Request-ID"],
+                           expose_headers=["Location", "Retry-After", "X-Request-ID",
+                                           "WWW-Authenticate"], max_age=600)
     app.add_middleware(HeadAsGetMiddleware)
     logging.getLogger("service").setLevel(settings.log_level.upper())
     return app

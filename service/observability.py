@@ -41,7 +41,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": request_id.get(),
         }
-        for key in ("method", "path", "status", "duration_ms"):
+        for key in ("method", "path", "status", "duration_ms", "key_id"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info:
@@ -96,8 +96,16 @@ class _GateCollector:
 
 
 class Metrics:
-    def __init__(self, gate: Any = None) -> None:
+    def __init__(self, gate: Any = None, key_labels: int | None = None) -> None:
+        """`key_labels`: with API keys on, requests are also counted by key id, for at most
+        this many distinct ids (later ones as `other`: bounded label cardinality)."""
         self.registry = CollectorRegistry()
+        self.key_labels = key_labels
+        self._keys_seen: set[str] = set()
+        self.key_requests = Counter(
+            "optim_key_requests", "HTTP requests by API key id and status (401/403/429 "
+            "included; `anonymous`: no valid key)", ["key_id", "status"],
+            registry=self.registry) if key_labels is not None else None
         self.requests = Counter("optim_requests", "HTTP requests by route and status",
                                 ["method", "route", "status"], registry=self.registry)
         self.latency = Histogram("optim_request_duration_seconds", "request latency by route",
@@ -112,6 +120,17 @@ class Metrics:
         self.registry.register(_CacheCollector())
         if gate is not None:
             self.registry.register(_GateCollector(gate))
+
+    def count_key(self, key_id: str | None, status: int) -> None:
+        if self.key_requests is None or self.key_labels is None:
+            return
+        label = key_id or "anonymous"
+        if key_id is not None and label not in self._keys_seen:
+            if len(self._keys_seen) >= self.key_labels:
+                label = "other"
+            else:
+                self._keys_seen.add(label)
+        self.key_requests.labels(label, str(status)).inc()
 
     def record_work(self, answer: dict[str, Any] | None) -> None:
         if answer and "meta" in answer:
@@ -196,9 +215,14 @@ class ObservabilityMiddleware:
             self.metrics.latency.labels(route).observe(elapsed)
             if status >= 400:
                 self.metrics.rejections.labels(_problem_slug(bytes(problem), status)).inc()
+            key_id = scope.get("state", {}).get("key_id")
+            self.metrics.count_key(key_id, status)
+            extra = {"method": scope.get("method"), "path": scope.get("path"),
+                     "status": status, "duration_ms": round(elapsed * 1000, 3)}
+            if key_id is not None:
+                extra["key_id"] = key_id
             access_log.info("%s %s %s", scope.get("method"), scope.get("path"), status,
-                            extra={"method": scope.get("method"), "path": scope.get("path"),
-                                   "status": status, "duration_ms": round(elapsed * 1000, 3)})
+                            extra=extra)
             request_id.reset(token)
 
 

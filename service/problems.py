@@ -28,9 +28,12 @@ from optim_core.errors import (
 )
 from service.conformance import AnswerShapeError
 from service.errors import (
+    AuthenticationError,
     ExecutorUnavailableError,
     JobLimitError,
+    KeyQuotaError,
     OverloadedError,
+    ScopeError,
     ShardFailedError,
     StoreUnavailableError,
     SymbolicTimeoutError,
@@ -76,6 +79,9 @@ PROBLEM_TYPES: dict[type[Exception], tuple[int, str, str]] = {
     ExecutorUnavailableError: (503, "executor-unavailable", "The job executor is unreachable"),
     StoreUnavailableError: (503, "store-unavailable", "The job store is unavailable"),
     JobLimitError: (429, "too-many-jobs", "Too many jobs are active"),
+    AuthenticationError: (401, "unauthorized", "A valid API key is required"),
+    ScopeError: (403, "forbidden", "The key lacks a scope"),
+    KeyQuotaError: (429, "quota-exceeded", "Over a limit of this key"),
 }
 
 
@@ -117,6 +123,13 @@ def problem_for(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, JobLimitError):
         body |= {"limit": "job_max_active", "maximum": exc.limit}
+    if isinstance(exc, AuthenticationError):
+        headers["WWW-Authenticate"] = 'Bearer realm="optim"'
+    if isinstance(exc, ScopeError):
+        body["scope"] = exc.scope
+    if isinstance(exc, KeyQuotaError):
+        headers["Retry-After"] = str(exc.retry_after)
+        body |= {"limit": exc.limit, "maximum": exc.maximum}
     if isinstance(exc, OverloadedError):
         headers["Retry-After"] = str(exc.retry_after)
         body["detail"] = ("Every compute slot and queue place is taken; retry after "
@@ -225,7 +238,8 @@ def install_problem_handlers(app: FastAPI) -> None:
                         headers=headers)
 
     for cls in (OptimCoreError, OverloadedError, SymbolicTimeoutError, StoreUnavailableError,
-                JobLimitError, ExecutorUnavailableError):
+                JobLimitError, ExecutorUnavailableError, AuthenticationError, ScopeError,
+                KeyQuotaError):
         app.add_exception_handler(cls, _known)
 
     @app.exception_handler(Exception)
@@ -251,4 +265,15 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
                        (503, "No compute slot became free within the time budget"),
                        (504, "The symbolic stage or a computation without a partial answer "
                              "(landscape, analyze) ran past its time budget"))
+}
+
+
+# what an endpoint that needs a key may answer besides its own (OPTIM_AUTH=api_key)
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": text}
+    for code, text in ((401, "No valid API key (`unauthorized`, with WWW-Authenticate: "
+                             "Bearer); only when the service runs with OPTIM_AUTH=api_key"),
+                       (403, "The key lacks the scope this endpoint needs (`forbidden`)"),
+                       (429, "Too many requests in flight, or over one of the key's own "
+                             "limits (`quota-exceeded`, with Retry-After)"))
 }

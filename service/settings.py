@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from platformdirs import user_data_path
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -85,6 +86,23 @@ class Settings(BaseSettings):
         "slot is free (0: never)")
     retry_after_s: int = Field(1, gt=0, description="Retry-After of 429 answers")
 
+    auth: Literal["none", "api_key"] = Field(
+        "none", description="'none': every endpoint open (one user on one machine); "
+        "'api_key': endpoints need a key with their scope (README, Security)")
+    bootstrap_admin_key_file: Path | None = Field(
+        None, description="a file holding a key (e.g. a Docker secret) made an admin key at "
+        "start-up if the store does not know it yet")
+    auth_cache_s: float = Field(2.0, gt=0, le=5, description="how long a replica trusts a key "
+                                "it read from the store: a revocation reaches every replica "
+                                "within this time")
+    quota_sync_s: float = Field(1.0, gt=0, description="how often a replica writes its keys' "
+                                "usage to the store and reads the other replicas'")
+    metrics_key_labels: int = Field(100, ge=0, description="distinct key ids /metrics labels "
+                                    "requests with; further keys count as 'other'")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="origins whose pages may call the API from a "
+        "browser (comma-separated or a JSON list; default none)")
+
     jobs_db_path: str = Field(
         default_factory=lambda: str(user_data_path("optim-service") / "optim_jobs.sqlite3"),
         description="SQLite file of the job store; default in the user's data directory "
@@ -93,6 +111,9 @@ class Settings(BaseSettings):
         None, description="postgresql://user:password@host:port/database: one job store for "
         "several replicas (psycopg 3, the extra optim-service[postgres]); unset: the SQLite "
         "file at jobs_db_path")
+    jobs_db_password_file: Path | None = Field(
+        None, description="a file holding the PostgreSQL password (e.g. a Docker secret): "
+        "used instead of a password in jobs_db_url, which then need not carry one")
     jobs_db_pool_size: int = Field(8, gt=0, description="connections to PostgreSQL per "
                                    "replica; a call that finds none free within "
                                    "store_timeout_s is answered 503")
@@ -115,6 +136,15 @@ class Settings(BaseSettings):
                                        "queued jobs and expired leases")
     job_shutdown_grace_s: float = Field(5, ge=0, description="how long a stopping runner waits "
                                         "for its jobs to reach a step boundary")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     def for_jobs(self) -> Settings:
         """The same settings with the larger job limits in place of the synchronous ones."""

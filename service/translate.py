@@ -105,14 +105,7 @@ def is_small(body: OptimizeRequest | CompareRequest, settings: Settings) -> bool
     specs = body.optimizers if isinstance(body, CompareRequest) else [body.optimizer]
     if any(OPTIMIZERS[spec.name].needs_context for spec in specs):
         return False
-    start = body.start
-    if isinstance(start, RandomStart):
-        points = start.random.n
-    elif isinstance(start, list) and start and isinstance(start[0], list):
-        points = len(start)
-    else:
-        points = 1
-    work = points * len(specs) * max(body.max_steps, 1)
+    work = _start_count(body.start) * len(specs) * max(body.max_steps, 1)
     if work > settings.inline_max_work:
         return False
     loss = body.loss
@@ -127,6 +120,29 @@ def is_small(body: OptimizeRequest | CompareRequest, settings: Settings) -> bool
         return (ready is not None and ready.dim <= INLINE_MAX_DIM and
                 work * max(1.0, tape_length(ready) / INLINE_TAPE) <= settings.inline_max_work)
     return False
+
+
+def _start_count(start: Any) -> int:
+    if isinstance(start, RandomStart):
+        return start.random.n
+    if isinstance(start, list) and start and isinstance(start[0], list):
+        return len(start)
+    return 1
+
+
+def run_steps(body: Any) -> int:
+    """Runs × max_steps a request asks for, read from its body alone (a key's
+    max_run_steps): starts × optimizers × grid points × max_steps."""
+    inner = getattr(body, "request", None)
+    if inner is not None and hasattr(inner, "max_steps"):  # a plot's request
+        return run_steps(inner)
+    if not hasattr(body, "max_steps"):
+        return 0
+    runs = _start_count(getattr(body, "start", None))
+    runs *= len(getattr(body, "optimizers", None) or [None])
+    for values in (getattr(body, "grid", None) or {}).values():
+        runs *= max(1, len(values))
+    return runs * max(1, body.max_steps)
 
 
 def _rectangular(rows: list[list[float]]) -> bool:

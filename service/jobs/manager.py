@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -35,9 +35,13 @@ from service.compute import ComputeGate
 from service.errors import StoreUnavailableError
 from service.jobs.schemas import JOB_KINDS, JOB_REQUESTS, Job, Progress
 from service.jobs.store import Store, backoff
-from service.jsonio import dumps
+from service.jsonio import dumps, iso_time
 from service.problems import problem_for
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.auth.keys import KeyRecord
+    from service.auth.quotas import QuotaBook
 
 T = TypeVar("T")
 logger = logging.getLogger("service.jobs")
@@ -111,6 +115,7 @@ class JobManager:
         self._watched: dict[str, int] = {}  # job id → event streams following it
         self._round: asyncio.Future[Any] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self.quotas: QuotaBook | None = None  # per-key usage (OPTIM_AUTH=api_key)
 
     # -- store calls -------------------------------------------------------------------------
     async def call(self, fn: Callable[..., T], *args: Any, timeout_s: float | None = None
@@ -158,10 +163,11 @@ class JobManager:
             round_.set_result(jobs)
 
     # -- submitting --------------------------------------------------------------------------
-    async def submit(self, kind: str, request: Any, key_id: str | None = None) -> Job:
+    async def submit(self, kind: str, request: Any, key: KeyRecord | None = None) -> Job:
         """Validate (400/413 as the endpoint would), then queue in one store transaction that
-        checks the active-jobs limit (429). Answers the job's document, made here: the job is
-        accepted once the create committed, whatever a read after it would meet."""
+        checks the active-jobs limits, the service's and the key's (429). Answers the job's
+        document, made here: the job is accepted once the create committed, whatever a read
+        after it would meet."""
         try:
             await anyio.to_thread.run_sync(lambda: RUNNERS[kind](request, self.job_settings,
                                                                   dry_run=True))
@@ -174,7 +180,8 @@ class JobManager:
         await self.call(lambda: self.store.create(
             job_id, kind, request.model_dump(mode="json", exclude_unset=True),
             max_active=self.settings.job_max_active, retry_after=self.settings.retry_after_s,
-            key_id=key_id))
+            key_id=None if key is None else key.id,
+            key_max_active=None if key is None else key.limits.max_active_jobs))
         self.start()
         assert self._wake is not None
         self._wake.set()
@@ -284,8 +291,13 @@ class JobManager:
         try:
             try:
                 request = JOB_REQUESTS[claimed["kind"]].model_validate(claimed["request"])
-                end = await self.gate.run_job(lambda: self._execute(job, claimed["kind"],
-                                                                    request))
+                began = time.monotonic()
+                try:
+                    end = await self.gate.run_job(lambda: self._execute(job, claimed["kind"],
+                                                                        request))
+                finally:  # its compute time counts against its key's compute seconds
+                    if self.quotas is not None and claimed.get("key_id"):
+                        self.quotas.charge(claimed["key_id"], time.monotonic() - began)
             except Exception as exc:  # a last guard: a job is never left running
                 logger.exception("job %s crashed", job_id)
                 end = {"status": "failed", "error": problem_for(exc)[1]}
@@ -396,8 +408,8 @@ def job_document(job: dict[str, Any]) -> Job:
     document: Job = {
         "id": job["id"], "kind": job["kind"], "status": job["status"], "progress": progress,
         "attempts": job["attempts"],
-        "created_at": _iso(job["created_at"]), "started_at": _iso(job["started_at"]),
-        "finished_at": _iso(job["finished_at"]), "error": job["error"],
+        "created_at": iso_time(job["created_at"]), "started_at": iso_time(job["started_at"]),
+        "finished_at": iso_time(job["finished_at"]), "error": job["error"],
         "links": {"self": base, "result": f"{base}/result", "events": f"{base}/events",
                   "cancel": f"{base}/cancel"},
     }
@@ -408,11 +420,6 @@ def job_document(job: dict[str, Any]) -> Job:
     return document
 
 
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp)) + \
-        f".{int((timestamp % 1) * 1000):03d}Z"
 
 
 __all__ = ["JOB_KINDS", "JobManager", "job_document"]

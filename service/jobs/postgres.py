@@ -31,7 +31,8 @@ CONNECT_TIMEOUT_S = 3
 class PostgresJobStore(SqlJobStore):
     LOCK_ROWS = " FOR UPDATE SKIP LOCKED"  # replicas claiming at once take different rows
 
-    def __init__(self, url: str, pool_size: int = 8, timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, pool_size: int = 8, timeout_s: float = 5.0,
+                 password: str | None = None) -> None:
         try:
             import psycopg
             from psycopg_pool import ConnectionPool, PoolTimeout
@@ -49,7 +50,7 @@ class PostgresJobStore(SqlJobStore):
                 "autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S,
                 "options": f"-c statement_timeout={int(timeout_s * 1000)}",
                 "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3,
-                "keepalives_count": 3})
+                "keepalives_count": 3} | ({"password": password} if password else {}))
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S + 2)
             self._migrate()

@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from service.errors import JobLimitError, StoreUnavailableError
+from service.errors import JobLimitError, KeyQuotaError, StoreUnavailableError
 
 T = TypeVar("T")
 # ids are uuid4().hex: anything else is no job of ours, answered 404 before any store call (a
@@ -69,6 +69,30 @@ MIGRATIONS = {
         ALTER TABLE jobs ADD COLUMN key_id TEXT;
         CREATE INDEX jobs_listing ON jobs (key_id, created_at)
     """,
+    4: """
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            key_hash TEXT NOT NULL UNIQUE,
+            scopes TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            expires_at {real},
+            revoked_at {real},
+            rate {real},
+            compute_seconds {real},
+            max_active_jobs INTEGER,
+            max_run_steps BIGINT
+        );
+        CREATE TABLE key_usage (
+            key_id TEXT NOT NULL,
+            replica TEXT NOT NULL,
+            window_start BIGINT NOT NULL,
+            requests BIGINT NOT NULL DEFAULT 0,
+            compute_ms BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (key_id, replica, window_start)
+        );
+        CREATE INDEX key_usage_window ON key_usage (window_start)
+    """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -81,7 +105,8 @@ class Store(Protocol):
     """What the job manager and routes need of a store (SqlJobStore below)."""
 
     def create(self, job_id: str, kind: str, request: dict[str, Any], *, max_active: int,
-               retry_after: int, key_id: str | None = None) -> None: ...
+               retry_after: int, key_id: str | None = None,
+               key_max_active: int | None = None) -> None: ...
     def claim(self, owner: str, lease_s: float) -> dict[str, Any] | None: ...
     def renew(self, job_ids: list[str], owner: str, lease_s: float) -> set[str]: ...
     def release(self, job_id: str, owner: str) -> bool: ...
@@ -159,11 +184,12 @@ class SqlJobStore:
 
     # -- writes ------------------------------------------------------------------------------
     def create(self, job_id: str, kind: str, request: dict[str, Any], *, max_active: int,
-               retry_after: int, key_id: str | None = None) -> None:
+               retry_after: int, key_id: str | None = None,
+               key_max_active: int | None = None) -> None:
         """Queue a job under `job_id`, unless `max_active` jobs are queued or running
-        (JobLimitError): the count and the insert are one transaction, so concurrent submits
-        on any number of replicas never pass the limit. Idempotent: a retried create of an id
-        that exists changes nothing."""
+        (JobLimitError), or `key_max_active` of `key_id`'s (KeyQuotaError): the counts and the
+        insert are one transaction, so concurrent submits on any number of replicas never pass
+        a limit. Idempotent: a retried create of an id that exists changes nothing."""
         payload = orjson.dumps(request)
 
         def insert(conn: Any) -> None:
@@ -175,6 +201,13 @@ class SqlJobStore:
                                    "('queued', 'running')").fetchone()[0]
             if active >= max_active:
                 raise JobLimitError(max_active, retry_after)
+            if key_max_active is not None:
+                own = self._execute(conn, "SELECT COUNT(*) FROM jobs WHERE key_id = ? AND "
+                                    "status IN ('queued', 'running')", (key_id,)).fetchone()[0]
+                if own >= key_max_active:
+                    raise KeyQuotaError("max_active_jobs", key_max_active, retry_after,
+                                        f"This key has {own} jobs queued or running, its limit "
+                                        f"max_active_jobs = {key_max_active}")
             self._execute(conn, "INSERT INTO jobs (id, kind, status, request, created_at, key_id)"
                           " VALUES (?, ?, 'queued', ?, ?, ?)",
                           (job_id, kind, payload, time.time(), key_id))
@@ -185,7 +218,7 @@ class SqlJobStore:
         now = time.time()
 
         def take(conn: Any) -> Any:
-            row = self._execute(conn, "SELECT id, kind, request FROM jobs WHERE status = "
+            row = self._execute(conn, "SELECT id, kind, request, key_id FROM jobs WHERE status = "
                                 "'queued' ORDER BY created_at LIMIT 1" + self.LOCK_ROWS
                                 ).fetchone()
             if row is not None:
@@ -197,7 +230,8 @@ class SqlJobStore:
         row = self._transaction(take)
         if row is None:
             return None
-        return {"id": row[0], "kind": row[1], "request": orjson.loads(bytes(row[2]))}
+        return {"id": row[0], "kind": row[1], "request": orjson.loads(bytes(row[2])),
+                "key_id": row[3]}
 
     def renew(self, job_ids: list[str], owner: str, lease_s: float) -> set[str]:
         """Extend the leases this owner holds; answers the ids that are still its own:

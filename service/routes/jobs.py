@@ -16,12 +16,19 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 
+from service.auth.guard import caller, require
 from service.errors import StoreUnavailableError
 from service.jobs.manager import JobManager, job_document
 from service.jobs.schemas import JobRequest
 from service.jobs.store import valid_job_id
 from service.jsonio import JSONResponse, StrictJSONRoute, dumps
-from service.problems import PROBLEM_MEDIA_TYPE, PROBLEM_RESPONSES, Problem, problem_response
+from service.problems import (
+    AUTH_RESPONSES,
+    PROBLEM_MEDIA_TYPE,
+    PROBLEM_RESPONSES,
+    Problem,
+    problem_response,
+)
 from service.schemas.responses import (
     CompareResponse,
     Job,
@@ -29,8 +36,10 @@ from service.schemas.responses import (
     OptimizeResponse,
     SweepResponse,
 )
+from service.translate import run_steps
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictJSONRoute)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictJSONRoute,
+                   dependencies=[require("jobs")], responses=AUTH_RESPONSES)
 
 
 def _problem(text: str) -> dict[str, Any]:
@@ -51,10 +60,19 @@ def _manager(request: Request) -> JobManager:
     return request.app.state.jobs
 
 
+def _owner_filter(request: Request) -> str | None:
+    """Whose jobs the caller sees: its own key's; every job for an admin key or with auth off."""
+    key = caller(request)
+    return None if key is None or "admin" in key.scopes else key.id
+
+
 async def _job(request: Request, job_id: str) -> dict[str, Any]:
+    """The job, if the caller may see it: another key's job is answered 404, like a job that
+    does not exist (its id is not confirmed)."""
     job = (await _manager(request).call(_manager(request).store.get, job_id)
            if valid_job_id(job_id) else None)
-    if job is None:
+    owner = _owner_filter(request)
+    if job is None or (owner is not None and job.get("key_id") != owner):
         raise HTTPException(404, f"No job with id {job_id[:64]!r} (it may have expired or "
                                  "been deleted)")
     return job
@@ -74,7 +92,11 @@ JOB_LINKS = {name: {"operationId": name, "parameters": {"job_id": "$response.bod
                         **PROBLEM_RESPONSES, **UNAVAILABLE})
 async def submit_job(body: JobRequest, request: Request) -> JSONResponse:
     """Queue an optimize, compare or sweep request; answers at once with the job's id."""
-    document = await _manager(request).submit(body.kind, body.request)
+    key = caller(request)
+    if key is not None:
+        request.app.state.auth.check_run_steps(request, run_steps(body.request))
+        request.app.state.auth.quotas.check_compute(key)
+    document = await _manager(request).submit(body.kind, body.request, key)
     return JSONResponse(document, status_code=202,
                         headers={"Location": document["links"]["self"]})
 
@@ -101,7 +123,7 @@ async def list_jobs(request: Request,
                     cursor: Annotated[str | None, Query(
                         max_length=200, description="`next_cursor` of the previous page")] = None,
                     ) -> Response:
-    """Jobs, newest first, a page at a time."""
+    """The caller's jobs (an admin key's: every job), newest first, a page at a time."""
     before = None
     if cursor is not None:
         before = _parse_cursor(cursor)
@@ -110,7 +132,7 @@ async def list_jobs(request: Request,
                                     "The cursor is not one this service gave: pass the "
                                     "`next_cursor` of the previous page, or none")
     manager = _manager(request)
-    jobs = await manager.call(manager.store.listing, limit + 1, before)
+    jobs = await manager.call(manager.store.listing, limit + 1, before, _owner_filter(request))
     page = jobs[:limit]
     return JSONResponse({"jobs": [job_document(job) for job in page],
                          "next_cursor": _cursor(page[-1]) if len(jobs) > limit else None})

@@ -6,14 +6,16 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from service import translate
+from service.auth.guard import require
 from service.deps import GateDep, SettingsDep
 from service.jsonio import StrictJSONRoute, answer_response, rendering
-from service.problems import PROBLEM_RESPONSES
+from service.problems import AUTH_RESPONSES, PROBLEM_RESPONSES
 from service.schemas.requests import AnalyzeRequest, LandscapeRequest
 from service.schemas.responses import AnalyzeResponse, LandscapeResponse
 
 router = APIRouter(prefix="/v1", tags=["landscape"], route_class=StrictJSONRoute,
-                   responses=PROBLEM_RESPONSES)
+                   responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
+                   dependencies=[require("compute")])
 
 
 @router.post("/landscape", response_model=LandscapeResponse)

@@ -6,7 +6,11 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-router = APIRouter(tags=["health"])
+from service.auth.guard import require
+from service.problems import AUTH_RESPONSES
+
+router = APIRouter(tags=["health"], dependencies=[require("metrics")],
+                   responses=AUTH_RESPONSES)
 
 
 @router.get("/metrics", response_class=Response)

@@ -6,20 +6,23 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service import translate
+from service.auth.guard import require
 from service.compute import ComputeGate
 from service.deps import GateDep, SettingsDep
 from service.jsonio import StrictJSONRoute, answer_response, rendering
-from service.problems import PROBLEM_RESPONSES
+from service.problems import AUTH_RESPONSES, PROBLEM_RESPONSES
 from service.schemas.requests import CompareRequest, OptimizeRequest
 from service.schemas.responses import CompareResponse, OptimizeResponse
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["optimize"], route_class=StrictJSONRoute,
-                   responses=PROBLEM_RESPONSES)
+                   responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
+                   dependencies=[require("compute")])
 
 
 async def _answer(body: OptimizeRequest | CompareRequest, settings: Settings,
                   gate: ComputeGate, request: Request) -> Response:
+    request.app.state.auth.check_run_steps(request, translate.run_steps(body))
     done = await gate.run(rendering(translate.run_optimize), body, settings,
                           inline=translate.is_small(body, settings),
                           wait_s=translate.time_budget(body, settings))

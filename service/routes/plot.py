@@ -6,13 +6,15 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service import translate
+from service.auth.guard import require
 from service.deps import GateDep, SettingsDep
 from service.jsonio import StrictJSONRoute
-from service.problems import PROBLEM_RESPONSES
+from service.problems import AUTH_RESPONSES, PROBLEM_RESPONSES
 from service.schemas.requests import PlotRequest
 
 router = APIRouter(prefix="/v1", tags=["pictures"], route_class=StrictJSONRoute,
-                   responses=PROBLEM_RESPONSES)
+                   responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
+                   dependencies=[require("compute")])
 MEDIA_TYPES = {"svg": "image/svg+xml", "png": "image/png"}
 # Bytes of any format, for clients that ask for them (`Accept: application/octet-stream`):
 # generated clients read declared octet-stream answers as files, and image/* types as nothing
@@ -27,6 +29,7 @@ BINARY = {"schema": {"type": "string", "format": "binary"}}
 async def plot(body: PlotRequest, settings: SettingsDep, gate: GateDep,
                request: Request) -> Response:
     """Draw an optimize or compare request: loss contours with paths, and loss curves."""
+    request.app.state.auth.check_run_steps(request, translate.run_steps(body))
     image = await gate.run(translate.run_plot, body, settings,
                            wait_s=translate.time_budget(body.request, settings))
     accept = request.headers.get("accept", "").split(";")[0].strip().lower()

@@ -125,8 +125,8 @@ def test_client_imports_only_httpx_and_pydantic():
     source = " ".join(p.read_text() for p in (ROOT / "optim_client").glob("*.py")
                       if p.name != "cli.py")
     imported = set(re.findall(r"^(?:from|import) (\w+)", source, re.M))
-    assert imported <= {"__future__", "asyncio", "collections", "json", "time", "typing",
-                        "httpx", "pydantic", "optim_client"}
+    assert imported <= {"__future__", "asyncio", "collections", "os", "json", "time",
+                        "typing", "httpx", "pydantic", "optim_client"}
 
 
 def test_the_documented_client_snippet_runs(server):

@@ -122,6 +122,42 @@ def test_compose_services_are_limited_restarted_and_built_once():
             assert check and "8000" not in check and "healthz" not in check, name
 
 
+def test_compose_keeps_secrets_in_files_and_the_cluster_out_of_reach():
+    """Keys on; no password or key in the file (PostgreSQL's password, the first admin key and
+    Ray's token are secrets read from files); only the API publishes a port; PostgreSQL and
+    the Ray nodes sit on internal networks only; Ray's token authentication is on."""
+    compose = _compose()
+    services = compose["services"]
+    files = {name: secret["file"] for name, secret in compose["secrets"].items()}
+    assert set(files) == {"pg_password", "admin_key", "ray_token"}
+    assert all(path.startswith("./secrets/") for path in files.values())
+    internal = {name for name, network in compose["networks"].items()
+                if (network or {}).get("internal")}
+    for name, service in services.items():
+        environment = service.get("environment", {})
+        for variable, value in environment.items():
+            assert not re.search(r"PASSWORD$|_KEY$|TOKEN$", variable), (name, variable)
+            assert not re.search(r"://[^/@]*:[^/@]*@", str(value)), (name, variable)
+        if "ray start" in " ".join(service.get("command", [])) or name == "postgres":
+            assert not service.get("ports"), f"{name} publishes a port"
+            assert set(service["networks"]) <= internal, name
+        if service.get("image") == "optim-service":
+            assert environment["RAY_AUTH_MODE"] == "token"
+            assert environment["RAY_AUTH_TOKEN_PATH"] == "/run/secrets/ray_token"
+            assert "ray_token" in service["secrets"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == \
+        "/run/secrets/pg_password"
+    replicas = [s for s in services.values()
+                if s.get("image") == "optim-service" and "command" not in s]
+    for replica in replicas:
+        environment = replica["environment"]
+        assert environment["OPTIM_AUTH"] == "api_key"
+        assert environment["OPTIM_BOOTSTRAP_ADMIN_KEY_FILE"] == "/run/secrets/admin_key"
+        assert environment["OPTIM_JOBS_DB_PASSWORD_FILE"] == "/run/secrets/pg_password"
+        assert set(replica["networks"]) - internal, "a replica must be reachable"
+        assert replica.get("ports")
+
+
 def test_the_image_holds_the_ray_client_and_the_postgres_pool():
     """A replica reaches the cluster by a ray:// address (Ray Client needs its extra) and the
     store through psycopg's pool: both come with the extras the image installs."""

@@ -12,10 +12,14 @@ JSON, so positive data may get them; a 422 (the schema said yes, the server says
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
+from schemathesis.config._auth import AuthConfig  # noqa: E402
 from schemathesis.config._checks import PositiveDataAcceptanceConfig  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 
@@ -43,3 +47,29 @@ def test_every_operation_passes_every_check(case):
 TestJobsStatefully = schema.as_state_machine().TestCase
 TestJobsStatefully.settings = settings(max_examples=8, stateful_step_count=6, deadline=None,
                                        derandomize=True, suppress_health_check=list(HealthCheck))
+
+
+# -- the same with keys on: a valid admin key on every call (the checks also try none and a
+# wrong one: every protected operation must refuse those with 401) --------------------------
+ADMIN_KEY = "optim_fuzz_" + "k" * 40  # fixed: the same in every import of this module
+KEY_FILE = Path(tempfile.mkdtemp(prefix="optim-fuzz-")) / "admin-key"
+KEY_FILE.write_text(ADMIN_KEY)  # stored at every start-up of the app (each has its own store)
+AUTH_APP = create_app(Settings(
+    auth="api_key", bootstrap_admin_key_file=KEY_FILE, jobs_db_path=":memory:",
+    max_steps=200, max_runs=64, max_work=200_000,
+    max_landscape_points=2500, max_recorded_values=100_000, request_timeout_s=2.0,
+    job_max_active=4, max_queue=64, job_max_steps=200, job_max_runs=64, job_max_work=200_000,
+    job_max_recorded_values=100_000, job_timeout_s=2.0))
+auth_schema = schemathesis.openapi.from_asgi("/openapi.json", AUTH_APP)
+auth_schema.config.auth = AuthConfig(openapi={"bearer": {"bearer": ADMIN_KEY},
+                                              "apiKey": {"api_key": ADMIN_KEY}})
+auth_schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+auth_schema.config.checks.positive_data_acceptance = PositiveDataAcceptanceConfig(
+    expected_statuses=["2XX", 400, 404, 409, 413, 429, 503])
+
+
+@auth_schema.parametrize()
+@settings(max_examples=2, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+def test_every_operation_passes_every_check_with_keys_on(case):
+    case.call_and_validate()

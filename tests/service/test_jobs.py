@@ -439,6 +439,23 @@ def test_an_unreachable_postgresql_fails_start_up_naming_the_setting():
                        "?connect_timeout=2")
 
 
+def test_the_postgresql_password_may_come_from_a_file(tmp_path, fresh_postgres_db):
+    """OPTIM_JOBS_DB_PASSWORD_FILE (a Docker secret): its content is the connection's password
+    (the test server trusts local users, so this checks it is passed, not that it is checked);
+    an unreadable file fails start-up naming the setting."""
+    from service.jobs import JobStoreUnavailableError, open_job_store
+
+    secret = tmp_path / "pg-password"
+    secret.write_text("s3cret-from-a-file\n")
+    store = open_job_store(":memory:", fresh_postgres_db, password_file=secret)
+    try:
+        assert store._pool.kwargs["password"] == "s3cret-from-a-file"
+    finally:
+        store.close()
+    with pytest.raises(JobStoreUnavailableError, match="OPTIM_JOBS_DB_PASSWORD_FILE"):
+        open_job_store(":memory:", fresh_postgres_db, password_file=tmp_path / "missing")
+
+
 async def test_a_runner_that_lost_its_lease_stops_and_stores_nothing(tmp_path):
     """The heartbeat learns the lease went to another runner (it expired while this one was
     stuck): the job stops computing here, and this runner never writes its end."""

@@ -51,7 +51,7 @@ def contour_pixels(page) -> dict:
 
 
 def test_default_example_runs_and_draws_paths(page):
-    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
     pixels = contour_pixels(page)
     assert pixels["coloured"] > 0.9 * pixels["total"] and pixels["red"] > 50
     rows = page.locator("#table tbody tr")
@@ -65,13 +65,13 @@ def test_default_example_runs_and_draws_paths(page):
 
 
 def test_invalid_expression_shows_its_error_at_the_column(page):
-    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
     page.select_option("#lossKind", "expression")
     page.fill("#expression", "x^2 + foo(y)")
     page.dispatch_event("#expression", "change")
     error = page.locator("#error")
     error.wait_for(state="visible")
-    page.wait_for_function("document.getElementById('error').textContent.includes('foo')")
+    page.wait_for_function("() => document.getElementById('error').textContent.includes('foo')")
     lines = error.inner_text().split("\n")
     assert lines[0] == "x^2 + foo(y)" and lines[1] == " " * 6 + "^"
     assert "Unknown function 'foo'" in lines[2]
@@ -80,7 +80,7 @@ def test_invalid_expression_shows_its_error_at_the_column(page):
 
 
 def test_slider_change_reruns_and_the_url_keeps_the_state(page):
-    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
     before = page.locator("#table tbody tr").nth(0).inner_text()
     slider = page.locator('input[type=range][data-rule="sgd"][data-hp="lr"]')
     slider.evaluate("(s) => { s.value = '-3'; s.dispatchEvent(new Event('input')); }")
@@ -94,18 +94,18 @@ def test_slider_change_reruns_and_the_url_keeps_the_state(page):
     url = page.url
     page.goto("about:blank")
     page.goto(url)
-    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
     value = page.locator('input[type=range][data-rule="sgd"][data-hp="lr"]').input_value()
     assert float(value) == pytest.approx(-3)
 
 
 def test_any_lr_can_be_typed_and_is_sent_exactly(page):
-    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
     page.evaluate("delete document.body.dataset.drawn")
     field = page.locator('input.hp-value[data-rule="sgd"][data-hp="lr"]')
     field.fill("0.0196")
     field.dispatch_event("input")
-    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
     state = json.loads(unquote(page.evaluate("location.hash")[1:]))
     assert next(o for o in state["optimizers"] if o["name"] == "sgd")["lr"] == 0.0196
     slider = page.locator('input[type=range][data-rule="sgd"][data-hp="lr"]').input_value()
@@ -114,22 +114,54 @@ def test_any_lr_can_be_typed_and_is_sent_exactly(page):
 
 
 def test_clicking_the_contour_moves_the_start(page):
-    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
     page.evaluate("delete document.body.dataset.drawn")
     box = page.locator("#contour").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] * 0.25)
-    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
     x, y = map(float, page.locator("#startText").inner_text().strip("()").split(","))
     # the ravine's domain is [-10, 10] × [-2.5, 2.5]
     assert x == pytest.approx(5, abs=0.2) and y == pytest.approx(1.25, abs=0.1)
 
 
 def test_switching_to_an_expression_keeps_the_start_in_view(page):
-    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
     page.evaluate("delete document.body.dataset.drawn")
     page.select_option("#lossKind", "expression")  # Rosenbrock in [-2, 2] × [-1, 3]
-    page.wait_for_function("document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
     x, y = map(float, page.locator("#startText").inner_text().strip("()").split(","))
     assert -2 <= x <= 2 and -1 <= y <= 3
     assert page.locator("#table tbody tr").count() == 3
     assert page.console_errors == []
+
+
+def test_with_keys_on_the_page_asks_for_a_key_and_keeps_it_in_the_tab(tmp_path: Path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed")
+    import secrets
+
+    from tests.conftest import start_server
+
+    admin = secrets.token_urlsafe(32)
+    (tmp_path / "admin-key").write_text(admin)
+    proc, url = start_server({"OPTIM_AUTH": "api_key",
+                              "OPTIM_BOOTSTRAP_ADMIN_KEY_FILE": str(tmp_path / "admin-key")})
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.goto(url + "/")
+            page.wait_for_selector("#keyForm:not([hidden])", timeout=20000)
+            assert "key" in page.locator("#error").inner_text().lower()  # the 401's detail
+            page.fill("#apiKey", admin)
+            page.click("#keyForm button")
+            page.wait_for_function("() => document.body.dataset.drawn === '3'",
+                                   timeout=20000)
+            assert page.locator("#keyForm").is_hidden()
+            assert page.evaluate("sessionStorage.getItem('optim-api-key')") == admin
+            assert admin not in page.url
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -135,6 +135,78 @@ class SweepResponse(_Model):
     partial_reason: str | None = None
 
 
+class TuneTrial(_Model):
+    label: str
+    hyperparameters: dict[str, Any]
+    objective: float | None
+    status: str
+    pruned_at: int | None
+    success_rate: float
+
+
+class TuneBest(_Model):
+    label: str
+    hyperparameters: dict[str, Any] | None
+    objective: float | None
+    trial: int | None
+
+
+class TuneResponse(_Model):
+    loss: dict[str, Any]
+    trials: list[TuneTrial]
+    best: list[TuneBest]
+    compare: CompareResponse | None
+    findings: list[Finding]
+    meta: dict[str, Any]
+    partial: bool | None = None
+    partial_reason: str | None = None
+
+
+class BasinsResponse(_Model):
+    loss: dict[str, Any]
+    x: list[float]
+    y: list[float]
+    labels: list[list[int]]
+    minima: list[list[float]]
+    steps: list[list[int]]
+    share: dict[str, float]
+    meta: dict[str, Any]
+    partial: bool | None = None
+    partial_reason: str | None = None
+
+
+class EcdfCurve(_Model):
+    label: str
+    evals: list[int]
+    fraction: list[float]
+
+
+class ProfileCurve(_Model):
+    label: str
+    tau: list[float]
+    fraction: list[float]
+
+
+class BenchmarkRow(_Model):
+    loss: str
+    label: str
+    runs: int
+    solved: list[float]
+    median_evals: list[float | None]
+    best_gap: float | None
+
+
+class BenchmarkResponse(_Model):
+    targets: list[float]
+    losses: list[str]
+    ecdf: list[EcdfCurve]
+    profile: list[ProfileCurve]
+    table: list[BenchmarkRow]
+    meta: dict[str, Any]
+    partial: bool | None = None
+    partial_reason: str | None = None
+
+
 class LandscapeResponse(_Model):
     x: list[float]
     y: list[float]

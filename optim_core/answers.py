@@ -166,3 +166,84 @@ class PointAnalysis(TypedDict):
 class AnalyzeResponse(TypedDict):
     loss: dict[str, Any]
     points: list[PointAnalysis]
+
+
+class TuneTrial(TypedDict):
+    """One setting run from every start: `objective` is the median over the starts (null:
+    infinite, e.g. never met the tolerance, or diverged)."""
+
+    label: str
+    hyperparameters: dict[str, Any]
+    objective: Number
+    status: str  # completed | pruned | diverged
+    pruned_at: int | None
+    success_rate: float
+
+
+class TuneBest(TypedDict):
+    label: str
+    hyperparameters: dict[str, Any] | None
+    objective: Number
+    trial: int | None  # index into `trials`
+
+
+class TuneResponse(TypedDict):
+    loss: dict[str, Any]
+    trials: list[TuneTrial]
+    best: list[TuneBest]
+    compare: CompareResponse | None
+    findings: list[Finding]
+    meta: dict[str, Any]
+    partial: NotRequired[bool]
+    partial_reason: NotRequired[str]
+
+
+class BasinsResponse(TypedDict):
+    loss: dict[str, Any]
+    x: list[float]
+    y: list[float]
+    labels: list[list[int]]  # ny × nx: index into `minima`, −1 not converged, −2 diverged
+    minima: list[list[float]]
+    steps: list[list[int]]
+    share: dict[str, float]  # label (as text) → fraction of the grid
+    meta: dict[str, Any]
+    partial: NotRequired[bool]
+    partial_reason: NotRequired[str]
+
+
+class EcdfCurve(TypedDict):
+    """COCO's runtime ECDF: the share of (loss, start, target) triples reached within
+    `evals[i]` evaluations."""
+
+    label: str
+    evals: list[int]
+    fraction: list[float]
+
+
+class ProfileCurve(TypedDict):
+    """Dolan–Moré: the share of problems solved within `tau[i]` times the best optimizer's
+    evaluations on that problem."""
+
+    label: str
+    tau: list[float]
+    fraction: list[float]
+
+
+class BenchmarkRow(TypedDict):
+    loss: str
+    label: str
+    runs: int
+    solved: list[float]  # per target: the share of starts that reached it
+    median_evals: list[Number]  # per target: over the starts that reached it
+    best_gap: Number  # the lowest f − f_min reached
+
+
+class BenchmarkResponse(TypedDict):
+    targets: list[float]
+    losses: list[str]
+    ecdf: list[EcdfCurve]
+    profile: list[ProfileCurve]
+    table: list[BenchmarkRow]
+    meta: dict[str, Any]
+    partial: NotRequired[bool]
+    partial_reason: NotRequired[str]

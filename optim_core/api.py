@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from optim_core.engine.loop import ProgressFn
 from optim_core.engine.recording import RecordSpec
 from optim_core.engine.stopping import StopCriteria
@@ -99,3 +101,24 @@ def sweep(
     batch = execute(plan, shards=shards, executor=executor, deadline=deadline, cancel=cancel,
                     progress=progress)
     return sweep_report(plan, batch, include_runs)
+
+
+def start_stability_limit(loss: Loss, start: Array
+                          ) -> Callable[[str, Mapping[str, Any]], float | None]:
+    """2/λmax-style stability limit of a rule at `start` (None where no quadratic model
+    applies or the Hessian is not affordable): what the tune findings quote."""
+    from optim_core.findings import stability_limit
+    from optim_core.optimizers import OPTIMIZERS
+    from optim_core.reports import _hessian_eigenvalues
+
+    lam = _hessian_eigenvalues(loss, np.asarray(start, dtype=float)[None, :])
+    lam_max = None if lam is None or not np.all(np.isfinite(lam[0])) else float(np.max(lam[0]))
+
+    def limit(name: str, settings: Mapping[str, Any]) -> float | None:
+        if lam_max is None or lam_max <= 0:
+            return None
+        momentum = settings.get("momentum", 0.0)
+        return stability_limit(OPTIMIZERS[name], lam_max,
+                               float(momentum) if isinstance(momentum, int | float) else 0.0)
+
+    return limit

@@ -39,6 +39,23 @@ EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
     "analyze": _examples("A saddle, a convex non-critical point and a minimum", ANALYZE),
     "plot": _examples("The ravine comparison drawn as SVG", PLOT),
     "submit_job": _examples("The ravine comparison as a job", JOB),
+    "tune": _examples("Tune SGD's and Adam's lr in a ravine before comparing them", {
+        "loss": {"kind": "expression", "expression": "0.5*(x^2 + 100*y^2)"},
+        "start": [[-8, 1], [3, -2]], "max_steps": 500, "trials": 16, "sampler": "sobol",
+        "objective": "steps_to_tol",
+        "optimizers": [{"name": "sgd", "search": {"lr": {"low": 0.001, "high": 0.05,
+                                                         "log": True}}},
+                       {"name": "adam", "search": {"lr": {"low": 0.001, "high": 1.0,
+                                                          "log": True}}}]}),
+    "basins": _examples("Himmelblau's four basins under gradient descent", {
+        "loss": {"kind": "builtin", "name": "himmelblau"}, "optimizer": {"name": "sgd",
+                                                                         "lr": 0.01},
+        "bounds": [[-5, 5], [-5, 5]], "resolution": [30, 30], "max_steps": 500}),
+    "benchmark": _examples("SGD, momentum and Adam over the smooth 2-D suite", {
+        "suite": "smooth-2d", "starts_per_loss": 4, "max_steps": 500,
+        "targets": [1e-1, 1e-3, 1e-6],
+        "optimizers": [{"name": "sgd", "lr": 0.001}, {"name": "momentum", "lr": 0.001},
+                       {"name": "adam", "lr": 0.05}]}),
     "create_key": _examples("A notebook's key: compute and jobs, 30 days, 50 requests/s, two "
                             "compute minutes per minute, four active jobs",
                             {"name": "notebook", "scopes": ["compute", "jobs"],

@@ -41,6 +41,7 @@ from service.routes import (
     optimize,
     playground,
     plot,
+    studies,
     sweep,
 )
 from service.schemas.base import standard_bounds
@@ -66,8 +67,8 @@ def _version() -> str:
 
 
 DOCS_ASSETS = "/docs-assets"
-ROUTE_MODULES = (optimize, sweep, landscape, plot, jobs, keys, catalog, health, metrics,
-                 playground)
+ROUTE_MODULES = (optimize, sweep, studies, landscape, plot, jobs, keys, catalog, health,
+                 metrics, playground)
 
 
 def _operation_id(route: APIRoute) -> str:

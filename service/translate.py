@@ -140,6 +140,7 @@ def run_steps(body: Any) -> int:
         return 0
     runs = _start_count(getattr(body, "start", None))
     runs *= len(getattr(body, "optimizers", None) or [None])
+    runs *= getattr(body, "trials", 1)  # tune: trials per optimizer
     for values in (getattr(body, "grid", None) or {}).values():
         runs *= max(1, len(values))
     return runs * max(1, body.max_steps)

@@ -30,7 +30,7 @@ import anyio.to_thread
 
 from optim_core.errors import OptimCoreError
 from optim_core.shards import ShardExecutor
-from service import translate
+from service import studies, translate
 from service.compute import ComputeGate
 from service.errors import StoreUnavailableError
 from service.jobs.schemas import JOB_KINDS, JOB_REQUESTS, Job, Progress
@@ -59,6 +59,8 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "optimize": translate.run_optimize,
     "compare": translate.run_optimize,
     "sweep": translate.run_sweep,
+    "tune": studies.run_tune,
+    "benchmark": studies.run_benchmark,
 }
 
 

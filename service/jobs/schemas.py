@@ -10,6 +10,7 @@ from typing_extensions import TypedDict  # pydantic takes only this one on Pytho
 
 from service.schemas.base import Strict
 from service.schemas.requests import CompareRequest, OptimizeRequest, SweepRequest
+from service.schemas.studies import BenchmarkRequest, TuneRequest
 
 
 class OptimizeJob(Strict):
@@ -27,9 +28,21 @@ class SweepJob(Strict):
     request: SweepRequest
 
 
-JobRequest = Annotated[OptimizeJob | CompareJob | SweepJob, Field(discriminator="kind")]
-JOB_KINDS = ("optimize", "compare", "sweep")
-JOB_REQUESTS = {"optimize": OptimizeRequest, "compare": CompareRequest, "sweep": SweepRequest}
+class TuneJob(Strict):
+    kind: Literal["tune"]
+    request: TuneRequest
+
+
+class BenchmarkJob(Strict):
+    kind: Literal["benchmark"]
+    request: BenchmarkRequest
+
+
+JobRequest = Annotated[OptimizeJob | CompareJob | SweepJob | TuneJob | BenchmarkJob,
+                       Field(discriminator="kind")]
+JOB_KINDS = ("optimize", "compare", "sweep", "tune", "benchmark")
+JOB_REQUESTS = {"optimize": OptimizeRequest, "compare": CompareRequest, "sweep": SweepRequest,
+                "tune": TuneRequest, "benchmark": BenchmarkRequest}
 
 
 class Progress(TypedDict):
@@ -51,7 +64,7 @@ class Job(TypedDict):
     """A job's public document (`job_document` builds it)."""
 
     id: str
-    kind: str  # optimize | compare | sweep
+    kind: str  # optimize | compare | sweep | tune | benchmark
     status: str  # queued | running | succeeded | failed | cancelled
     progress: Progress
     attempts: int

@@ -30,11 +30,13 @@ from service.problems import (
     problem_response,
 )
 from service.schemas.responses import (
+    BenchmarkResponse,
     CompareResponse,
     Job,
     JobList,
     OptimizeResponse,
     SweepResponse,
+    TuneResponse,
 )
 from service.translate import run_steps
 
@@ -145,7 +147,8 @@ async def get_job(job_id: str, request: Request) -> JSONResponse:
 
 
 @router.get("/{job_id}/result",
-            response_model=OptimizeResponse | CompareResponse | SweepResponse,
+            response_model=(OptimizeResponse | CompareResponse | SweepResponse | TuneResponse
+                            | BenchmarkResponse),
             responses={**NOT_FOUND, 409: _problem(
                 "Not finished yet (`job-not-finished`), failed (`job-failed`, with the job's "
                 "`error`) or cancelled before computing anything (`job-cancelled`)")})

@@ -5,26 +5,35 @@ service/conformance.py). The answers themselves are written by orjson straight f
 
 from optim_core.answers import (
     AnalyzeResponse,
+    BasinsResponse,
+    BenchmarkResponse,
+    BenchmarkRow,
     CompareResponse,
     Curvature,
     Diagnostics,
+    EcdfCurve,
     Final,
     Finding,
     LandscapeResponse,
     Meta,
     OptimizeResponse,
     PointAnalysis,
+    ProfileCurve,
     Run,
     SummaryEntry,
     SweepBest,
     SweepResponse,
     SweepRow,
     Trajectory,
+    TuneBest,
+    TuneResponse,
+    TuneTrial,
 )
 from service.jobs.schemas import Job, JobEnd, JobLinks, JobList, Progress
 
-__all__ = ["AnalyzeResponse", "CompareResponse", "Curvature", "Diagnostics", "Final", "Finding",
-           "Job", "JobEnd", "JobLinks", "JobList", "LandscapeResponse", "Meta",
-           "OptimizeResponse", "PointAnalysis",
-           "Progress", "Run", "SummaryEntry", "SweepBest", "SweepResponse", "SweepRow",
-           "Trajectory"]
+__all__ = ["AnalyzeResponse", "BasinsResponse", "BenchmarkResponse", "BenchmarkRow",
+           "EcdfCurve", "ProfileCurve", "CompareResponse", "Curvature", "Diagnostics",
+           "Final", "Finding", "Job", "JobEnd", "JobLinks", "JobList", "LandscapeResponse",
+           "Meta", "OptimizeResponse", "PointAnalysis", "Progress", "Run", "SummaryEntry",
+           "SweepBest", "SweepResponse", "SweepRow", "Trajectory", "TuneBest", "TuneResponse",
+           "TuneTrial"]

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple
 
+import anyio
 import numpy as np
 import orjson
 from fastapi import Request
@@ -17,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from service.conformance import check_answer
+from service.tables import CSV_MEDIA_TYPE, answer_csv, wants_csv
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -112,6 +114,11 @@ def is_json_media_type(content_type: str | None) -> bool:
                                            and media.endswith("+json"))
 
 
+# routes whose answers a client may take as CSV (Accept: text/csv; service/tables.py)
+CSV_PATHS = frozenset({"/v1/optimize", "/v1/compare", "/v1/sweep", "/v1/tune",
+                       "/v1/jobs/{job_id}/result"})
+
+
 class StrictJSONRoute(APIRoute):
     """Bodies must say they are JSON: without a JSON `content-type` FastAPI would read the
     bytes as something else and answer a confusing "valid dictionary" error. Answers are
@@ -121,6 +128,7 @@ class StrictJSONRoute(APIRoute):
         handler = super().get_route_handler()
         takes_body = self.body_field is not None
         model, path = self.response_model, self.path
+        tabular = path in CSV_PATHS
 
         async def strict_handler(request: Request) -> Response:
             content_type = request.headers.get("content-type")
@@ -131,6 +139,13 @@ class StrictJSONRoute(APIRoute):
             response = await handler(StrictJSONRequest(request.scope, request.receive))
             if request.app.state.settings.validate_answers:
                 check_answer(model, response, path)
+            if tabular and response.status_code == 200 and \
+                    response.media_type == "application/json":
+                response.headers["Vary"] = "Accept"
+                if wants_csv(request.headers.get("accept")):
+                    text = await anyio.to_thread.run_sync(answer_csv, bytes(response.body))
+                    response = Response(text, media_type=CSV_MEDIA_TYPE,
+                                        headers={"Vary": "Accept"})
             return response
 
         return strict_handler

@@ -38,6 +38,7 @@ from service.schemas.responses import (
     SweepResponse,
     TuneResponse,
 )
+from service.tables import CSV_RESPONSE
 from service.translate import run_steps
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictJSONRoute,
@@ -149,7 +150,7 @@ async def get_job(job_id: str, request: Request) -> JSONResponse:
 @router.get("/{job_id}/result",
             response_model=(OptimizeResponse | CompareResponse | SweepResponse | TuneResponse
                             | BenchmarkResponse),
-            responses={**NOT_FOUND, 409: _problem(
+            responses={**NOT_FOUND, **CSV_RESPONSE, 409: _problem(
                 "Not finished yet (`job-not-finished`), failed (`job-failed`, with the job's "
                 "`error`) or cancelled before computing anything (`job-cancelled`)")})
 async def get_job_result(job_id: str, request: Request) -> Response:

@@ -14,6 +14,7 @@ from service.problems import AUTH_RESPONSES, PROBLEM_RESPONSES
 from service.schemas.requests import CompareRequest, OptimizeRequest
 from service.schemas.responses import CompareResponse, OptimizeResponse
 from service.settings import Settings
+from service.tables import CSV_RESPONSE
 
 router = APIRouter(prefix="/v1", tags=["optimize"], route_class=StrictJSONRoute,
                    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
@@ -30,14 +31,14 @@ async def _answer(body: OptimizeRequest | CompareRequest, settings: Settings,
     return answer_response(done)
 
 
-@router.post("/optimize", response_model=OptimizeResponse)
+@router.post("/optimize", response_model=OptimizeResponse, responses=CSV_RESPONSE)
 async def optimize(body: OptimizeRequest, settings: SettingsDep, gate: GateDep,
                    request: Request) -> Response:
     """Run one optimizer from one or more starts; answer trajectories, diagnostics, findings."""
     return await _answer(body, settings, gate, request)
 
 
-@router.post("/compare", response_model=CompareResponse)
+@router.post("/compare", response_model=CompareResponse, responses=CSV_RESPONSE)
 async def compare(body: CompareRequest, settings: SettingsDep, gate: GateDep,
                   request: Request) -> Response:
     """Run several optimizers from the same starts in one batch and rank them."""

@@ -12,13 +12,14 @@ from service.jsonio import StrictJSONRoute, answer_response, rendering
 from service.problems import AUTH_RESPONSES, PROBLEM_RESPONSES
 from service.schemas.responses import BasinsResponse, BenchmarkResponse, TuneResponse
 from service.schemas.studies import BasinsRequest, BenchmarkRequest, TuneRequest
+from service.tables import CSV_RESPONSE
 
 router = APIRouter(prefix="/v1", tags=["studies"], route_class=StrictJSONRoute,
                    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
                    dependencies=[require("compute")])
 
 
-@router.post("/tune", response_model=TuneResponse)
+@router.post("/tune", response_model=TuneResponse, responses=CSV_RESPONSE)
 async def tune(body: TuneRequest, settings: SettingsDep, gate: GateDep, request: Request
                ) -> Response:
     """Search each optimizer's hyperparameters (every trial × start in one batch, or in rungs

@@ -12,13 +12,14 @@ from service.jsonio import StrictJSONRoute, answer_response, rendering
 from service.problems import AUTH_RESPONSES, PROBLEM_RESPONSES
 from service.schemas.requests import SweepRequest
 from service.schemas.responses import SweepResponse
+from service.tables import CSV_RESPONSE
 
 router = APIRouter(prefix="/v1", tags=["sweep"], route_class=StrictJSONRoute,
                    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},
                    dependencies=[require("compute")])
 
 
-@router.post("/sweep", response_model=SweepResponse)
+@router.post("/sweep", response_model=SweepResponse, responses=CSV_RESPONSE)
 async def sweep(body: SweepRequest, settings: SettingsDep, gate: GateDep, request: Request
                 ) -> Response:
     """Run a hyperparameter grid × starts as one batch; one aggregated row per grid point."""

@@ -253,27 +253,33 @@ def _print_sweep(answer: dict[str, Any]) -> None:
 def plot(file: FileArgument, output: Annotated[Path, typer.Option("-o", "--output")],
          server: ServerOption = None,
          image_format: Annotated[str | None, typer.Option(
-             "--format", help="svg or png (default: from the file name)")] = None) -> None:
-    """Draw an optimize or compare body: contours with paths, and loss curves."""
-    fmt = image_format or ("png" if output.suffix.lower() == ".png" else "svg")
-    body = {"request": _load(file), "format": fmt}
+             "--format", help="svg, png, gif, html or mp4 (default: from the file name)")
+         ] = None,
+         kind: Annotated[str, typer.Option(
+             "--kind", help="contour, surface, loss, rate_map or basins")] = "contour"
+         ) -> None:
+    """Draw an optimize or compare body: contours with paths, and loss curves (or another
+    kind); gif, html and mp4 animate them."""
+    suffix = output.suffix.lower().lstrip(".")
+    fmt = image_format or (suffix if suffix in ("png", "gif", "html", "mp4") else "svg")
+    body = {"request": _load(file), "format": fmt, "kind": kind}
     if server:
         from optim_client.client import OptimClient, ProblemError
 
         with OptimClient(server) as client:
             try:
-                image = client.plot(body["request"], format=fmt)
+                image = client.plot(body["request"], format=fmt, kind=kind)
             except ProblemError as exc:
                 _fail(exc.status, exc.problem)
     else:
-        from service import translate
+        from service import plots
         from service.problems import problem_for
         from service.schemas.requests import PlotRequest
         from service.settings import Settings
 
         try:
-            image = translate.run_plot(PlotRequest.model_validate(body),
-                                       Settings(symbolic_isolation=False))
+            image = plots.run_plot(PlotRequest.model_validate(body),
+                                   Settings(symbolic_isolation=False))
         except Exception as exc:
             status, problem, _ = problem_for(exc)
             if status >= 500:

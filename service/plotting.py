@@ -64,6 +64,33 @@ def _label(run: dict[str, Any], optimizers: list[dict[str, Any]], index: int) ->
     return f"{label} ({', '.join(shown)})" if shown else label
 
 
+DPI = 100
+# same body, same bytes: no creation date, and SVG ids from a fixed salt
+SAVE_RC = {"svg.fonttype": "none", "svg.hashsalt": "optim-service"}
+SAVE_METADATA = {"svg": {"Date": None}, "png": {"Software": None}}
+
+
+def colours(runs: list[dict[str, Any]]) -> dict[str, str]:
+    labels = list(dict.fromkeys(run["label"] for run in runs))
+    return {label: _COLOURS[i % len(_COLOURS)] for i, label in enumerate(labels)}
+
+
+def new_figure(size: tuple[int, int]) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Any, fmt: str) -> bytes:
+    out = io.BytesIO()
+    with matplotlib.rc_context(SAVE_RC):
+        fig.savefig(out, format=fmt, dpi=DPI, metadata=SAVE_METADATA.get(fmt))
+    return out.getvalue()
+
+
 def render(loss: Loss, answer: dict[str, Any], *, panels: list[str], fmt: str,
            size: tuple[int, int], bounds: np.ndarray | None, axes: tuple[int, int]) -> bytes:
     """Render the answer of optimize/compare as SVG or PNG bytes.
@@ -71,32 +98,31 @@ def render(loss: Loss, answer: dict[str, Any], *, panels: list[str], fmt: str,
     matplotlib is not thread-safe (its font cache, text layout and rcParams are shared):
     the object API (no pyplot state) and one lock for the drawing, so concurrent requests
     draw one after another instead of corrupting each other."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    with _DRAWING:
+        fig = draw(loss, answer, panels=panels, size=size, bounds=bounds, axes=axes)
+        return save(fig, fmt)
 
+
+def draw(loss: Loss, answer: dict[str, Any], *, panels: list[str], size: tuple[int, int],
+         bounds: np.ndarray | None, axes: tuple[int, int]) -> Any:
+    """The figure of the panels (call under _DRAWING)."""
     runs = answer["runs"]
     optimizers = answer["meta"]["optimizers"]
-    labels = list(dict.fromkeys(run["label"] for run in runs))
-    colour = {label: _COLOURS[i % len(_COLOURS)] for i, label in enumerate(labels)}
+    colour = colours(runs)
+    labels = list(colour)
     settings_of = {run["label"]: labels.index(run["label"]) for run in runs}
-    dpi = 100
-    with _DRAWING:
-        fig = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
-        FigureCanvasAgg(fig)
-        count = len(panels)
-        ax_index = 1
-        if "contour" in panels:
-            ax = fig.add_subplot(1, count, ax_index)
-            ax_index += 1
-            _contour_panel(ax, loss, runs, colour, optimizers, settings_of, bounds, axes)
-        if "loss" in panels:
-            ax = fig.add_subplot(1, count, ax_index)
-            _loss_panel(ax, loss, runs, colour)
-        fig.tight_layout()
-        out = io.BytesIO()
-        with matplotlib.rc_context({"svg.fonttype": "none"}):
-            fig.savefig(out, format=fmt, dpi=dpi)
-    return out.getvalue()
+    fig = new_figure(size)
+    count = len(panels)
+    ax_index = 1
+    if "contour" in panels:
+        ax = fig.add_subplot(1, count, ax_index)
+        ax_index += 1
+        _contour_panel(ax, loss, runs, colour, optimizers, settings_of, bounds, axes)
+    if "loss" in panels:
+        ax = fig.add_subplot(1, count, ax_index)
+        _loss_panel(ax, loss, runs, colour)
+    fig.tight_layout()
+    return fig
 
 
 def _contour_panel(ax: Any, loss: Loss, runs: list[dict[str, Any]], colour: dict[str, str],
@@ -133,7 +159,9 @@ def _contour_panel(ax: Any, loss: Loss, runs: list[dict[str, Any]], colour: dict
                           marker=".", ms=2.5, label=legend)
         line.set_gid(f"run-{k}")
         ax.plot(path[0, i], path[0, j], "o", color=colour[label], ms=6, mec="white")
-        ax.plot(path[-1, i], path[-1, j], "X", color=colour[label], ms=8, mec="white")
+        (end,) = ax.plot(path[-1, i], path[-1, j], "X", color=colour[label], ms=8,
+                         mec="white")
+        end.set_gid(f"end-{k}")
     if minima.size:
         ax.plot(minima[:, i], minima[:, j], "*", color="gold", ms=13, mec="black", mew=0.7,
                 label="known minimum", ls="none")
@@ -153,7 +181,7 @@ def _loss_panel(ax: Any, loss: Loss, runs: list[dict[str, Any]], colour: dict[st
     f_min = loss.f_min
     signed = False  # a loss that goes negative with no known minimum gets a symlog axis
     shown: set[str] = set()
-    for run in runs:
+    for k, run in enumerate(runs):
         traj = run.get("trajectory", {})
         if "loss" not in traj:
             continue
@@ -163,7 +191,9 @@ def _loss_panel(ax: Any, loss: Loss, runs: list[dict[str, Any]], colour: dict[st
         signed = signed or bool(np.any(values <= 0))
         label = _plain(run["label"]) if run["label"] not in shown else None
         shown.add(run["label"])
-        ax.plot(traj["step"], values, color=colour[run["label"]], lw=1.3, label=label)
+        (line,) = ax.plot(traj["step"], values, color=colour[run["label"]], lw=1.3,
+                          label=label)
+        line.set_gid(f"loss-{k}")
     ax.set_yscale("symlog" if signed else "log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss − f_min" if f_min is not None else "loss")

@@ -23,8 +23,21 @@ _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.S
 MAX_PAGE = 4_000_000  # HTML pages larger than this are sent without reading them (none are)
 
 
-@lru_cache(maxsize=32)
 def policy_for(page: bytes) -> bytes:
+    """The page's policy (cached for the service's own pages, which are small; a plot's
+    animation page is computed each time rather than kept)."""
+    return _cached_policy(page) if len(page) <= CACHED_PAGE else _policy(page)
+
+
+CACHED_PAGE = 200_000
+
+
+@lru_cache(maxsize=32)
+def _cached_policy(page: bytes) -> bytes:
+    return _policy(page)
+
+
+def _policy(page: bytes) -> bytes:
     hashes = " ".join(
         "'sha256-" + base64.b64encode(hashlib.sha256(script).digest()).decode() + "'"
         for script in _INLINE_SCRIPT.findall(page))

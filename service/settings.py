@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     max_points: int = Field(10_000, gt=0, description="record.max_points per run")
     max_landscape_points: int = Field(250_000, gt=0, description="nx × ny of a landscape")
     max_analyze_points: int = Field(1000, gt=0)
+    max_plot_frames: int = Field(120, gt=1, description="frames of a plot's animation (gif, "
+                                 "html, mp4)")
     max_expression_length: int = Field(2000, gt=0)
     max_expression_nodes: int = Field(600, gt=0)
     max_expression_depth: int = Field(60, gt=0)

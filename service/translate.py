@@ -50,7 +50,6 @@ from service.schemas.requests import (
     CompareRequest,
     LandscapeRequest,
     OptimizeRequest,
-    PlotRequest,
     RandomStart,
     RunOptions,
     SweepRequest,
@@ -347,27 +346,6 @@ def run_analyze(body: AnalyzeRequest, settings: Settings) -> AnalyzeResponse:
     return {"loss": loss.describe(), "points": analyze(
         loss, np.array(points, dtype=float),
         deadline=time.monotonic() + settings.request_timeout_s)}
-
-
-def run_plot(body: PlotRequest, settings: Settings) -> bytes:
-    """Run the request with params and loss recorded, then draw it."""
-    from service.plotting import render
-
-    request = body.request.model_copy(deep=True)
-    fields = set(request.record.fields) | {"params", "loss"}
-    request.record.fields = [f for f in ("params", "loss", "grad_norm", "lr") if f in fields]
-    request.record.max_points = min(request.record.max_points, 2000)
-    loss = build_loss(request.loss, settings)
-    answer = run_optimize(request, settings, loss=loss)
-    assert answer is not None
-    axes = resolve_axes(loss, body.axes)
-    bounds = None if body.bounds is None else _box(body.bounds)
-    if bounds is not None and not _drawable(bounds):
-        raise DimensionError(
-            "bounds must be [[lo, hi], [lo, hi]] with lo < hi, hi − lo finite and above the "
-            "resolution of the numbers (1e-9 of their size)", loc=["bounds"])
-    return render(loss, answer, panels=list(dict.fromkeys(body.panels)), fmt=body.format,
-                  size=(body.size[0], body.size[1]), bounds=bounds, axes=axes)
 
 
 def _drawable(bounds: np.ndarray) -> bool:

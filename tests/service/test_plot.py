@@ -50,7 +50,7 @@ async def test_optimize_body_n_dimensional_slice_and_bounds(client):
 
 
 async def test_plot_errors_are_problems(client):
-    r = await client.post("/v1/plot", json={"request": COMPARE, "format": "gif"})
+    r = await client.post("/v1/plot", json={"request": COMPARE, "format": "webm"})
     assert r.status_code == 422
     r = await client.post("/v1/plot", json={"request": COMPARE, "size": [10, 10]})
     assert r.status_code == 422
@@ -136,3 +136,107 @@ def test_concurrent_plots_all_draw_and_health_stays_quick(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+# -- kinds and animations ----------------------------------------------------------------------
+RAVINE = {"loss": {"kind": "expression", "expression": "0.5*(x^2 + 100*y^2)"},
+          "start": [-8, 1], "max_steps": 200,
+          "optimizers": [{"name": "sgd", "lr": 0.0196}, {"name": "momentum", "lr": 0.0196},
+                         {"name": "adam", "lr": 0.1}]}
+
+
+@pytest.mark.parametrize(("kind", "fmt", "media"), [
+    ("surface", "png", "image/png"), ("surface", "svg", "image/svg+xml"),
+    ("loss", "svg", "image/svg+xml"), ("rate_map", "png", "image/png"),
+    ("basins", "png", "image/png"), ("contour", "gif", "image/gif"),
+    ("loss", "gif", "image/gif"),
+])
+async def test_every_kind_draws_and_the_same_body_gives_the_same_bytes(client, kind, fmt,
+                                                                       media):
+    request = RAVINE if kind != "basins" else {
+        "loss": {"kind": "builtin", "name": "himmelblau"}, "max_steps": 300,
+        "optimizer": {"name": "sgd", "lr": 0.01}}
+    body = {"request": request, "kind": kind, "format": fmt, "size": [600, 360], "frames": 6}
+    first = await client.post("/v1/plot", json=body)
+    assert first.status_code == 200, first.text
+    assert first.headers["content-type"] == media
+    again = await client.post("/v1/plot", json=body)
+    assert again.content == first.content
+
+
+async def test_a_loss_plot_has_only_the_loss_panel(client):
+    r = await client.post("/v1/plot", json={"request": RAVINE, "kind": "loss"})
+    root = ET.fromstring(r.content)
+    ids = {g.get("id") for g in root.iter(f"{SVG}g")}
+    assert "loss-0" in ids and "run-0" not in ids
+
+
+async def test_a_gif_draws_the_paths_step_by_step(client):
+    from PIL import Image
+
+    r = await client.post("/v1/plot", json={"request": RAVINE, "format": "gif", "frames": 8,
+                                            "size": [600, 300]})
+    image = Image.open(io.BytesIO(r.content))
+    assert image.n_frames == 8 and image.size == (600, 300)
+    frames = []
+    for n in range(image.n_frames):
+        image.seek(n)
+        frames.append(np.asarray(image.convert("RGB"), dtype=float))
+    changes = [np.abs(frames[n + 1] - frames[n]).mean() for n in range(7)]
+    assert all(c > 0 for c in changes)  # every frame adds to the paths and curves
+
+
+async def test_an_html_animation_is_one_self_contained_page(client):
+    r = await client.post("/v1/plot", json={"request": RAVINE, "format": "html", "frames": 5,
+                                            "size": [400, 240]})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    page = r.text
+    assert page.count("data:image/png;base64,") == 5 + 1  # the frames, and the first shown
+    assert "<script src" not in page and "http" not in page.split("<script>")[1]
+    assert "'sha256-" in r.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize(("change", "status", "field"), [
+    ({"kind": "surface", "format": "gif"}, 400, "format"),
+    ({"frames": 100_000, "format": "gif"}, 413, None),
+])
+async def test_animations_of_other_kinds_and_too_many_frames_are_refused(client, change,
+                                                                         status, field):
+    r = await client.post("/v1/plot", json={"request": RAVINE} | change)
+    assert r.status_code == status, r.text
+    if field:
+        assert r.json()["errors"][0]["loc"][-1] == field
+
+
+async def test_mp4_without_its_extra_says_which_to_install(client):
+    import importlib.util
+
+    if importlib.util.find_spec("imageio_ffmpeg") is not None:
+        pytest.skip("imageio-ffmpeg is installed here")
+    r = await client.post("/v1/plot", json={"request": RAVINE, "format": "mp4"})
+    assert r.status_code == 400 and "optim-service[video]" in r.json()["detail"]
+
+
+def test_the_rate_maps_theory_is_heavy_balls_and_matches_the_runs():
+    """At μ = 0 the loss rate is max |1 − lr·λ|²; at the optimal (lr, μ) of a quadratic with
+    κ = 100 it is ((√κ − 1)/(√κ + 1))²; and the sweep's measured rates agree to 5%."""
+    from optim_core.api import sweep
+    from optim_core.engine.recording import RecordSpec
+    from optim_core.losses.quadratic import QuadraticLoss
+    from service.pictures import heavy_ball_rates
+
+    lam = np.array([1.0, 100.0])
+    lrs, momenta = np.array([0.005, 0.0198]), np.array([0.0])
+    assert heavy_ball_rates(lam, lrs, momenta)[0] == pytest.approx(
+        [0.995 ** 2, max(abs(1 - 0.0198), abs(1 - 1.98)) ** 2])
+    best_lr = 4 / (1 + 10) ** 2
+    best_mu = ((10 - 1) / (10 + 1)) ** 2
+    assert heavy_ball_rates(lam, np.array([best_lr]), np.array([best_mu]))[0, 0] == \
+        pytest.approx(best_mu, rel=1e-6)
+    loss = QuadraticLoss(np.diag(lam), np.zeros(2), 0.0)
+    result = sweep(loss, {"name": "momentum"}, {"momentum": [0.0, 0.5], "lr": [0.005, 0.015]},
+                   np.array([[1.0, 1.0]]), max_steps=300, include_runs=True,
+                   record=RecordSpec(max_points=2, fields=("loss",)))
+    theory = heavy_ball_rates(lam, np.array([0.005, 0.015]), np.array([0.0, 0.5]))
+    measured = np.array([r["diagnostics"]["convergence_rate"] for r in result.runs])
+    assert measured == pytest.approx(theory.ravel(), rel=0.05)

@@ -26,6 +26,8 @@ from pydantic import BaseModel
 from optim_client.models import (
     RESULT_TYPES,
     AnalyzeResult,
+    BasinsResult,
+    BenchmarkResult,
     CompareResult,
     Job,
     JobEvent,
@@ -36,6 +38,7 @@ from optim_client.models import (
     LandscapeResult,
     OptimizeResult,
     SweepResult,
+    TuneResult,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -57,6 +60,54 @@ class ProblemError(Exception):
 
 def _body(request: Any) -> Any:
     return request.model_dump(exclude_none=True) if isinstance(request, BaseModel) else request
+
+
+def png_figure(png: bytes) -> Any:
+    """PNG bytes as a matplotlib Figure of the same size (the extra `plot`)."""
+    try:
+        import matplotlib.image
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError("figures need matplotlib: pip install 'optim-client[plot]'") from exc
+    import io
+
+    pixels = matplotlib.image.imread(io.BytesIO(png), format="png")
+    height, width = pixels.shape[:2]
+    figure = Figure(figsize=(width / 100, height / 100), dpi=100)
+    axes = figure.add_axes((0, 0, 1, 1))
+    axes.imshow(pixels)
+    axes.set_axis_off()
+    return figure
+
+
+def _with_bar(on_event: Callable[[JobEvent], None] | None, progress: bool
+              ) -> Callable[[JobEvent], None] | None:
+    """on_event, and a text progress bar on standard error when asked."""
+    if not progress:
+        return on_event
+
+    def both(event: JobEvent) -> None:
+        _draw_bar(event)
+        if on_event is not None:
+            on_event(event)
+
+    return both
+
+
+def _draw_bar(event: JobEvent, width: int = 30) -> None:
+    import sys
+
+    data = event.data if isinstance(event.data, dict) else {}
+    fraction = float((data.get("progress") or {}).get("fraction") or 0.0)
+    eta = (data.get("progress") or {}).get("eta_s")
+    filled = int(round(fraction * width))
+    status = data.get("status", event.event)
+    tail = f" eta {eta:.0f} s" if isinstance(eta, int | float) else ""
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction:6.1%} "
+                     f"{status}{tail}   ")
+    if event.event == "end":
+        sys.stderr.write("\n")
+    sys.stderr.flush()
 
 
 def _raise_for_problem(response: httpx.Response) -> None:
@@ -198,6 +249,16 @@ class OptimClient(_Endpoints):
     def sweep(self, request: Any) -> SweepResult:
         return SweepResult.model_validate(self._request("POST", "/v1/sweep", request).json())
 
+    def tune(self, request: Any) -> TuneResult:
+        return TuneResult.model_validate(self._request("POST", "/v1/tune", request).json())
+
+    def basins(self, request: Any) -> BasinsResult:
+        return BasinsResult.model_validate(self._request("POST", "/v1/basins", request).json())
+
+    def benchmark(self, request: Any) -> BenchmarkResult:
+        return BenchmarkResult.model_validate(
+            self._request("POST", "/v1/benchmark", request).json())
+
     def landscape(self, request: Any) -> LandscapeResult:
         return LandscapeResult.model_validate(
             self._request("POST", "/v1/landscape", request).json())
@@ -208,6 +269,11 @@ class OptimClient(_Endpoints):
     def plot(self, request: Any, *, format: str = "svg", **options: Any) -> bytes:
         body = {"request": _body(request), "format": format, **options}
         return self._request("POST", "/v1/plot", body).content
+
+    def figure(self, request: Any, **options: Any) -> Any:
+        """The service's picture of `request` as a matplotlib Figure (extra `plot`), e.g. to
+        show in a notebook; options as for plot (kind, panels, size, …)."""
+        return png_figure(self.plot(request, format="png", **options))
 
     # -- catalogs and health -----------------------------------------------------------------
     def optimizers(self) -> dict[str, Any]:
@@ -279,11 +345,12 @@ class OptimClient(_Endpoints):
             time.sleep(follow.next_wait())
 
     def run_job(self, kind: str, request: Any, *, timeout: float | None = None,
-                on_event: Callable[[JobEvent], None] | None = None) -> Any:
+                on_event: Callable[[JobEvent], None] | None = None,
+                progress: bool = False) -> Any:
         """Submit, follow the job to its end (across a server's restart, see follow_job),
-        return the typed result."""
+        return the typed result; `progress` draws a bar on standard error as it goes."""
         job = self.submit_job(kind, request)
-        self.follow_job(job.id, timeout=timeout, on_event=on_event)
+        self.follow_job(job.id, timeout=timeout, on_event=_with_bar(on_event, progress))
         return self.job_result(job.id)
 
     # -- keys (an admin key; OPTIM_AUTH=api_key) ---------------------------------------------
@@ -343,6 +410,17 @@ class AsyncOptimClient(_Endpoints):
     async def sweep(self, request: Any) -> SweepResult:
         return SweepResult.model_validate(
             (await self._request("POST", "/v1/sweep", request)).json())
+
+    async def tune(self, request: Any) -> TuneResult:
+        return TuneResult.model_validate((await self._request("POST", "/v1/tune", request)).json())
+
+    async def basins(self, request: Any) -> BasinsResult:
+        return BasinsResult.model_validate(
+            (await self._request("POST", "/v1/basins", request)).json())
+
+    async def benchmark(self, request: Any) -> BenchmarkResult:
+        return BenchmarkResult.model_validate(
+            (await self._request("POST", "/v1/benchmark", request)).json())
 
     async def landscape(self, request: Any) -> LandscapeResult:
         return LandscapeResult.model_validate(
@@ -429,8 +507,10 @@ class AsyncOptimClient(_Endpoints):
             await asyncio.sleep(follow.next_wait())
 
     async def run_job(self, kind: str, request: Any, *, timeout: float | None = None,
-                      on_event: Callable[[JobEvent], None] | None = None) -> Any:
+                      on_event: Callable[[JobEvent], None] | None = None,
+                      progress: bool = False) -> Any:
         """As OptimClient.run_job: follows the job across a server's restart."""
         job = await self.submit_job(kind, request)
-        await self.follow_job(job.id, timeout=timeout, on_event=on_event)
+        await self.follow_job(job.id, timeout=timeout,
+                              on_event=_with_bar(on_event, progress))
         return await self.job_result(job.id)

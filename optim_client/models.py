@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from optim_client.tables import RowsTables, RunsTables, TrialsTables
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -85,7 +87,7 @@ class Meta(_Model):
     optimizers: list[dict[str, Any]] | None = None
 
 
-class OptimizeResponse(_Model):
+class OptimizeResponse(RunsTables, _Model):
     loss: dict[str, Any]
     runs: list[Run]
     meta: Meta
@@ -125,7 +127,7 @@ class SweepBest(_Model):
     reason: str
 
 
-class SweepResponse(_Model):
+class SweepResponse(RowsTables, _Model):
     loss: dict[str, Any]
     rows: list[SweepRow]
     best: SweepBest
@@ -151,7 +153,7 @@ class TuneBest(_Model):
     trial: int | None
 
 
-class TuneResponse(_Model):
+class TuneResponse(TrialsTables, _Model):
     loss: dict[str, Any]
     trials: list[TuneTrial]
     best: list[TuneBest]
@@ -315,7 +317,11 @@ CompareResult = CompareResponse
 SweepResult = SweepResponse
 LandscapeResult = LandscapeResponse
 AnalyzeResult = AnalyzeResponse
+TuneResult = TuneResponse
+BasinsResult = BasinsResponse
+BenchmarkResult = BenchmarkResponse
 
 RESULT_TYPES: dict[str, type[_Model]] = {
     "optimize": OptimizeResult, "compare": CompareResult, "sweep": SweepResult,
+    "tune": TuneResult, "benchmark": BenchmarkResult,
 }

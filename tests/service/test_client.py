@@ -125,7 +125,7 @@ def test_client_imports_only_httpx_and_pydantic():
     source = " ".join(p.read_text() for p in (ROOT / "optim_client").glob("*.py")
                       if p.name != "cli.py")
     imported = set(re.findall(r"^(?:from|import) (\w+)", source, re.M))
-    assert imported <= {"__future__", "asyncio", "collections", "os", "json", "time",
+    assert imported <= {"__future__", "asyncio", "collections", "os", "json", "time", "html",
                         "typing", "httpx", "pydantic", "optim_client"}
 
 

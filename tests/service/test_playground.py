@@ -44,7 +44,8 @@ def contour_pixels(page) -> dict:
         let coloured = 0, red = 0;
         for (let i = 0; i < d.length; i += 4) {
             if (d[i + 3] > 0) coloured++;
-            if (d[i] > 180 && d[i + 1] < 80 && d[i + 2] < 80) red++;  // the momentum path
+            // the momentum path: Okabe & Ito's vermillion, #D55E00
+            if (Math.abs(d[i] - 213) < 20 && Math.abs(d[i + 1] - 94) < 20 && d[i + 2] < 40) red++;
         }
         return {coloured, red, total: d.length / 4};
     }""")
@@ -53,7 +54,9 @@ def contour_pixels(page) -> dict:
 def test_default_example_runs_and_draws_paths(page):
     page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
     pixels = contour_pixels(page)
-    assert pixels["coloured"] > 0.9 * pixels["total"] and pixels["red"] > 50
+    # equal aspect: the ravine's 20 × 5 box fills the width and a quarter of the height
+    assert 0.25 * pixels["total"] < pixels["coloured"] < 0.6 * pixels["total"]
+    assert pixels["red"] > 50
     rows = page.locator("#table tbody tr")
     assert rows.count() == 3
     assert "momentum" in rows.nth(1).inner_text()
@@ -117,7 +120,12 @@ def test_clicking_the_contour_moves_the_start(page):
     page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
     page.evaluate("delete document.body.dataset.drawn")
     box = page.locator("#contour").bounding_box()
-    page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] * 0.25)
+    plotted = page.evaluate("() => { const c = document.getElementById('contour'); "
+                            "return {...plotBox(c), width: c.width, height: c.height}; }")
+    sx, sy = box["width"] / plotted["width"], box["height"] / plotted["height"]
+    # equal aspect: the plotted box is centred; click at 3/4 of its width, 1/4 of its height
+    page.mouse.click(box["x"] + (plotted["left"] + 0.75 * plotted["w"]) * sx,
+                     box["y"] + (plotted["top"] + 0.25 * plotted["h"]) * sy)
     page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
     x, y = map(float, page.locator("#startText").inner_text().strip("()").split(","))
     # the ravine's domain is [-10, 10] × [-2.5, 2.5]
@@ -165,3 +173,55 @@ def test_with_keys_on_the_page_asks_for_a_key_and_keeps_it_in_the_tab(tmp_path: 
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_scrubber_moves_every_path_and_curve_together(page):
+    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    picture = "() => document.getElementById('%s').toDataURL()"
+    full = {name: page.evaluate(picture % name) for name in ("contour", "losses")}
+    page.locator("#scrub").evaluate(
+        "(s) => { s.value = '100'; s.dispatchEvent(new Event('input')); }")
+    for name in ("contour", "losses"):  # both pictures changed, together
+        assert page.evaluate(picture % name) != full[name], name
+    shown = page.evaluate("() => answer.runs.map((r) => [shownCount(r, shownFraction * "
+                          "lastStep()), r.trajectory.step.length])")
+    assert all(count < length for count, length in shown[1:])  # a tenth of the way
+    assert page.locator("#scrubText").inner_text().startswith("step 50 of 500")
+    assert page.locator("#play").inner_text() == "Play"
+    page.click("#stepOn")
+    assert page.locator("#scrubText").inner_text() != "step 50 of 500"
+
+
+def test_a_lesson_preset_and_the_theory_at_the_start(page):
+    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.getElementById('theory').dataset.limit")
+    assert float(page.locator("#theory").get_attribute("data-limit")) == pytest.approx(0.02)
+    assert "2/λmax = 0.02" in page.locator("#theory").inner_text()
+    page.evaluate("delete document.body.dataset.drawn")
+    page.select_option("#preset", "ramp")
+    page.wait_for_function("() => document.body.dataset.drawn === '2'", timeout=20000)
+    state = json.loads(unquote(page.evaluate("() => location.hash")[1:]))
+    momentum = next(o for o in state["optimizers"] if o["name"] == "momentum")
+    assert momentum["momentum_schedule"] == {"start": 0.5, "end": 0.9, "steps": 50}
+    labels = page.locator("#table tbody").inner_text()
+    assert "momentum" in labels and "sgd" in labels
+
+
+def test_each_rule_has_its_own_colour_and_the_run_button_is_in_view(page):
+    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    colours = page.evaluate("() => catalog.optimizers.map((o) => colourOf(o.name))")
+    assert len(set(colours)) == len(colours)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    for selector in ("#run", "#contour"):
+        top = page.locator(selector).bounding_box()["y"]
+        assert top < 768, selector
+
+
+def test_exports_download_the_services_pictures(page):
+    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    with page.expect_download() as download:
+        page.click("button.export[data-format=svg]")
+    path = download.value.path()
+    assert Path(path).read_text().lstrip().startswith("<?xml")
+    page.click("#rateButton")
+    page.wait_for_function("() => !document.getElementById('rateMap').hidden", timeout=20000)

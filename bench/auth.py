@@ -112,9 +112,9 @@ def main() -> str:
              f"{on_ms / off_ms:.3f}×"],
             [f"loopback ({tool}), requests/s", f"{off_rate:.0f}", f"{on_rate:.0f}",
              f"{on_rate / off_rate:.3f}×"]]
-    return ("### Keys: a 1-step optimize with auth off and on\n\n"
-            + table(["measure", "OPTIM_AUTH=none", "OPTIM_AUTH=api_key", "on / off"], rows)
-            + "\n\nThe key carries a rate and a compute-seconds limit (both far above the load), "
+    return (table("Keys: a 1-step optimize with auth off and on",
+                  ["measure", "OPTIM_AUTH=none", "OPTIM_AUTH=api_key", "on / off"], rows)
+            + "\nThe key carries a rate and a compute-seconds limit (both far above the load), "
             "so every request takes the key check (cached) and the quota book.\n")
 
 

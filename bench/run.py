@@ -12,13 +12,25 @@ import argparse
 import time
 from pathlib import Path
 
-from bench import auth, batch, classical, engine, http, newton, sampled, sweep, symbolic
+from bench import (
+    auth,
+    batch,
+    classical,
+    engine,
+    http,
+    newton,
+    sampled,
+    sweep,
+    symbolic,
+    tune,
+)
 from bench.common import machine, versions
 
 ANALYSIS_HEADING = "## Against the targets"
 BENCHMARKS = {"engine": engine.main, "newton": newton.main, "symbolic": symbolic.main,
               "sampled": sampled.main, "http": http.main, "batch": batch.main,
-              "sweep": sweep.main, "classical": classical.main, "auth": auth.main}
+              "sweep": sweep.main, "classical": classical.main, "auth": auth.main,
+              "tune": tune.main}
 
 
 def main() -> None:

@@ -106,6 +106,8 @@ def _rate_map(body: PlotRequest, request: Any, loss: Any, size: tuple[int, int],
     lrs = np.linspace(4 / lam.max() / RATE_GRID[0], 4 / lam.max(), RATE_GRID[0])
     momenta = np.linspace(0.0, 0.98, RATE_GRID[1])
     steps = min(request.max_steps, 300)
+    translate._over("max_runs", lrs.size * momenta.size, settings.max_runs,
+                    "The rate map's sweep (40 × 25 settings)")
     translate._over("max_work", lrs.size * momenta.size * steps * loss.dim, settings.max_work,
                     "The rate map's sweep (40 × 25 settings × steps)")
     result = sweep(loss, {"name": "momentum"}, {"momentum": momenta.tolist(),

@@ -30,18 +30,26 @@ APP = create_app(Settings(
     jobs_db_path=":memory:", max_steps=200, max_runs=64, max_work=200_000,
     max_landscape_points=2500, max_recorded_values=100_000, request_timeout_s=2.0,
     job_max_active=4, max_queue=64, job_max_steps=200, job_max_runs=64, job_max_work=200_000,
-    job_max_recorded_values=100_000, job_timeout_s=2.0))
+    job_max_recorded_values=100_000, job_timeout_s=2.0, max_plot_frames=4))
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 schema.config.checks.positive_data_acceptance = PositiveDataAcceptanceConfig(
     expected_statuses=["2XX", 400, 404, 409, 413, 429, 503])
 
 
-@schema.parametrize()
+# /v1/plot draws with matplotlib (a second or more an example): fewer examples there
+@schema.exclude(path="/v1/plot").parametrize()
 @settings(max_examples=10, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 def test_every_operation_passes_every_check(case):
     case.call_and_validate()  # all of schemathesis's checks
+
+
+@schema.include(path="/v1/plot").parametrize()
+@settings(max_examples=4, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+def test_the_plot_passes_every_check(case):
+    case.call_and_validate()
 
 
 TestJobsStatefully = schema.as_state_machine().TestCase
@@ -59,16 +67,19 @@ AUTH_APP = create_app(Settings(
     max_steps=200, max_runs=64, max_work=200_000,
     max_landscape_points=2500, max_recorded_values=100_000, request_timeout_s=2.0,
     job_max_active=4, max_queue=64, job_max_steps=200, job_max_runs=64, job_max_work=200_000,
-    job_max_recorded_values=100_000, job_timeout_s=2.0))
+    job_max_recorded_values=100_000, job_timeout_s=2.0, max_plot_frames=4))
 auth_schema = schemathesis.openapi.from_asgi("/openapi.json", AUTH_APP)
 auth_schema.config.auth = AuthConfig(openapi={"bearer": {"bearer": ADMIN_KEY},
                                               "apiKey": {"api_key": ADMIN_KEY}})
 auth_schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+# the coverage phase (every boundary of every field) already runs above with keys off; here
+# the point is the keys, so only the examples and fuzzing phases run
+auth_schema.config.phases.coverage.enabled = False
 auth_schema.config.checks.positive_data_acceptance = PositiveDataAcceptanceConfig(
     expected_statuses=["2XX", 400, 404, 409, 413, 429, 503])
 
 
-@auth_schema.parametrize()
+@auth_schema.exclude(path="/v1/plot").parametrize()
 @settings(max_examples=2, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 def test_every_operation_passes_every_check_with_keys_on(case):

@@ -116,12 +116,14 @@ def _in_process(kind: str, body: dict[str, Any], show_progress: bool) -> dict[st
     """Validate like the service, then run through optim_core in this process."""
     from pydantic import ValidationError
 
-    from service import translate
+    from service import studies, translate
     from service.problems import problem_for
     from service.schemas.requests import CompareRequest, OptimizeRequest, SweepRequest
+    from service.schemas.studies import BasinsRequest, BenchmarkRequest, TuneRequest
     from service.settings import Settings
 
-    model = {"optimize": OptimizeRequest, "compare": CompareRequest, "sweep": SweepRequest}[kind]
+    model = {"optimize": OptimizeRequest, "compare": CompareRequest, "sweep": SweepRequest,
+             "tune": TuneRequest, "basins": BasinsRequest, "benchmark": BenchmarkRequest}[kind]
     settings = Settings(symbolic_isolation=False, request_timeout_s=3600.0).for_jobs()
     try:
         request = model.model_validate(body)
@@ -130,7 +132,9 @@ def _in_process(kind: str, body: dict[str, Any], show_progress: bool) -> dict[st
 
         raw = [e | {"loc": ("body", *e["loc"])} for e in exc.errors()]
         _fail(422, validation_problem(raw, body))
-    runner = translate.run_sweep if kind == "sweep" else translate.run_optimize
+    runner = {"sweep": translate.run_sweep, "tune": studies.run_tune,
+              "basins": studies.run_basins, "benchmark": studies.run_benchmark
+              }.get(kind, translate.run_optimize)
     try:
         if not show_progress:
             return runner(request, settings)
@@ -233,6 +237,50 @@ def sweep(file: FileArgument, server: ServerOption = None, as_json: JsonOption =
         typer.echo(_dumps(answer))
         return
     _print_sweep(answer)
+
+
+@app.command()
+def tune(file: FileArgument, server: ServerOption = None, as_json: JsonOption = False) -> None:
+    """Search each optimizer's hyperparameters; print each one's best and the findings."""
+    answer = _answer("tune", _load(file), server, as_json)
+    if as_json:
+        typer.echo(_dumps(answer))
+        return
+    table = Table(title=f"tune: {len(answer['trials'])} trials")
+    for column in ("optimizer", "best", "objective"):
+        table.add_column(column)
+    for best in answer["best"]:
+        table.add_row(best["label"], str(best["hyperparameters"]), _fmt(best["objective"]))
+    out.print(table)
+    for finding in answer["findings"]:
+        out.print(f"- {finding['message']}")
+
+
+@app.command()
+def basins(file: FileArgument, server: ServerOption = None, as_json: JsonOption = False
+           ) -> None:
+    """Map which minimum each start of a grid reaches; print each minimum's share."""
+    answer = _answer("basins", _load(file), server, as_json)
+    if as_json:
+        typer.echo(_dumps(answer))
+        return
+    for label, share in sorted(answer["share"].items(), key=lambda kv: int(kv[0])):
+        where = (answer["minima"][int(label)] if int(label) >= 0 else
+                 {"-1": "not converged", "-2": "diverged"}[label])
+        out.print(f"{label:>3}  {share:6.1%}  {where}")
+
+
+@app.command()
+def benchmark(file: FileArgument, server: ServerOption = None, as_json: JsonOption = False
+              ) -> None:
+    """Run optimizers over a suite; print the share of (loss, start, target) reached."""
+    answer = _answer("benchmark", _load(file), server, as_json)
+    if as_json:
+        typer.echo(_dumps(answer))
+        return
+    for curve in answer["ecdf"]:
+        reached = curve["fraction"][-1] if curve["fraction"] else 0.0
+        out.print(f"{curve['label']:>16}  reached {reached:6.1%} of the targets")
 
 
 def _print_sweep(answer: dict[str, Any]) -> None:

@@ -173,3 +173,23 @@ def test_job_commands_submit_watch_result_cancel_list_delete(server):
     assert optim("job", "delete", slow_id, "--server", server).stdout.strip().endswith("deleted")
     gone = optim("job", "result", slow_id, "--server", server, check=False)
     assert gone.returncode == 1 and "404" in gone.stderr
+
+
+def test_studies_from_the_command_line(server, tmp_path):
+    """optim tune | basins | benchmark, in process and against a server: the same JSON."""
+    result = optim("tune", str(EXAMPLES / "tune.json"))
+    assert "adam" in result.stdout and "sgd" in result.stdout and "diverged" in result.stdout
+    local = json.loads(optim("tune", str(EXAMPLES / "tune.json"), "--json").stdout)
+    remote = json.loads(optim("tune", str(EXAMPLES / "tune.json"), "--json",
+                              "--server", server).stdout)
+    assert local["trials"] == remote["trials"] and local["best"] == remote["best"]
+    basins = tmp_path / "basins.json"
+    basins.write_text(json.dumps({"loss": {"kind": "builtin", "name": "himmelblau"},
+                                  "optimizer": {"name": "sgd", "lr": 0.01},
+                                  "resolution": [10, 10]}))
+    lines = optim("basins", str(basins)).stdout.strip().splitlines()
+    assert len(lines) == 4 and all("%" in line for line in lines)
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"suite": "smooth-2d", "starts_per_loss": 2, "max_steps": 100,
+                                 "optimizers": [{"name": "lbfgs"}]}))
+    assert "lbfgs" in optim("benchmark", str(bench)).stdout

@@ -225,3 +225,19 @@ def test_exports_download_the_services_pictures(page):
     assert Path(path).read_text().lstrip().startswith("<?xml")
     page.click("#rateButton")
     page.wait_for_function("() => !document.getElementById('rateMap').hidden", timeout=20000)
+
+
+def test_every_hyperparameter_and_the_momentum_ramp_have_controls(page):
+    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    for rule, hp in (("lbfgs", "history_size"), ("newton", "fallback"),
+                     ("newton", "line_search"), ("adam", "eps")):
+        assert page.locator(f'[data-rule="{rule}"][data-hp="{hp}"]').count() == 1, (rule, hp)
+    page.evaluate("delete document.body.dataset.drawn")
+    page.locator('details:has(input.hp-ramp[data-rule="momentum"])').evaluate(
+        "(d) => { d.open = true; }")
+    page.fill('input.hp-ramp[data-rule="momentum"][data-key="steps"]', "50")
+    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    state = json.loads(unquote(page.evaluate("() => location.hash")[1:]))
+    momentum = next(o for o in state["optimizers"] if o["name"] == "momentum")
+    assert momentum["momentum_schedule"] == {"start": 0.5, "end": 0.9, "steps": 50}
+    assert "momentum" not in momentum

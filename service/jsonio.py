@@ -3,6 +3,7 @@ fast answers that write NumPy arrays directly, non-finite numbers as null."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from collections.abc import Callable, Coroutine
@@ -18,7 +19,14 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from service.conformance import check_answer
-from service.tables import CSV_MEDIA_TYPE, answer_csv, wants_csv
+from service.tables import (
+    CSV_MEDIA_TYPE,
+    PARQUET_MEDIA_TYPE,
+    answer_csv,
+    answer_parquet,
+    wants_csv,
+    wants_parquet,
+)
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -136,13 +144,23 @@ class StrictJSONRoute(APIRoute):
                 got = f"'{content_type}'" if content_type else "no content-type header"
                 raise HTTPException(415, f"The body must be JSON: send the header "
                                          f"'content-type: application/json' (got {got})")
+            if tabular and wants_parquet(request.headers.get("accept")) and \
+                    importlib.util.find_spec("pyarrow") is None:  # before any work
+                raise HTTPException(406, "Parquet needs the optional pyarrow, which this "
+                                         "server lacks (install optim-service[parquet]); ask "
+                                         "for text/csv")
             response = await handler(StrictJSONRequest(request.scope, request.receive))
             if request.app.state.settings.validate_answers:
                 check_answer(model, response, path)
             if tabular and response.status_code == 200 and \
                     response.media_type == "application/json":
                 response.headers["Vary"] = "Accept"
-                if wants_csv(request.headers.get("accept")):
+                accept = request.headers.get("accept")
+                if wants_parquet(accept):
+                    data = await anyio.to_thread.run_sync(answer_parquet, bytes(response.body))
+                    response = Response(data, media_type=PARQUET_MEDIA_TYPE,
+                                        headers={"Vary": "Accept"})
+                elif wants_csv(accept):
                     text = await anyio.to_thread.run_sync(answer_csv, bytes(response.body))
                     response = Response(text, media_type=CSV_MEDIA_TYPE,
                                         headers={"Vary": "Accept"})

@@ -19,9 +19,12 @@ from typing import Any
 import orjson
 
 CSV_MEDIA_TYPE = "text/csv"
-CSV_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {CSV_MEDIA_TYPE: {
-    "schema": {"type": "string"},
-    "example": "run,label,step,x,y,loss,grad_norm,lr\n0,adam,0,-1.2,1.0,24.2,232.87,0.05\n"}}}}
+PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {
+    CSV_MEDIA_TYPE: {
+        "schema": {"type": "string"},
+        "example": "run,label,step,x,y,loss,grad_norm,lr\n0,adam,0,-1.2,1.0,24.2,232.87,0.05\n"},
+    PARQUET_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}}
 
 
 def _quality(part: str) -> tuple[str, float]:
@@ -36,21 +39,38 @@ def _quality(part: str) -> tuple[str, float]:
     return media.lower(), q
 
 
-def wants_csv(accept: str | None) -> bool:
-    """Whether Accept prefers text/csv to JSON (by q, then by order)."""
-    if not accept or CSV_MEDIA_TYPE not in accept.lower():
+def wants_parquet(accept: str | None) -> bool:
+    """Whether Accept prefers Parquet to JSON (as wants_csv)."""
+    return wants_csv(accept, PARQUET_MEDIA_TYPE)
+
+
+def answer_parquet(body: bytes) -> bytes:
+    """The CSV's table as Parquet (the optional pyarrow: optim-service[parquet]); columns
+    typed from the values (numbers as float64 or int64, text as strings)."""
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    table = pyarrow.csv.read_csv(io.BytesIO(answer_csv(body).encode()))
+    out = io.BytesIO()
+    pyarrow.parquet.write_table(table, out)
+    return out.getvalue()
+
+
+def wants_csv(accept: str | None, media: str = CSV_MEDIA_TYPE) -> bool:
+    """Whether Accept prefers `media` (text/csv) to JSON (by q, then by order)."""
+    if not accept or media not in accept.lower():
         return False
     ranked = [_quality(part) for part in accept.split(",") if part.strip()]
-    csv_q = max((q for m, q in ranked if m == CSV_MEDIA_TYPE), default=0.0)
+    csv_q = max((q for m, q in ranked if m == media), default=0.0)
     json_q = max((q for m, q in ranked if m in ("application/json", "application/*", "*/*")),
                  default=0.0)
     if csv_q <= 0:
         return False
     if csv_q != json_q:
         return csv_q > json_q
-    first = next(m for m, q in ranked if m in (CSV_MEDIA_TYPE, "application/json",
+    first = next(m for m, q in ranked if m in (media, "application/json",
                                                "application/*", "*/*"))
-    return first == CSV_MEDIA_TYPE
+    return first == media
 
 
 def _cell(value: Any) -> Any:

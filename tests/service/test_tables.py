@@ -94,3 +94,22 @@ async def test_tune_trials_and_a_jobs_result_as_csv(client):
 ])
 def test_content_negotiation_prefers_what_the_client_ranks_first(accept, expected):
     assert wants_csv(accept) is expected
+
+
+async def test_parquet_with_its_extra_or_a_406_naming_it(client):
+    import importlib.util
+
+    body = {"loss": RAVINE, "start": [-8, 1], "max_steps": 5,
+            "optimizer": {"name": "sgd", "lr": 0.01}}
+    r = await client.post("/v1/optimize", json=body,
+                          headers={"Accept": "application/vnd.apache.parquet"})
+    if importlib.util.find_spec("pyarrow") is None:
+        assert r.status_code == 406 and "optim-service[parquet]" in r.json()["detail"]
+        return
+    import pyarrow.parquet
+
+    assert r.headers["content-type"] == "application/vnd.apache.parquet"
+    table = pyarrow.parquet.read_table(io.BytesIO(r.content)).to_pylist()
+    text = rows((await client.post("/v1/optimize", json=body, headers=CSV)).text)
+    assert len(table) == len(text) == 6
+    assert [row["loss"] for row in table] == [float(row["loss"]) for row in text]

@@ -61,7 +61,7 @@ def main(trials: int = 200) -> str:
     rows = []
     mine = {s: ours(trials, s) for s in ("random", "sobol")}
     for sampler, (rate, best) in mine.items():
-        rows.append([f"optim tune, {sampler}", f"{rate:,.0f}", f"{best:.3g}", "1×"])
+        rows.append([f"optim tune, {sampler}", f"{rate:,.0f}", f"{best:.3g}", "–"])
     if available("optuna"):
         for sampler in ("random", "tpe"):
             rate, best = optuna_run(trials, sampler)

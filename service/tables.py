@@ -5,7 +5,8 @@ one column per coordinate (the loss's variable names), loss, grad_norm, lr (empt
 recorded; a run without a trajectory gives one row, its final point). A sweep gives its rows
 (index, one column per hyperparameter, success_rate, divergence_rate, median_final_loss,
 median_steps_to_tol), a tune its trials (trial, label, one column per hyperparameter,
-objective, status, pruned_at, success_rate). Numbers are written in Python's shortest
+objective, status, pruned_at, success_rate), a benchmark job its table (loss, label, runs,
+solved and median evaluations per target, best_gap). Numbers are written in Python's shortest
 round-trip form; null is an empty cell. JSON stays the default: CSV is answered only when
 the request's Accept header prefers text/csv to application/json.
 """
@@ -88,7 +89,15 @@ def answer_csv(body: bytes) -> str:
     answer = orjson.loads(body)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    if "trials" in answer:
+    if "ecdf" in answer and "table" in answer:  # a benchmark job's result: its table
+        targets = answer["targets"]
+        writer.writerow(["loss", "label", "runs", *(f"solved_{t:g}" for t in targets),
+                         *(f"median_evals_{t:g}" for t in targets), "best_gap"])
+        for row in answer["table"]:
+            writer.writerow([row["loss"], row["label"], row["runs"],
+                             *map(_cell, row["solved"]), *map(_cell, row["median_evals"]),
+                             _cell(row["best_gap"])])
+    elif "trials" in answer:
         _hyper_table(writer, answer["trials"], "trial", ["label"],
                      ["objective", "status", "pruned_at", "success_rate"])
     elif "rows" in answer:

@@ -113,3 +113,18 @@ async def test_parquet_with_its_extra_or_a_406_naming_it(client):
     text = rows((await client.post("/v1/optimize", json=body, headers=CSV)).text)
     assert len(table) == len(text) == 6
     assert [row["loss"] for row in table] == [float(row["loss"]) for row in text]
+
+
+async def test_a_benchmark_jobs_result_as_csv_is_its_table(client):
+    body = {"losses": [{"kind": "builtin", "name": "sphere"}], "starts_per_loss": 2,
+            "max_steps": 50, "targets": [0.1, 0.001], "optimizers": [{"name": "lbfgs"}]}
+    job = (await client.post("/v1/jobs", json={"kind": "benchmark", "request": body})).json()
+    for _ in range(200):
+        if (await client.get(f"/v1/jobs/{job['id']}")).json()["status"] == "succeeded":
+            break
+        await asyncio.sleep(0.05)
+    answer = (await client.get(f"/v1/jobs/{job['id']}/result")).json()
+    table = rows((await client.get(f"/v1/jobs/{job['id']}/result", headers=CSV)).text)
+    assert list(table[0]) == ["loss", "label", "runs", "solved_0.1", "solved_0.001",
+                              "median_evals_0.1", "median_evals_0.001", "best_gap"]
+    assert float(table[0]["solved_0.1"]) == answer["table"][0]["solved"][0]

@@ -322,7 +322,7 @@ def plot(file: FileArgument, output: Annotated[Path, typer.Option("-o", "--outpu
     else:
         from service import plots
         from service.problems import problem_for
-        from service.schemas.requests import PlotRequest
+        from service.schemas.plot import PlotRequest
         from service.settings import Settings
 
         try:

@@ -240,5 +240,36 @@ def basins_figure(report: Any, size: tuple[int, int], names: tuple[str, str],
     return fig
 
 
-__all__ = ["DPI", "animate", "basins_figure", "gif_bytes", "html_page", "mp4_bytes",
-           "rate_map_figure", "save", "surface_figure"]
+def benchmark_figure(answer: dict[str, Any], kind: str, size: tuple[int, int]) -> Any:
+    """Step curves per optimizer: the runtime ECDF against evaluations (log), or the
+    Dolan–Moré profile against the ratio to the best (log)."""
+    fig = new_figure(size)
+    ax = fig.add_subplot(1, 1, 1)
+    curves = answer["ecdf"] if kind == "ecdf" else answer["profile"]
+    for n, curve in enumerate(curves):
+        xs = curve["evals"] if kind == "ecdf" else curve["tau"]
+        colour = _PALETTE[n % len(_PALETTE)]
+        if xs:
+            (line,) = ax.step([xs[0], *xs], [0.0, *curve["fraction"]], where="post",
+                              color=colour, lw=1.6, label=curve["label"])
+        else:
+            (line,) = ax.plot([], [], color=colour, label=f"{curve['label']} (none reached)")
+        line.set_gid(f"{kind}-{n}")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("function evaluations" if kind == "ecdf" else "ratio to the best (τ)")
+    ax.set_ylabel("share of (loss, start, target)")
+    ax.set_title(("runtime ECDF" if kind == "ecdf" else "performance profile")
+                 + f" over {', '.join(answer['losses'])}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+_PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
+            "#332288", "#117733", "#882255")
+
+
+__all__ = ["DPI", "animate", "basins_figure", "benchmark_figure", "gif_bytes", "html_page",
+           "mp4_bytes", "rate_map_figure", "save", "surface_figure"]

@@ -12,7 +12,7 @@ from optim_core.errors import DimensionError
 from optim_core.landscape import resolve_axes
 from service import translate
 from service.plotting import _DRAWING, default_bounds, draw, save
-from service.schemas.requests import PlotRequest
+from service.schemas.plot import PlotRequest
 from service.settings import Settings
 
 ANIMATED = ("gif", "html", "mp4")
@@ -22,8 +22,17 @@ RATE_GRID = (40, 25)  # lr × momentum points of a rate map
 BASINS_GRID = 60  # starts per axis of a basins picture
 
 
+BENCHMARK_KINDS = ("ecdf", "profile")
+
+
 def check_plot(body: PlotRequest, settings: Settings) -> None:
     """What the schema cannot say, before any work (400s naming the field, 413 frames)."""
+    from service.schemas.studies import BenchmarkRequest
+
+    if (body.kind in BENCHMARK_KINDS) != isinstance(body.request, BenchmarkRequest):
+        raise DimensionError("kinds ecdf and profile draw a benchmark body, the other kinds an "
+                             f"optimize or compare body; kind {body.kind} got the other",
+                             loc=["kind"])
     if body.format in ANIMATED and body.kind not in ("contour", "loss"):
         raise DimensionError(f"format {body.format} animates the paths (kind contour or loss); "
                              f"draw kind {body.kind} as svg or png", loc=["format"])
@@ -37,6 +46,8 @@ def check_plot(body: PlotRequest, settings: Settings) -> None:
 
 def run_plot(body: PlotRequest, settings: Settings) -> bytes:
     check_plot(body, settings)
+    if body.kind in BENCHMARK_KINDS:
+        return _benchmark(body, settings)
     request = body.request.model_copy(deep=True)
     fields = set(request.record.fields) | {"params", "loss"}
     request.record.fields = [f for f in ("params", "loss", "grad_norm", "lr") if f in fields]
@@ -140,4 +151,15 @@ def _basins(body: PlotRequest, request: Any, loss: Any, size: tuple[int, int],
     title = f"basins of {optimizer['name']} ({n} × {n} starts, {request.max_steps} steps)"
     with _DRAWING:
         return save(basins_figure(report, size, (loss.names[0], loss.names[1]), title),
+                    body.format)
+
+
+def _benchmark(body: PlotRequest, settings: Settings) -> bytes:
+    from service.pictures import benchmark_figure
+    from service.studies import run_benchmark
+
+    answer = run_benchmark(body.request, settings)
+    assert answer is not None
+    with _DRAWING:
+        return save(benchmark_figure(answer, body.kind, (body.size[0], body.size[1])),
                     body.format)

@@ -10,7 +10,7 @@ from service.auth.guard import require
 from service.deps import GateDep, SettingsDep
 from service.jsonio import StrictJSONRoute
 from service.problems import AUTH_RESPONSES, PROBLEM_RESPONSES
-from service.schemas.requests import PlotRequest
+from service.schemas.plot import PlotRequest
 
 router = APIRouter(prefix="/v1", tags=["pictures"], route_class=StrictJSONRoute,
                    responses={**PROBLEM_RESPONSES, **AUTH_RESPONSES},

@@ -240,3 +240,19 @@ def test_the_rate_maps_theory_is_heavy_balls_and_matches_the_runs():
     theory = heavy_ball_rates(lam, np.array([0.005, 0.015]), np.array([0.0, 0.5]))
     measured = np.array([r["diagnostics"]["convergence_rate"] for r in result.runs])
     assert measured == pytest.approx(theory.ravel(), rel=0.05)
+
+
+async def test_a_benchmarks_ecdf_and_profile_are_drawn(client):
+    bench = {"suite": "smooth-2d", "starts_per_loss": 2, "max_steps": 100,
+             "targets": [1e-1, 1e-4], "optimizers": [{"name": "lbfgs"},
+                                                      {"name": "adam", "lr": 0.05}]}
+    for kind in ("ecdf", "profile"):
+        r = await client.post("/v1/plot", json={"request": bench, "kind": kind})
+        assert r.status_code == 200, r.text
+        root = ET.fromstring(r.content)
+        ids = {g.get("id") for g in root.iter(f"{SVG}g")}
+        assert {f"{kind}-0", f"{kind}-1"} <= ids
+    r = await client.post("/v1/plot", json={"request": bench, "kind": "contour"})
+    assert r.status_code == 400 and r.json()["errors"][0]["loc"][-1] == "kind"
+    r = await client.post("/v1/plot", json={"request": RAVINE, "kind": "ecdf"})
+    assert r.status_code == 400

@@ -100,6 +100,48 @@ class RunsTables:
         return {name: np.asarray(value, dtype=float if name != "step" else int)
                 for name, value in trajectory.model_dump(exclude_none=True).items()}
 
+    def plot(self) -> Any:
+        """A matplotlib Figure drawn here from the answer (the extra `plot`): each run's
+        path over its first two coordinates, and its loss against the step (log scale). The
+        service's own picture, with contours, is `client.figure(request)`."""
+        try:
+            from matplotlib.figure import Figure
+        except ImportError as exc:
+            raise ImportError("plots need matplotlib: pip install 'optim-client[plot]'") from exc
+        figure = Figure(figsize=(11, 4.4), dpi=100)
+        paths, losses = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+        names = _variables(self)
+        colours: dict[str, str] = {}
+        labelled: set[str] = set()
+        for run in self.runs or []:
+            trajectory = run.trajectory
+            if trajectory is None:
+                continue
+            colour = colours.setdefault(run.label, f"C{len(colours) % 10}")
+            label = None if run.label in labelled else run.label  # one legend entry a label
+            labelled.add(run.label)
+            if trajectory.params is not None and len(names) >= 2:
+                xs = [p[0] for p in trajectory.params]
+                ys = [p[1] for p in trajectory.params]
+                paths.plot(xs, ys, "-", color=colour, lw=1.3, marker=".", ms=2, label=label)
+            if trajectory.loss is not None:
+                losses.plot(trajectory.step, [float("nan") if v is None or v <= 0 else v
+                                              for v in trajectory.loss],
+                            color=colour, lw=1.3, label=label)
+        if len(names) >= 2:
+            paths.set_xlabel(names[0])
+            paths.set_ylabel(names[1])
+        paths.set_title("paths", fontsize=9)
+        losses.set_yscale("log")
+        losses.set_xlabel("step")
+        losses.set_ylabel("loss")
+        losses.set_title("loss against step", fontsize=9)
+        for axes in (paths, losses):
+            if axes.get_legend_handles_labels()[1]:
+                axes.legend(fontsize=7)
+        figure.tight_layout()
+        return figure
+
     def _repr_html_(self) -> str:
         rows = "".join(
             f"<tr><td>{r['run']}</td><td>{html.escape(str(r['label']))}</td>"

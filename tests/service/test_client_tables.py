@@ -117,3 +117,15 @@ def test_the_tour_notebook_runs_against_a_live_server(module_server):
                                                      "MPLBACKEND": "Agg"})
     assert out.returncode == 0, out.stderr[-3000:]
     assert "zigzag" in out.stdout and "DataFrame" in out.stdout and "Figure" in out.stdout
+
+
+def test_an_answer_draws_itself_locally(client):
+    pytest.importorskip("matplotlib")
+    result = client.compare(RAVINE)
+    figure = result.plot()
+    paths, losses = figure.axes
+    assert len(paths.get_lines()) == 4 and len(losses.get_lines()) == 4
+    assert [t.get_text() for t in paths.get_legend().get_texts()] == ["sgd", "adam"]
+    x, y = paths.get_lines()[0].get_data()
+    assert [x[0], y[0]] == result.runs[0].trajectory.params[0]
+    assert losses.get_yscale() == "log"

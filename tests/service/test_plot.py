@@ -256,3 +256,15 @@ async def test_a_benchmarks_ecdf_and_profile_are_drawn(client):
     assert r.status_code == 400 and r.json()["errors"][0]["loc"][-1] == "kind"
     r = await client.post("/v1/plot", json={"request": RAVINE, "kind": "ecdf"})
     assert r.status_code == 400
+
+
+async def test_mp4_with_its_extra_is_a_video_of_the_frames(client, tmp_path):
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    r = await client.post("/v1/plot", json={"request": RAVINE, "format": "mp4", "frames": 6,
+                                            "size": [400, 240]})
+    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
+    assert r.content[4:8] == b"ftyp"
+    path = tmp_path / "plot.mp4"
+    path.write_bytes(r.content)
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+    assert frames == 6

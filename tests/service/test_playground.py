@@ -225,6 +225,9 @@ def test_exports_download_the_services_pictures(page):
     assert Path(path).read_text().lstrip().startswith("<?xml")
     page.click("#rateButton")
     page.wait_for_function("() => !document.getElementById('rateMap').hidden", timeout=20000)
+    page.click("#basinsButton")  # the ravine has one basin: the whole box reaches (0, 0)
+    page.wait_for_function("() => !document.getElementById('basinsMap').hidden", timeout=30000)
+    assert "basins of sgd" in page.locator("#exportText").inner_text()
 
 
 def test_every_hyperparameter_and_the_momentum_ramp_have_controls(page):

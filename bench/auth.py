@@ -9,11 +9,9 @@ most 5% of the requests/s."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ import httpx
 
 from bench.common import table
 from bench.http import _rate, _wrk
+from bench.http import _serve as _serve_app
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = {"loss": {"kind": "builtin", "name": "rosenbrock"}, "max_steps": 1,
@@ -59,18 +58,7 @@ def _in_process_ms(auth: bool, repeat: int = 400) -> float:
 
 
 def _serve(port: int, env: dict[str, str]) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app", "--port",
-         str(port), "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env=os.environ | {"OPTIM_JOBS_DB_PATH": ":memory:"} | env)
-    for _ in range(100):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    return proc
+    return _serve_app(["--factory", "service.main:create_app"], port, ROOT, env)
 
 
 def _http_rates(rounds: int = 3) -> tuple[float, float, str]:

@@ -51,12 +51,13 @@ REQUESTS = {  # name: (path, body without the loss, wrk clients)
 THOUSAND = "optimize, 1,000 steps + 1,001-point trajectory"
 
 
-def _serve(args: list[str], port: int, cwd: Path) -> subprocess.Popen:
+def _serve(args: list[str], port: int, cwd: Path, env: dict[str, str] | None = None
+           ) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", *args, "--port", str(port),
                              "--log-level", "warning", "--loop", "uvloop", "--http",
                              "httptools"], cwd=cwd, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL,
-                            env=os.environ | {"OPTIM_JOBS_DB_PATH": ":memory:"})
+                            env=os.environ | {"OPTIM_JOBS_DB_PATH": ":memory:"} | (env or {}))
     for _ in range(100):
         try:
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)

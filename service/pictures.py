@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from optim_core.losses.base import Loss
-from service.plotting import DPI, colours, new_figure, save
+from service.plotting import DPI, colours, new_figure, save, slice_point
 
 GIF_MS = 80  # per frame
 
@@ -142,10 +142,7 @@ def surface_figure(loss: Loss, answer: dict[str, Any], size: tuple[int, int],
     i, j = axes
     fig = new_figure(size)
     ax = fig.add_subplot(1, 2 if with_loss else 1, 1, projection="3d")
-    fixed = np.asarray(runs[0]["final"]["params"], dtype=float) if runs else None
-    if fixed is not None and not np.all(np.isfinite(fixed)):
-        fixed = None
-    x, y, z = landscape(loss, bounds, (60, 60), [i, j], fixed)
+    x, y, z = landscape(loss, bounds, (60, 60), [i, j], slice_point(runs))
     z = np.asarray(z, dtype=float)
     finite = z[np.isfinite(z)]
     top = float(np.percentile(finite, 98)) if finite.size else 1.0

@@ -11,7 +11,7 @@ import numpy as np
 from optim_core.errors import DimensionError
 from optim_core.landscape import resolve_axes
 from service import translate
-from service.plotting import _DRAWING, default_bounds, draw, save
+from service.plotting import _DRAWING, bounds_around, draw, save
 from service.schemas.plot import PlotRequest
 from service.settings import Settings
 
@@ -70,7 +70,7 @@ def run_plot(body: PlotRequest, settings: Settings) -> bytes:
         from service.pictures import surface_figure
         from service.plotting import _loss_panel
 
-        box = bounds if bounds is not None else _around(answer, loss, axes)
+        box = bounds if bounds is not None else bounds_around(loss, answer["runs"], axes)
         with _DRAWING:
             fig = surface_figure(loss, answer, size, box, axes, "loss" in body.panels,
                                  _loss_panel)
@@ -88,17 +88,6 @@ def run_plot(body: PlotRequest, settings: Settings) -> bytes:
     if body.format == "mp4":
         return mp4_bytes(images)
     return html_page(images, "optimizer paths", frame_steps(answer["runs"], body.frames))
-
-
-def _around(answer: dict[str, Any], loss: Any, axes: tuple[int, int]) -> np.ndarray:
-    i, j = axes
-    points = [np.asarray(run["trajectory"]["params"], dtype=float)[:, [i, j]]
-              for run in answer["runs"] if "params" in run.get("trajectory", {})]
-    if loss.minima is not None:
-        points.append(np.asarray(loss.minima)[:, [i, j]])
-    stacked = np.vstack(points) if points else np.zeros((1, 2))
-    stacked = stacked[np.all(np.isfinite(stacked), axis=1)]
-    return default_bounds(stacked if stacked.size else np.zeros((1, 2)))
 
 
 def _rate_map(body: PlotRequest, request: Any, loss: Any, size: tuple[int, int],

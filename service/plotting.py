@@ -33,6 +33,26 @@ def default_bounds(points: np.ndarray, margin: float = 0.15) -> np.ndarray:
     return np.stack([centre - span * (0.5 + margin), centre + span * (0.5 + margin)], axis=1)
 
 
+def bounds_around(loss: Loss, runs: list[dict[str, Any]], axes: tuple[int, int]) -> np.ndarray:
+    """The default box of a picture on `axes`: around every recorded path and known minimum."""
+    i, j = axes
+    points = [np.asarray(run["trajectory"]["params"], dtype=float).reshape(-1, loss.dim)[:, [i, j]]
+              for run in runs if "params" in run.get("trajectory", {})]
+    if loss.minima is not None:
+        points.append(np.asarray(loss.minima, dtype=float)[:, [i, j]])
+    points = [p for p in points if p.size]
+    stacked = np.vstack(points) if points else np.zeros((1, 2))
+    stacked = stacked[np.all(np.isfinite(stacked), axis=1)]
+    return default_bounds(stacked if stacked.size else np.zeros((1, 2)))
+
+
+def slice_point(runs: list[dict[str, Any]]) -> np.ndarray | None:
+    """Where a picture of more than two coordinates slices the loss: the first run's end (None
+    when there is none, or it is not finite)."""
+    fixed = np.asarray(runs[0]["final"]["params"], dtype=float) if runs else None
+    return fixed if fixed is not None and np.all(np.isfinite(fixed)) else None
+
+
 def _levels(z: np.ndarray) -> tuple[np.ndarray, bool]:
     finite = z[np.isfinite(z)]
     if finite.size == 0:
@@ -129,19 +149,10 @@ def _contour_panel(ax: Any, loss: Loss, runs: list[dict[str, Any]], colour: dict
                    optimizers: list[dict[str, Any]], settings_of: dict[str, int],
                    bounds: np.ndarray | None, axes: tuple[int, int]) -> None:
     i, j = axes
-    paths = [np.asarray(run["trajectory"]["params"], dtype=float) for run in runs
-             if "params" in run.get("trajectory", {})]
     minima = np.asarray(loss.minima) if loss.minima is not None else np.empty((0, loss.dim))
     if bounds is None:
-        points = [p[:, [i, j]] for p in paths if p.size] + [minima[:, [i, j]]]
-        stacked = np.vstack([p for p in points if p.size]) if any(p.size for p in points) \
-            else np.zeros((1, 2))
-        stacked = stacked[np.all(np.isfinite(stacked), axis=1)]
-        bounds = default_bounds(stacked if stacked.size else np.zeros((1, 2)))
-    fixed = np.asarray(runs[0]["final"]["params"], dtype=float) if runs else None
-    if fixed is not None and not np.all(np.isfinite(fixed)):
-        fixed = None
-    x, y, z = landscape(loss, bounds, (_GRID, _GRID), [i, j], fixed)
+        bounds = bounds_around(loss, runs, axes)
+    x, y, z = landscape(loss, bounds, (_GRID, _GRID), [i, j], slice_point(runs))
     levels, logarithmic = _levels(z)
     ax.contourf(x, y, np.where(np.isfinite(z), z, np.nan), levels=levels, cmap="viridis",
                 alpha=0.35, extend="max")

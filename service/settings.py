@@ -173,3 +173,13 @@ def usable_cpus() -> int:
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def read_secret(path: Path, setting: str, error: type[Exception]) -> str:
+    """The stripped content of a secret file a setting names (a Docker secret), or `error`
+    naming the setting and why the file cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise error(f"OPTIM_{setting.upper()} names {path}, which cannot be read "
+                    f"({exc.strerror})") from exc

@@ -41,8 +41,11 @@ def _quality(part: str) -> tuple[str, float]:
 
 
 def wants_parquet(accept: str | None) -> bool:
-    """Whether Accept prefers Parquet to JSON (as wants_csv)."""
-    return wants_csv(accept, PARQUET_MEDIA_TYPE)
+    return prefers(accept, PARQUET_MEDIA_TYPE)
+
+
+def wants_csv(accept: str | None) -> bool:
+    return prefers(accept, CSV_MEDIA_TYPE)
 
 
 def answer_parquet(body: bytes) -> bytes:
@@ -57,8 +60,8 @@ def answer_parquet(body: bytes) -> bytes:
     return out.getvalue()
 
 
-def wants_csv(accept: str | None, media: str = CSV_MEDIA_TYPE) -> bool:
-    """Whether Accept prefers `media` (text/csv) to JSON (by q, then by order)."""
+def prefers(accept: str | None, media: str) -> bool:
+    """Whether Accept prefers `media` to JSON (by q, then by order)."""
     if not accept or media not in accept.lower():
         return False
     ranked = [_quality(part) for part in accept.split(",") if part.strip()]

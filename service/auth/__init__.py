@@ -12,7 +12,7 @@ from service.auth.keys import KeyLimits, KeyRecord
 from service.auth.keystore import KeyStore
 from service.auth.quotas import QuotaBook
 from service.errors import StartupError
-from service.settings import Settings
+from service.settings import Settings, read_secret
 
 MIN_BOOTSTRAP_KEY = 32  # characters of a bootstrap admin key
 logger = logging.getLogger("service.auth")
@@ -32,12 +32,7 @@ def start_auth(auth: Authenticator, settings: Settings) -> None:
     """At start-up: the bootstrap admin key, and the usage sync."""
     if settings.bootstrap_admin_key_file is not None:
         path = settings.bootstrap_admin_key_file
-        try:
-            key = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise StartupError(
-                f"OPTIM_BOOTSTRAP_ADMIN_KEY_FILE names {path}, which cannot be read "
-                f"({exc.strerror})") from exc
+        key = read_secret(path, "bootstrap_admin_key_file", StartupError)
         if len(key) < MIN_BOOTSTRAP_KEY or any(c.isspace() for c in key):
             raise StartupError(
                 f"The bootstrap admin key in {path} must be at least {MIN_BOOTSTRAP_KEY} "

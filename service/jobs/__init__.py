@@ -6,6 +6,7 @@ from pathlib import Path
 
 from service.errors import JobStoreUnavailableError
 from service.jobs.store import Store
+from service.settings import read_secret
 
 
 def open_job_store(db_path: str, db_url: str | None = None, *, pool_size: int = 8,
@@ -19,14 +20,8 @@ def open_job_store(db_path: str, db_url: str | None = None, *, pool_size: int = 
                 f"OPTIM_JOBS_DB_URL must be a postgresql:// URL, got {db_url.split(':')[0]}:…")
         from service.jobs.postgres import PostgresJobStore
 
-        password = None
-        if password_file is not None:
-            try:
-                password = password_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise JobStoreUnavailableError(
-                    f"OPTIM_JOBS_DB_PASSWORD_FILE names {password_file}, which cannot be read "
-                    f"({exc.strerror})") from exc
+        password = None if password_file is None else read_secret(
+            password_file, "jobs_db_password_file", JobStoreUnavailableError)
         return PostgresJobStore(db_url, pool_size=pool_size, timeout_s=timeout_s,
                                 password=password)
     from service.jobs.sqlite import SqliteJobStore

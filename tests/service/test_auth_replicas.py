@@ -12,15 +12,10 @@ import httpx
 import pytest
 
 from tests.conftest import start_server
+from tests.service.test_auth import QUICK, SLOW
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
-QUICK = {"loss": {"kind": "builtin", "name": "rosenbrock"}, "start": [-1.2, 1.0],
-         "optimizer": {"name": "adam", "lr": 0.05}, "max_steps": 20}
-SLOW = {"loss": {"kind": "expression", "expression": "0.5*(x^2 + 100*y^2)"},
-        "start": {"random": {"n": 64, "seed": 3}}, "max_steps": 400_000,
-        "optimizer": {"name": "sgd", "lr": 1e-9}, "record": {"max_points": 10},
-        "stop": {"grad_tol": 0}}
 SYNC_S = 0.5  # OPTIM_QUOTA_SYNC_S of both replicas
 
 

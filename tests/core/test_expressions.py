@@ -147,10 +147,8 @@ def test_cache_hit_does_not_parse_again():
     text = "sin(x) * cos(y) + 0.123456*x^2"
     expression_loss(text)
     before = expression_cache_info().hits
-    began = time.perf_counter()
     assert expression_loss(text) is expression_loss("  " + text + " ")
     assert expression_cache_info().hits == before + 2
-    assert time.perf_counter() - began < 0.05
 
 
 SMOOTH = [

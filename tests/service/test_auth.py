@@ -190,7 +190,7 @@ async def test_a_revocation_from_elsewhere_takes_effect_within_the_cache_time(tm
         began = time.monotonic()
         while (await c.post("/v1/optimize", json=QUICK, headers=_bearer(key))).status_code == 200:
             await asyncio.sleep(0.05)
-        assert time.monotonic() - began <= 0.5 + 0.3
+        assert time.monotonic() - began <= 0.5 + 1.0  # the cache time, and a loaded machine
 
 
 # -- ownership -------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from optim_core.engine import small
+from optim_core import kernels
+from optim_core.engine import fused, small
 from optim_core.engine.groups import RunGroup, make_group
 from optim_core.engine.loop import run
 from optim_core.engine.recording import RecordSpec, Trajectory
@@ -58,7 +59,8 @@ class EngineOptions:
     record: RecordSpec = field(default_factory=RecordSpec)
     seed: int | None = None
     eval_every: int = 10
-    path: str = "vectorised"  # decided by the plan from the whole batch
+    path: str = "vectorised"  # floats | vectorised | fused: decided by the plan from the
+    # whole batch, so every shard computes the same way
     bounds: Array | None = None  # (d, 2): the box every run stays in
 
 
@@ -119,8 +121,13 @@ def make_plan(loss: Loss, starts: Array, entries: Sequence[tuple[str, Mapping[st
     """Decide from the whole batch what depends on it; `groups` cover the runs in order."""
     starts = np.asarray(starts, dtype=float)
     k, d = len(entries) * starts.shape[0], loss.dim
-    path = ("floats" if options.bounds is None and small.fits(loss, groups, k, d, options.record)
-            else "vectorised")
+    if options.bounds is None and small.fits(loss, groups, k, d, options.record):
+        path = "floats"
+    elif fused.choose(kernels.mode(), loss, groups, k, options.max_steps, options.record,
+                      options.bounds):
+        path = "fused"
+    else:
+        path = "vectorised"
     work = ShardWork(loss, starts, tuple(entries), replace(options, path=path))
     group_index = np.repeat(np.arange(len(groups)), [g.size for g in groups])
     if group_index.size != k:
@@ -142,9 +149,10 @@ def split(n_runs: int, runs_per_shard: int) -> list[Array]:
 
 
 def default_shards(plan: Plan) -> list[Array]:
-    """One shard for a batch that fits in cache, else cache-sized chunks (floats path: one)."""
+    """One shard for a batch that fits in cache, else cache-sized chunks (floats and fused
+    paths: one; the fused kernel chunks and threads the runs itself)."""
     n, per = plan.work.n_runs, chunk_runs(plan.work.loss.dim)
-    if plan.work.options.path == "floats" or n <= SPLIT_AT_CHUNKS * per:
+    if plan.work.options.path in ("floats", "fused") or n <= SPLIT_AT_CHUNKS * per:
         return [np.arange(n)]
     return split(n, per)
 

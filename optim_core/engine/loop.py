@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optim_core.engine import small
+from optim_core import kernels
+from optim_core.engine import fused, small
 from optim_core.engine.allocator import reuse_large_blocks
 from optim_core.engine.groups import RunGroup
 from optim_core.engine.recording import Recorder, RecordSpec
@@ -28,6 +29,7 @@ from optim_core.engine.stopping import (
     screen,
     steps_done,
 )
+from optim_core.kernels import FusedUnavailable
 from optim_core.losses.base import Loss
 from optim_core.optimizers.base import StepContext
 from optim_core.types import Array
@@ -66,7 +68,9 @@ def run(
     reproducible on its own and runs that share a stream see the same minibatches.
 
     `path` picks the implementation: "vectorised" (the (K, d) loop), "floats" (each run on
-    Python floats; first-order rules on deterministic losses only) or "auto", which takes
+    Python floats; first-order rules on deterministic losses only), "fused" (compiled
+    kernels, engine/fused.py; the vectorised loop where numba or a fused form is missing)
+    or "auto", which takes
     the float path for small batches (K·(d + 4) ≤ small.SMALL_WORK), where it is faster
     (~13× at K = 1). Both give the same results; engine/small.py names the one by-design
     difference.
@@ -74,11 +78,20 @@ def run(
     starts = np.asarray(starts, dtype=float)
     groups = list(groups)
     k, d = starts.shape
-    if path not in ("auto", "floats", "vectorised"):
-        raise ValueError(f"path must be auto, floats or vectorised, not {path!r}")
+    if path not in ("auto", "floats", "vectorised", "fused"):
+        raise ValueError(f"path must be auto, floats, vectorised or fused, not {path!r}")
     use_floats = path == "floats" or (path == "auto" and bounds is None and small.fits(
         loss, groups, k, d, record))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        if path == "fused":
+            try:
+                return fused.run_fused(
+                    loss, groups, starts, max_steps=max_steps, stop=stop or StopCriteria(),
+                    record=record or RecordSpec(), deadline=deadline, cancel=cancel,
+                    progress=progress, progress_every=progress_every, rate_window=RATE_WINDOW,
+                    threads=kernels.threads())
+            except FusedUnavailable:  # numba missing where a shard runs: same answers, slower
+                pass
         if use_floats:
             return _run_floats(loss, groups, starts, max_steps, stop or StopCriteria(),
                                record or RecordSpec(), deadline, cancel, progress,

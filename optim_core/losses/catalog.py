@@ -57,6 +57,7 @@ class BuiltinSpec:
     floats: FloatFactory | None = None  # N-d functions: the same on one point of floats
     hessian: Callable[[Params, Mapping[str, float]], Hess] | None = None  # N-d: the Hessian
     # alone, where it is cheaper than `evaluate` at order 2 (Newton asks for it every step)
+    form: Separable | Pairs | None = None  # N-d: the terms, for the fused kernels
 
 
 def _points(*points: tuple[float, ...]) -> Callable[[int, Mapping[str, float]], Array]:
@@ -84,11 +85,29 @@ def _none(dim: int, p: Mapping[str, float]) -> None:
 Term = Callable[[Any, Any, Mapping[str, float], Any], tuple[Any, Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class Separable:
+    """Σᵢ scale·term(xᵢ) (+ offset): what the fused kernels compile (kernels/codegen.py)."""
+
+    term: Term
+    scale: float = 1.0
+    offset: Callable[[int, Mapping[str, float]], float] | None = None
+    weights: Callable[[int, Mapping[str, float]], Array] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pairs:
+    """Σᵢ pair(xᵢ, xᵢ₊₁, a, b) with the pair's derivatives in head and tail (Rosenbrock)."""
+
+    pair: Callable[[Any, Any, float, float], tuple[Any, Any, Any]]
+    names: tuple[str, str] = ("a", "b")
+
+
 def _separable(term: Term, *, offset: Callable[[int, Mapping[str, float]], float] | None = None,
                scale: float = 1.0, weights: Callable[[int, Mapping[str, float]], Array] | None
                = None, hessian: Callable[[Params, Mapping[str, float]], Hess] | None = None
-               ) -> tuple[NdFunction, FloatFactory]:
-    """The vectorised and the float form of Σᵢ scale·term(xᵢ) (+ offset)."""
+               ) -> tuple[NdFunction, FloatFactory, Separable]:
+    """The vectorised and the float form of Σᵢ scale·term(xᵢ) (+ offset), and its terms."""
 
     def evaluate(x: Params, p: Mapping[str, float], order: int
                  ) -> tuple[Values, Grads | None, Hess | None]:
@@ -116,7 +135,7 @@ def _separable(term: Term, *, offset: Callable[[int, Mapping[str, float]], float
 
         return value_grad
 
-    return evaluate, floats
+    return evaluate, floats, Separable(term, scale, offset, weights)
 
 
 def _sphere_term(ops: Any, x: Any, p: Mapping[str, float], w: Any) -> tuple[Any, Any]:
@@ -124,7 +143,7 @@ def _sphere_term(ops: Any, x: Any, p: Mapping[str, float], w: Any) -> tuple[Any,
 
 
 def _rastrigin_term(ops: Any, x: Any, p: Mapping[str, float], w: Any) -> tuple[Any, Any]:
-    A = p["A"]
+    A = w  # the amplitude, as a per-coordinate weight: a term reads no mapping (fused kernels)
     angle = 2.0 * math.pi * x
     return x * x - A * ops.cos(angle), 2.0 * x + 2.0 * math.pi * A * ops.sin(angle)
 
@@ -251,16 +270,16 @@ def _ravine_weights(d: int, condition: float) -> Array:
     return condition ** (np.arange(d) / (d - 1)) if d > 1 else np.ones(1)
 
 
-_sphere, _sphere_floats = _separable(
+_sphere, _sphere_floats, _sphere_form = _separable(
     _sphere_term, hessian=lambda x, p: np.broadcast_to(2.0 * np.eye(x.shape[1]),
                                                        (x.shape[0], x.shape[1], x.shape[1])))
-_rastrigin, _rastrigin_floats = _separable(
-    _rastrigin_term, offset=lambda d, p: p["A"] * d,
+_rastrigin, _rastrigin_floats, _rastrigin_form = _separable(
+    _rastrigin_term, offset=lambda d, p: p["A"] * d, weights=lambda d, p: np.full(d, p["A"]),
     hessian=lambda x, p: _diagonal_hess(2.0 + 4.0 * math.pi**2 * p["A"]
                                         * np.cos(2.0 * math.pi * x)))
-_styblinski_tang, _styblinski_tang_floats = _separable(
+_styblinski_tang, _styblinski_tang_floats, _styblinski_tang_form = _separable(
     _styblinski_tang_term, scale=0.5, hessian=lambda x, p: _diagonal_hess(6.0 * x * x - 16.0))
-_ravine, _ravine_floats = _separable(
+_ravine, _ravine_floats, _ravine_form = _separable(
     _ravine_term, scale=0.5, weights=lambda d, p: _ravine_weights(d, p["condition"]),
     hessian=lambda x, p: np.broadcast_to(np.diag(_ravine_weights(x.shape[1], p["condition"])),
                                          (x.shape[0], x.shape[1], x.shape[1])))
@@ -303,6 +322,7 @@ BUILTINS: dict[str, BuiltinSpec] = {
             params={"a": ParamSpec(1.0, doc="valley target"),
                     "b": ParamSpec(100.0, gt=0, doc="valley steepness")},
             evaluate=_rosenbrock, floats=_rosenbrock_floats, hessian=_rosenbrock_hess,
+            form=Pairs(_rosenbrock_pair),
         ),
         BuiltinSpec(
             "beale", "(1.5 - x + x*y)^2 + (2.25 - x + x*y^2)^2 + (2.625 - x + x*y^3)^2",
@@ -355,7 +375,7 @@ BUILTINS: dict[str, BuiltinSpec] = {
             "A bowl covered in a regular grid of local minima; global minimum at the origin.",
             ("multimodal",), (-5.12, 5.12), (2.5, -2.2), lambda d, p: np.zeros((1, d)),
             _const(0.0), dim=None, params={"A": ParamSpec(10.0, gt=0, doc="ripple height")},
-            evaluate=_rastrigin, floats=_rastrigin_floats,
+            evaluate=_rastrigin, floats=_rastrigin_floats, form=_rastrigin_form,
         ),
         BuiltinSpec(
             "ackley",
@@ -371,14 +391,14 @@ BUILTINS: dict[str, BuiltinSpec] = {
             "sphere", "sum(x[i]^2)",
             "The round bowl: every direction has the same curvature (condition number 1).",
             ("convex", "quadratic"), (-5.0, 5.0), (1.5, -2.0), lambda d, p: np.zeros((1, d)),
-            _const(0.0), dim=None, evaluate=_sphere, floats=_sphere_floats,
+            _const(0.0), dim=None, evaluate=_sphere, floats=_sphere_floats, form=_sphere_form,
         ),
         BuiltinSpec(
             "styblinski_tang", "sum(x[i]^4 - 16*x[i]^2 + 5*x[i])/2",
             "2ⁿ local minima; the global one at x_i = −2.9035.",
             ("multimodal",), (-5.0, 5.0), (0.0, 0.0),
             lambda d, p: np.full((1, d), _ST_ROOT), _styblinski_f_min, dim=None,
-            evaluate=_styblinski_tang, floats=_styblinski_tang_floats,
+            evaluate=_styblinski_tang, floats=_styblinski_tang_floats, form=_styblinski_tang_form,
         ),
         BuiltinSpec(
             "saddle", "x^2 - y^2",
@@ -398,7 +418,7 @@ BUILTINS: dict[str, BuiltinSpec] = {
             ((-10.0, 10.0), (-2.5, 2.5)), (-8.0, 1.0),
             lambda d, p: np.zeros((1, d)), _const(0.0), dim=None, min_dim=2,
             params={"condition": ParamSpec(100.0, gt=0, doc="κ = λmax/λmin")},
-            evaluate=_ravine, floats=_ravine_floats,
+            evaluate=_ravine, floats=_ravine_floats, form=_ravine_form,
         ),
     )
 }

@@ -1,0 +1,386 @@
+"""The fused path: the engine loop of loop.py with each block of steps in one compiled kernel.
+
+A block runs steps t0 … t1 − 1 for every live run, step-major within cache-sized chunks of
+runs (numba's prange over the chunks: both cores for one request when allowed). Inside, a run
+does what the vectorised loop does at each step, in its order: evaluate, test, best and ring,
+step, bookkeeping. A run whose stopping tests may hold is *parked* at that step (not stepped);
+after the block, the tests themselves (stopping.check_termination, one definition for every
+path) give each parked run its status, and the rare one that goes on (a sum that overflowed
+in the kernel's screen) resumes where it stood. Blocks end where the engine must look from
+outside: a recorded step, a progress or cancel point (every `progress_every` steps), so
+deadlines, cancellation, progress and recording behave as in the vectorised loop, a block
+apart at most for the deadline.
+
+A rule's per-step coefficients (bias corrections, scheduled values) are computed by the rule's
+own `coefficients` with the array ops, exactly as the vectorised loop does, once per step
+for the block: a coefficient shared by the runs costs a float, one that differs per run (a
+sweep) a column.
+
+Same numbers as the vectorised loop: same operations in the same order (numba adds no fused
+multiply-adds without fastmath), except the transcendental functions of a loss (numba calls
+libm, NumPy its SIMD loops: the last bit or two) and the sums of more than two squares
+(NumPy's einsum may pair them differently): the float path's tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from optim_core import kernels
+from optim_core.engine.groups import RunGroup
+from optim_core.engine.recording import Recorder, RecordSpec
+from optim_core.engine.results import RunBatch, empty_results, run_batch, write_rows
+from optim_core.engine.status import Reason, Status
+from optim_core.engine.stopping import StopCriteria, check_termination, steps_done
+from optim_core.kernels import FusedUnavailable, codegen
+from optim_core.losses.base import Loss
+from optim_core.optimizers.base import ARRAY_OPS
+from optim_core.types import Array
+
+CHUNK_RUNS = 512  # runs advanced together step by step: their arrays stay in L1/L2
+PARALLEL_MIN_RUNS = 2048  # below this, one thread (a parallel launch costs ~10 µs a block)
+MAX_BLOCK = 256  # steps a block at most (the coefficient tables' length)
+ProgressFn = Callable[[int, int, int], None]
+
+
+def loss_source(loss: Loss) -> tuple[codegen.LossSource, Any, Array]:
+    """The loss's fused form and its P and W arguments; FusedUnavailable when it has none."""
+    expression = getattr(loss, "_expression", None)
+    if getattr(loss, "kind", None) == "expression":
+        expression = loss
+    if expression is not None:
+        floats = getattr(expression, "_value_grad_floats", None)
+        if floats is None:
+            raise FusedUnavailable("this expression has a function with no float form")
+        return codegen.expression_source(floats), 0.0, np.zeros(1)
+    spec = getattr(loss, "spec", None)
+    form = getattr(spec, "form", None)
+    if form is None or getattr(loss, "stochastic", False):
+        raise FusedUnavailable(f"no fused form of the {getattr(loss, 'kind', '?')} loss")
+    params = dict(loss.params)  # type: ignore[attr-defined]
+    if hasattr(form, "term"):
+        weights = (np.zeros(loss.dim) if form.weights is None
+                   else np.asarray(form.weights(loss.dim, params), dtype=float))
+        return codegen.separable_source(form, loss.dim, params), 0.0, weights
+    a, b = form.names
+    return codegen.pairs_source(form), 0.0, np.array([params[a], params[b]])
+
+
+def covers(loss: Loss, groups: Sequence[RunGroup], record: RecordSpec | None,
+           bounds: Array | None) -> bool:
+    """Whether the fused path can run this batch at all (numba installed or not)."""
+    if bounds is not None or loss.stochastic:
+        return False
+    if any(g.rule.elementwise is None for g in groups):
+        return False
+    if record is not None and record.enabled and not set(record.fields) <= {
+            "params", "loss", "grad_norm", "lr", "step_size", "evals"}:
+        return False
+    try:
+        loss_source(loss)
+    except FusedUnavailable:
+        return False
+    return True
+
+
+def choose(mode: str, loss: Loss, groups: Sequence[RunGroup], k: int, max_steps: int,
+           record: RecordSpec | None, bounds: Array | None) -> bool:
+    """Whether the plan takes the fused path (decided once for the whole batch, so every
+    shard computes the same way). `numba` wherever it covers the batch (an error when numba
+    is missing), `auto` for large batches, compiling a new kernel only when the batch's work
+    pays for it, `numpy` never."""
+    if mode == "numpy" or not covers(loss, groups, record, bounds):
+        return False
+    if mode == "numba":
+        kernels.require_numba()
+        return True
+    if not kernels.numba_available() or k < kernels.FUSED_MIN_RUNS:
+        return False
+    return (k * max_steps * max(loss.dim, 1) >= kernels.COMPILE_PAYS_RUN_STEPS
+            or all(_compiled(loss, g, k) for g in groups))
+
+
+def _compiled(loss: Loss, group: RunGroup, k: int) -> bool:
+    try:
+        slots, _, lrs = _pattern(group, 0, 1)
+        source = _source_for(loss_source(loss)[0], group, slots, _shared(lrs), k, loss.dim)
+    except FusedUnavailable:
+        return False
+    return codegen.is_loaded(source)
+
+
+# -- the coefficient tables ------------------------------------------------------------------
+def _pattern(group: RunGroup, t0: int, t1: int) -> tuple[tuple[codegen.Slot, ...],
+                                                         list[tuple[Any, ...]], list[Any]]:
+    """Each step's coefficients (without ops) and lr, and the slots' kinds over the block."""
+    rule = group.rule.elementwise
+    assert rule is not None
+    steps, lrs = [], []
+    for t in range(t0, t1):
+        hp = group.hyper_at(t)
+        steps.append(tuple(rule.coefficients(ARRAY_OPS, hp, t))[1:])
+        lrs.append(getattr(hp, "lr", math.nan))
+    slots = []
+    for j in range(len(steps[0])):
+        values = [c[j] for c in steps]
+        present = [v for v in values if v is not None]
+        dtype = "bool" if present and all(
+            isinstance(v, bool | np.bool_) or (isinstance(v, np.ndarray) and v.dtype == bool)
+            for v in present) else "float"
+        slots.append(codegen.Slot(dtype, len(present) < len(values), _shared(present)))
+    return tuple(slots), steps, lrs
+
+
+def _shared(values: Sequence[Any]) -> bool:
+    return all(not isinstance(v, np.ndarray) or v.size == 1 for v in values)
+
+
+def _table(values: Sequence[Any], size: int, dtype: type) -> Array:
+    """(B,) when every run shares each step's value, else (B, size): one step a row."""
+    if _shared([v for v in values if v is not None]):
+        return np.array([0 if v is None else np.asarray(v).item() for v in values], dtype=dtype)
+    table = np.zeros((len(values), size), dtype=dtype)
+    for i, v in enumerate(values):
+        if v is not None:
+            table[i] = np.asarray(v, dtype=dtype).reshape(-1) if np.ndim(v) else v
+    return table
+
+
+def _tables(slots: Sequence[codegen.Slot], steps: list[tuple[Any, ...]], size: int
+            ) -> list[Array]:
+    out, flags = [], []
+    for j, slot in enumerate(slots):
+        values = [c[j] for c in steps]
+        out.append(_table(values, size, bool if slot.dtype == "bool" else float))
+        flags.append(np.array([v is not None for v in values]))
+    return out + flags
+
+
+def _source_for(source: codegen.LossSource, group: RunGroup, slots: tuple[codegen.Slot, ...],
+                lr_shared: bool, k: int, dim: int) -> str:
+    rule = group.rule.elementwise
+    assert rule is not None
+    return codegen.module_source(rule.kernel, len(rule.state), slots, lr_shared, source,
+                                 parallel=k >= PARALLEL_MIN_RUNS, dim=dim)
+
+
+@dataclass(slots=True)
+class _Group:
+    """One group's slice of the batch and its state (S, K_g, d)."""
+
+    group: RunGroup
+    start: int
+    end: int
+    state: Array
+    lr_block: Array | None = None  # the current block's (B, K_g) lr table
+    block_start: int = 0
+    tables: tuple[tuple[codegen.Slot, ...], list[Array]] | None = None  # the block's
+    modules: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # by pattern
+
+
+def run_fused(loss: Loss, groups: Sequence[RunGroup], starts: Array, *, max_steps: int | Array,
+              stop: StopCriteria, record: RecordSpec, deadline: float | None,
+              cancel: Callable[[], bool] | None, progress: ProgressFn | None,
+              progress_every: int, rate_window: int, threads: int | None = None) -> RunBatch:
+    """Every run of `starts` on the fused kernels (see the module docstring)."""
+    kernels.require_numba()
+    began = time.perf_counter()
+    k, d = starts.shape
+    groups = list(groups)
+    every = max(1, progress_every)
+    row_max_steps = np.broadcast_to(np.asarray(max_steps, dtype=np.int64), (k,)).copy()
+    longest = int(row_max_steps.max()) if k else 0
+    source, p_arg, w_arg = loss_source(loss)
+    params = np.ascontiguousarray(starts, dtype=float).copy()
+    results = empty_results(k, d, rate_window)
+    results["final_params"][:] = starts
+    finals = {"params": results["final_params"], "loss": results["final_loss"],
+              "grad_norm": results["final_grad_norm"], "lr": results["final_lr"],
+              "step_size": results["final_step_size"], "evals": results["final_evals"]}
+    recorder = Recorder(k, d, record, longest)
+    live = np.ones(k, dtype=bool)
+    t_row = np.zeros(k, dtype=np.int64)
+    resume = np.zeros(k, dtype=bool)
+    parked = np.zeros(k, dtype=bool)
+    f0 = np.full(k, np.nan)
+    best = np.full(k, np.inf)
+    last_improvement = np.zeros(k, dtype=np.int64)
+    ring = np.full((rate_window, k), np.nan)  # step-major, as the vectorised loop's
+    path_length = np.zeros(k)
+    flips = np.zeros(k, dtype=np.int64)
+    prev_step = np.zeros((k, d))
+    last_step_norm = np.full(k, np.nan)
+    last_lr = np.full(k, np.nan)
+    first_value, first_gn = np.full(k, np.nan), np.full(k, np.nan)
+    park_value, park_gn = np.full(k, np.nan), np.full(k, np.nan)
+    tests = (stop.grad_tol, -math.inf if stop.loss_tol is None else stop.loss_tol,
+             -math.inf if stop.step_tol is None else stop.step_tol,
+             math.inf if stop.patience is None else float(stop.patience),
+             stop.divergence_factor)
+    parts, begin = [], 0
+    for g in groups:
+        rule = g.rule.elementwise
+        assert rule is not None
+        state = np.empty((len(rule.state), g.size, d))
+        for i, value in enumerate(rule.state.values()):
+            state[i] = value
+        parts.append(_Group(g, begin, begin + g.size, state))
+        begin += g.size
+    previous_threads = _set_threads(threads)
+    try:
+        t = 0
+        while live.any():
+            t1 = _block_end(t, every, recorder, longest)
+            late = deadline is not None and time.monotonic() >= deadline
+            cancelled = not late and cancel is not None and t % every == 0 and cancel()
+            halt = late or cancelled
+            due = recorder.due(t)
+            recorded_rows = np.flatnonzero(live) if due else None
+            recorded_params = params[recorded_rows] if due else None
+            for part in parts:
+                _advance(part, source, t, t1, halt, k, params, live, t_row, resume, parked,
+                         row_max_steps, tests, f0, best, last_improvement, ring, path_length,
+                         flips, prev_step, last_step_norm, last_lr, first_value, first_gn,
+                         park_value, park_gn, p_arg, w_arg)
+            if due:
+                lr_now = np.full(k, np.nan)
+                for part in parts:
+                    if part.lr_block is not None and part.block_start == t:
+                        lr_now[part.start:part.end] = part.lr_block[0]  # (B,) or (B, K_g)
+                recorder.write(t, recorded_rows, {
+                    "params": recorded_params, "loss": first_value[recorded_rows],
+                    "grad_norm": first_gn[recorded_rows], "lr": lr_now[recorded_rows],
+                    "step_size": last_lr[recorded_rows], "evals": float(t + 1)})
+            while parked.any():
+                going_on = _settle(
+                    np.flatnonzero(parked), halt, bool(cancelled), stop, parts, params,
+                    results, recorder, finals, t_row, row_max_steps, f0, best, ring,
+                    path_length, flips, last_step_norm, last_lr, last_improvement, park_value,
+                    park_gn)
+                parked[:] = False
+                if going_on.size == 0:
+                    break
+                live[going_on] = True
+                resume[going_on] = True
+                for part in parts:
+                    if ((going_on >= part.start) & (going_on < part.end)).any():
+                        _advance(part, source, part.block_start, t1, False, k, params, live,
+                                 t_row, resume, parked, row_max_steps, tests, f0, best,
+                                 last_improvement, ring, path_length, flips, prev_step,
+                                 last_step_norm, last_lr, first_value, first_gn, park_value,
+                                 park_gn, p_arg, w_arg, reuse=True)
+            t = t1
+            if progress is not None and t % every == 0 and live.any():
+                progress(t, longest, int(live.sum()))
+    finally:
+        _set_threads(previous_threads)
+    if progress is not None:
+        progress(steps_done(results["status"], results["steps"], longest), longest, 0)
+    trajectories = (recorder.assemble(results["steps"], finals) if recorder.spec.enabled
+                    else None)
+    return run_batch(results, starts=starts, groups=groups, counters={},
+                     trajectories=trajectories, elapsed_s=time.perf_counter() - began,
+                     engine_steps=int(results["steps"].max()) if k else 0, stochastic=False)
+
+
+def _set_threads(threads: int | None) -> int | None:
+    if threads is None:
+        return None
+    import numba
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    return previous
+
+
+def _block_end(t: int, every: int, recorder: Recorder, longest: int) -> int:
+    """The next step the loop must see from outside: a progress or cancel point, a recorded
+    step, or one past the longest run."""
+    end = min((t // every + 1) * every, longest + 1, t + MAX_BLOCK)
+    if recorder.spec.enabled:
+        stride = recorder.stride
+        end = min(end, (t // stride + 1) * stride)
+    return max(end, t + 1)
+
+
+def _advance(part: _Group, source: codegen.LossSource, t0: int, t1: int, halt: bool, k: int,
+             params: Array, live: Array, t_row: Array, resume: Array, parked: Array,
+             row_max_steps: Array, tests: tuple[float, ...], f0: Array, best: Array,
+             last_improvement: Array, ring: Array, path_length: Array, flips: Array,
+             prev_step: Array, last_step_norm: Array, last_lr: Array, first_value: Array,
+             first_gn: Array, park_value: Array, park_gn: Array, p_arg: Any, w_arg: Array,
+             *, reuse: bool = False) -> None:
+    """One group's block: its coefficient tables (kept for a resumed run), then the kernel."""
+    s, e = part.start, part.end
+    if not live[s:e].any():
+        return
+    group, size = part.group, e - s
+    if not reuse:
+        slots, steps, lrs = _pattern(group, t0, t1)
+        part.lr_block = _table(lrs, size, float)
+        part.block_start = t0
+        part.tables = (slots, _tables(slots, steps, size))
+    assert part.tables is not None
+    slots, tables = part.tables
+    assert part.lr_block is not None
+    pattern = (slots, part.lr_block.ndim == 1)
+    module = part.modules.get(pattern)
+    if module is None:
+        module = part.modules[pattern] = codegen.load(
+            _source_for(source, group, *pattern, k, params.shape[1]))
+    grad_tol, loss_tol, step_tol, patience, factor = tests
+    module.advance(part.block_start if reuse else t0, t1, CHUNK_RUNS, halt, params[s:e],
+                   part.state, live[s:e], t_row[s:e], resume[s:e], parked[s:e],
+                   row_max_steps[s:e], grad_tol, loss_tol, step_tol, patience, factor, f0[s:e],
+                   best[s:e], last_improvement[s:e], ring[:, s:e], path_length[s:e], flips[s:e],
+                   prev_step[s:e], last_step_norm[s:e], last_lr[s:e], first_value[s:e],
+                   first_gn[s:e], park_value[s:e], park_gn[s:e], part.lr_block,
+                   p_arg, w_arg, *tables)
+
+
+def _settle(rows: Array, halted: bool, cancelled: bool, stop: StopCriteria,
+            parts: list[_Group], params: Array, results: dict[str, Array], recorder: Recorder,
+            finals: dict[str, Array], t_row: Array, row_max_steps: Array, f0: Array,
+            best: Array, ring: Array, path_length: Array, flips: Array,
+            last_step_norm: Array, last_lr: Array, last_improvement: Array,
+            park_value: Array, park_gn: Array) -> Array:
+    """The parked runs' verdicts: those that stop are finished; returns those that go on."""
+    t = t_row[rows]
+    values, grad_norms = park_value[rows], park_gn[rows]
+    status, reason = check_termination(
+        stop, t=t, max_steps=row_max_steps[rows], values=values, grad_norms=grad_norms,
+        params=params[rows], f0=f0[rows], last_step_norm=last_step_norm[rows],
+        last_improvement=last_improvement[rows], may_converge=None)
+    running = status == Status.RUNNING
+    if halted:
+        status[running] = Status.CANCELLED if cancelled else Status.TIME_LIMIT
+        reason[running] = Reason.CANCELLED if cancelled else Reason.TIME_LIMIT
+        running[:] = False
+    done = rows[~running]
+    if done.size:
+        window = ring.shape[0]
+        t_done = t[~running]
+        ring[t_done % window, done] = values[~running]
+        lr = np.empty(done.size)
+        for part in parts:
+            inside = (done >= part.start) & (done < part.end)
+            if inside.any():
+                assert part.lr_block is not None
+                at = t_done[inside] - part.block_start
+                lr[inside] = (part.lr_block[at] if part.lr_block.ndim == 1
+                              else part.lr_block[at, done[inside] - part.start])
+        write_rows(results, done, {
+            "status": status[~running], "reason": reason[~running], "steps": t_done,
+            "final_params": params[done], "final_loss": values[~running],
+            "final_grad_norm": grad_norms[~running], "final_lr": lr,
+            "initial_loss": f0[done], "best_loss": np.fmin(best[done], values[~running]),
+            "path_length": path_length[done], "flips": flips[done].astype(float),
+            "recent_losses": ring[:, done].T, "hess_evals": 0.0,
+            "final_step_size": last_lr[done], "final_evals": t_done + 1.0})
+        recorder.retire(done, results["steps"], finals)
+    return rows[running]

@@ -1,0 +1,227 @@
+"""The fused kernels against the vectorised loop, field by field: every first-order rule,
+every loss kind with a fused form, schedules, sweeps, every stopping reason, recording,
+deadlines and cancellation, sharding. Compiles happen once per (rule, coefficients, loss);
+each test uses a fresh cache directory of its session, so a cold compile is what is tested.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optim_core import OPTIMIZERS, RecordSpec, Status, StopCriteria, kernels, make_group, run
+from optim_core.engine import fused
+from optim_core.losses.catalog import BuiltinLoss
+from optim_core.losses.dataset import dataset_loss
+from optim_core.losses.expression import expression_loss
+from optim_core.losses.quadratic import QuadraticLoss
+
+pytest.importorskip("numba")
+
+FIELDS = ("status", "reason", "steps", "final_params", "final_loss", "final_grad_norm",
+          "initial_loss", "best_loss", "path_length", "sign_flips", "recent_losses",
+          "grad_evals", "steps_to_tol")
+ELEMENTWISE = sorted(name for name, rule in OPTIMIZERS.items() if rule.elementwise is not None)
+RNG = np.random.default_rng(20261207)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernel_cache(tmp_path_factory):
+    kernels.configure("numpy", None, tmp_path_factory.mktemp("kernels"))
+    yield
+    kernels.configure("numpy")
+
+
+def both(loss, groups, starts, rtol=1e-13, atol=1e-300, **options):
+    """The vectorised and the fused batch, compared field by field (rtol 0: to the bit).
+    Past two coordinates NumPy's einsum sums a norm's squares in its own order: the last bit
+    of a norm may differ, hence a few ulps by default; in two dimensions, to the bit."""
+    a = run(loss, groups, starts, path="vectorised", **options)
+    b = run(loss, groups, starts, path="fused", **options)
+    for name in FIELDS:
+        x, y = getattr(a, name), getattr(b, name)
+        if rtol == 0.0 or x.dtype.kind != "f":
+            np.testing.assert_array_equal(x, y, err_msg=name)
+        else:
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, equal_nan=True,
+                                       err_msg=name)
+    if a.trajectories is not None:
+        for ta, tb in zip(a.trajectories, b.trajectories, strict=True):
+            for key, value in ta.as_dict().items():
+                np.testing.assert_allclose(value, tb.as_dict()[key], rtol=rtol,
+                                           atol=atol, equal_nan=True, err_msg=key)
+    return a, b
+
+
+def starts(k, d, low=-2.0, high=2.0):
+    return RNG.uniform(low, high, (k, d))
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_every_rule_on_rosenbrock(name):
+    loss = BuiltinLoss("rosenbrock", 3)
+    k = 12
+    settings = [{"lr": 1e-3}] * k if "lr" in {h.name for h in OPTIMIZERS[name].hyperparams} \
+        else [{}] * k
+    both(loss, [make_group(name, settings)], starts(k, 3), max_steps=150,
+         record=RecordSpec(max_points=20))
+
+
+@pytest.mark.parametrize(("name", "settings"), [
+    ("adamw", {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True}),
+    ("nadam", {"lr": 0.01, "weight_decay": 0.05, "decoupled_weight_decay": True}),
+    ("radam", {"lr": 0.01, "weight_decay": 0.05}),
+    ("rmsprop", {"lr": 0.001, "centered": True, "momentum": 0.5, "weight_decay": 0.01}),
+    ("momentum", {"lr": {"name": "cosine", "lr": 0.01, "steps": 80},
+                  "momentum": {"name": "linear", "start": 0.5, "end": 0.9, "steps": 40}}),
+])
+def test_options_and_schedules(name, settings):
+    loss = BuiltinLoss("styblinski_tang", 4)
+    both(loss, [make_group(name, [settings] * 6)], starts(6, 4), max_steps=120,
+         record=RecordSpec(max_points=15))
+
+
+@pytest.mark.parametrize("loss", [
+    BuiltinLoss("sphere", 5), BuiltinLoss("rastrigin", 3), BuiltinLoss("ravine", 4),
+    BuiltinLoss("beale"), BuiltinLoss("rosenbrock", 2),
+], ids=lambda loss: f"{loss.name}-{loss.dim}")
+def test_every_builtin_form(loss):
+    """Rastrigin's value is a sum of terms of order A = 10 that cancel near its minima: libm's
+    cosine and NumPy's differ in the last bit of a term, hence an absolute floor there."""
+    k = 16
+    exact = loss.dim == 2
+    both(loss, [make_group("adam", [{"lr": 0.01}] * k)], starts(k, loss.dim, -1.0, 1.0),
+         rtol=0.0 if exact else 1e-13, atol=1e-12 if loss.name == "rastrigin" else 1e-300,
+         max_steps=200, record=RecordSpec(max_points=25))
+
+
+def test_expression_with_transcendental_functions_to_the_last_bits():
+    """libm's functions against NumPy's SIMD loops: terms of order one differ in their last
+    bit, which is large beside a gradient that has almost vanished (an absolute floor)."""
+    loss = expression_loss("softplus(x - 1) + exp(0.1*y)*cos(x*y) + log1p(x^2) + sqrt(1 + y^2)")
+    k = 16
+    both(loss, [make_group("adam", [{"lr": 0.02}] * k)], starts(k, 2), rtol=1e-9, atol=1e-12,
+         max_steps=200, record=RecordSpec(max_points=25))
+
+
+def test_a_sweep_with_per_run_hyperparameters_and_two_rules():
+    loss = expression_loss("(x - 1)^2 + 10*(y - x^2)^2")
+    lrs = np.geomspace(1e-4, 0.05, 9)
+    groups = [make_group("adam", [{"lr": float(lr), "beta1": float(b)}
+                                  for lr, b in zip(lrs, np.linspace(0.5, 0.95, 9), strict=True)]),
+              make_group("sgd", [{"lr": float(lr) / 10} for lr in lrs])]
+    both(loss, groups, starts(18, 2), rtol=0.0, max_steps=300, record=RecordSpec(enabled=False))
+
+
+def test_every_stopping_reason_and_per_run_step_limits():
+    loss = BuiltinLoss("sphere", 2)
+    cases = [
+        ({"lr": 0.1}, StopCriteria(grad_tol=1e-3)),  # converged on the gradient
+        ({"lr": 0.1}, StopCriteria(grad_tol=0, loss_tol=1e-4)),  # on the loss
+        ({"lr": 1e-9}, StopCriteria(grad_tol=0, step_tol=1e-6)),  # on the step
+        ({"lr": 1e-12}, StopCriteria(grad_tol=0, patience=1)),  # patience: no strict gain
+        ({"lr": 3.0}, StopCriteria(grad_tol=0, divergence_factor=10.0)),  # blow-up
+    ]
+    for settings, stop in cases:
+        a, _ = both(loss, [make_group("sgd", [settings] * 4)], starts(4, 2),
+                    max_steps=np.array([200, 150, 3, 0]), stop=stop,
+                    record=RecordSpec(max_points=10))
+        assert len(set(a.reason.tolist())) >= 2  # the step limits cut some runs short
+    huge = both(loss, [make_group("sgd", [{"lr": 1e200}] * 3)], starts(3, 2), max_steps=50)[1]
+    assert (huge.status == Status.DIVERGED).all()
+
+
+def test_cancel_and_deadline_stop_every_run_at_a_block_boundary():
+    loss = BuiltinLoss("rosenbrock", 2)
+    groups = [make_group("adam", [{"lr": 1e-4}] * 8)]
+    cancelled = run(loss, groups, starts(8, 2), max_steps=10_000, path="fused",
+                    cancel=lambda: True, progress_every=50)
+    assert (cancelled.status == Status.CANCELLED).all() and (cancelled.steps == 0).all()
+    calls = []
+
+    def cancel_later():
+        calls.append(1)
+        return len(calls) > 3
+
+    later = run(loss, groups, starts(8, 2), max_steps=10_000, path="fused",
+                cancel=cancel_later, progress_every=50)
+    assert (later.status == Status.CANCELLED).all() and (later.steps == 150).all()
+    late = run(loss, groups, starts(8, 2), max_steps=10_000, path="fused", deadline=0.0)
+    assert (late.status == Status.TIME_LIMIT).all()
+
+
+def test_progress_is_reported_between_blocks():
+    seen = []
+    run(BuiltinLoss("sphere", 3), [make_group("sgd", [{"lr": 1e-3}] * 5)], starts(5, 3),
+        max_steps=200, path="fused", progress=lambda *a: seen.append(a), progress_every=50,
+        stop=StopCriteria(grad_tol=0))
+    assert seen[0] == (50, 200, 5) and seen[-1] == (200, 200, 0)
+
+
+def test_losses_without_a_fused_form_take_the_vectorised_loop():
+    ackley = BuiltinLoss("ackley", 3)
+    quadratic = QuadraticLoss(np.diag([1.0, 10.0]))
+    data = dataset_loss({"model": "linear", "synthetic": {
+        "n_samples": 50, "n_features": 2, "noise": 0.3, "seed": 2, "n_classes": 2,
+        "condition": 1.0}})
+    for loss in (ackley, quadratic, data):
+        assert not fused.covers(loss, [make_group("sgd", [{}])], None, None)
+    points = starts(3, 3)
+    a = run(ackley, [make_group("sgd", [{}] * 3)], points, max_steps=20, path="fused")
+    b = run(ackley, [make_group("sgd", [{}] * 3)], points, max_steps=20, path="vectorised")
+    np.testing.assert_array_equal(a.final_params, b.final_params)
+    assert not fused.covers(BuiltinLoss("sphere"), [make_group("newton", [{}])], None, None)
+
+
+def test_auto_chooses_by_size_and_compile_cost(monkeypatch):
+    loss = BuiltinLoss("rosenbrock", 2)
+    small = [make_group("adam", [{}] * 64)]
+    assert not fused.choose("auto", loss, small, 64, 10**6, None, None)
+    assert not fused.choose("numpy", loss, small, 4096, 10**6, None, None)
+    assert fused.choose("numba", loss, small, 64, 10, None, None)
+    large = [make_group("adam", [{}] * 4096)]
+    assert fused.choose("auto", loss, large, 4096, 10_000, None, None)  # pays its compile
+    monkeypatch.setattr(kernels, "COMPILE_PAYS_RUN_STEPS", 10**12)
+    never_compiled = [make_group("adagrad", [{"eps": 1e-9}] * 4096)]
+    assert not fused.choose("auto", loss, never_compiled, 4096, 100, None, None)
+    assert not fused.choose("auto", loss, large, 4096, 100, None, np.array([[0, 1], [0, 1]]))
+
+
+def test_threads_and_chunks_give_the_same_bits():
+    """A batch past PARALLEL_MIN_RUNS runs its chunks on every thread: each run's arithmetic
+    is its own, so the answer equals the serial kernel's and the vectorised loop's."""
+    loss = BuiltinLoss("rosenbrock", 2)
+    k = fused.PARALLEL_MIN_RUNS
+    points = starts(k, 2)
+    a, b = both(loss, [make_group("adam", [{"lr": 0.01}] * k)], points, rtol=0.0,
+                max_steps=100, record=RecordSpec(enabled=False))
+    part = run(loss, [make_group("adam", [{"lr": 0.01}] * 100)], points[:100], max_steps=100,
+               path="fused")
+    np.testing.assert_array_equal(part.final_params, b.final_params[:100])
+
+
+def test_the_plan_takes_the_fused_path_and_shards_agree():
+    from optim_core.api import optimize
+    loss = expression_loss("(1 - x)^2 + 5*(y - x^2)^2")
+    points = starts(300, 2)
+    kernels.configure("numba", None, kernels.cache_dir())
+    try:
+        whole = optimize(loss, [{"name": "adam", "lr": 0.01}], points, max_steps=100)
+        split = optimize(loss, [{"name": "adam", "lr": 0.01}], points, max_steps=100,
+                         shards=[np.arange(0, 120), np.arange(120, 300)])
+    finally:
+        kernels.configure("numpy", None, kernels.cache_dir())
+    plain = optimize(loss, [{"name": "adam", "lr": 0.01}], points, max_steps=100)
+    for a, b in ((whole, split), (whole, plain)):
+        np.testing.assert_array_equal(a.batch.final_params, b.batch.final_params)
+
+
+def test_generated_modules_are_cached_on_disk():
+    from optim_core.kernels import codegen
+    loss = BuiltinLoss("sphere", 2)
+    run(loss, [make_group("sgd", [{"lr": 0.1}] * 3)], starts(3, 2), max_steps=5,
+        path="fused")
+    files = list(kernels.cache_dir().glob("optim_fused_*.py"))
+    assert files and all("import" in f.read_text() for f in files)
+    assert list((kernels.cache_dir() / "__pycache__").glob("*.nbi"))  # numba's index
+    assert codegen.is_loaded(files[0].read_text())

@@ -21,7 +21,7 @@ COPY pyproject.toml ./
 # jobs to a Ray cluster through a ray:// address (Ray Client), and the same image runs the
 # cluster's head and workers). One BLAS thread per process: compute slots, pool workers and
 # Ray workers are the parallelism, and OpenBLAS would size its pool from the host's cores.
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres'] + p['optional-dependencies']['ray']))" > /tmp/requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres'] + p['optional-dependencies']['ray'] + p['optional-dependencies']['fast']))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
 COPY README.md ./
 COPY optim_core ./optim_core

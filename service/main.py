@@ -20,6 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.routing import Route
 
+from optim_core import kernels
 from optim_core.optimizers import OPTIMIZERS
 from service.auth import open_auth, start_auth
 from service.compute import ComputeGate
@@ -46,7 +47,7 @@ from service.routes import (
 )
 from service.schemas.base import standard_bounds
 from service.security_headers import SecurityHeadersMiddleware
-from service.settings import Settings, get_settings
+from service.settings import Settings, get_settings, usable_cpus
 from service.symbolic import shutdown as symbolic_shutdown
 from service.symbolic import warm_up
 
@@ -116,6 +117,8 @@ def _serve_redoc_offline(app: FastAPI, static_url: str) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; tests pass explicit settings, production reads OPTIM_* variables."""
     settings = settings or get_settings()
+    kernels.configure(settings.kernels, settings.kernel_threads or usable_cpus(),
+                      settings.kernel_cache_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from platformdirs import user_data_path
+from platformdirs import user_cache_path, user_data_path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -87,6 +87,19 @@ class Settings(BaseSettings):
         "ready loss runs on the event loop, without the worker-thread hop, while a compute "
         "slot is free (0: never)")
     retry_after_s: int = Field(1, gt=0, description="Retry-After of 429 answers")
+    kernels: Literal["auto", "numpy", "numba"] = Field(
+        "auto", description="step engine of first-order rules on builtin and expression "
+        "losses: 'numba', fused compiled kernels (extra optim-service[fast]) for every batch "
+        "they cover; 'numpy', the NumPy engine only; 'auto', fused for batches of 256 runs or "
+        "more when numba is installed, compiling a new kernel only for a batch large enough "
+        "to pay for it (the NumPy engine otherwise)")
+    kernel_threads: int | None = Field(
+        None, gt=0, description="threads one fused batch of 2,048 runs or more may use "
+        "(default: the usable CPUs)")
+    kernel_cache_dir: Path = Field(
+        default_factory=lambda: user_cache_path("optim-service") / "kernels",
+        description="where compiled kernels are kept, so a restart or a second replica "
+        "sharing the directory does not compile again")
 
     auth: Literal["none", "api_key"] = Field(
         "none", description="'none': every endpoint open (one user on one machine); "

@@ -54,7 +54,8 @@ def test_the_base_image_is_pinned_and_the_requirements_line_reads_pyproject():
                             text=True, check=True).stdout.split()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     extras = project["project"]["optional-dependencies"]
-    assert listed == project["project"]["dependencies"] + extras["postgres"] + extras["ray"]
+    assert listed == (project["project"]["dependencies"] + extras["postgres"] + extras["ray"]
+                      + extras["fast"])
 
 
 def _compose() -> dict:

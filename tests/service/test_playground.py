@@ -52,7 +52,7 @@ def contour_pixels(page) -> dict:
 
 
 def test_default_example_runs_and_draws_paths(page):
-    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '3'", timeout=20000)
     pixels = contour_pixels(page)
     # equal aspect: the ravine's 20 × 5 box fills the width and a quarter of the height
     assert 0.25 * pixels["total"] < pixels["coloured"] < 0.6 * pixels["total"]
@@ -68,7 +68,7 @@ def test_default_example_runs_and_draws_paths(page):
 
 
 def test_invalid_expression_shows_its_error_at_the_column(page):
-    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '3'", timeout=20000)
     page.select_option("#lossKind", "expression")
     page.fill("#expression", "x^2 + foo(y)")
     page.dispatch_event("#expression", "change")
@@ -83,7 +83,7 @@ def test_invalid_expression_shows_its_error_at_the_column(page):
 
 
 def test_slider_change_reruns_and_the_url_keeps_the_state(page):
-    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '3'", timeout=20000)
     before = page.locator("#table tbody tr").nth(0).inner_text()
     slider = page.locator('input[type=range][data-rule="sgd"][data-hp="lr"]')
     slider.evaluate("(s) => { s.value = '-3'; s.dispatchEvent(new Event('input')); }")
@@ -97,18 +97,18 @@ def test_slider_change_reruns_and_the_url_keeps_the_state(page):
     url = page.url
     page.goto("about:blank")
     page.goto(url)
-    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '3'", timeout=20000)
     value = page.locator('input[type=range][data-rule="sgd"][data-hp="lr"]').input_value()
     assert float(value) == pytest.approx(-3)
 
 
 def test_any_lr_can_be_typed_and_is_sent_exactly(page):
-    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '3'", timeout=20000)
     page.evaluate("delete document.body.dataset.drawn")
     field = page.locator('input.hp-value[data-rule="sgd"][data-hp="lr"]')
     field.fill("0.0196")
     field.dispatch_event("input")
-    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '3'", timeout=20000)
     state = json.loads(unquote(page.evaluate("location.hash")[1:]))
     assert next(o for o in state["optimizers"] if o["name"] == "sgd")["lr"] == 0.0196
     slider = page.locator('input[type=range][data-rule="sgd"][data-hp="lr"]').input_value()
@@ -117,7 +117,7 @@ def test_any_lr_can_be_typed_and_is_sent_exactly(page):
 
 
 def test_clicking_the_contour_moves_the_start(page):
-    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '3'", timeout=20000)
     page.evaluate("delete document.body.dataset.drawn")
     box = page.locator("#contour").bounding_box()
     plotted = page.evaluate("() => { const c = document.getElementById('contour'); "
@@ -126,17 +126,17 @@ def test_clicking_the_contour_moves_the_start(page):
     # equal aspect: the plotted box is centred; click at 3/4 of its width, 1/4 of its height
     page.mouse.click(box["x"] + (plotted["left"] + 0.75 * plotted["w"]) * sx,
                      box["y"] + (plotted["top"] + 0.25 * plotted["h"]) * sy)
-    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '3'", timeout=20000)
     x, y = map(float, page.locator("#startText").inner_text().strip("()").split(","))
     # the ravine's domain is [-10, 10] × [-2.5, 2.5]
     assert x == pytest.approx(5, abs=0.2) and y == pytest.approx(1.25, abs=0.1)
 
 
 def test_switching_to_an_expression_keeps_the_start_in_view(page):
-    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '3'", timeout=20000)
     page.evaluate("delete document.body.dataset.drawn")
     page.select_option("#lossKind", "expression")  # Rosenbrock in [-2, 2] × [-1, 3]
-    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '3'", timeout=20000)
     x, y = map(float, page.locator("#startText").inner_text().strip("()").split(","))
     assert -2 <= x <= 2 and -1 <= y <= 3
     assert page.locator("#table tbody tr").count() == 3
@@ -164,7 +164,7 @@ def test_with_keys_on_the_page_asks_for_a_key_and_keeps_it_in_the_tab(tmp_path: 
             assert "key" in page.locator("#error").inner_text().lower()  # the 401's detail
             page.fill("#apiKey", admin)
             page.click("#keyForm button")
-            page.wait_for_function("() => document.body.dataset.drawn === '3'",
+            page.wait_for_function("() => document.body?.dataset.drawn === '3'",
                                    timeout=20000)
             assert page.locator("#keyForm").is_hidden()
             assert page.evaluate("sessionStorage.getItem('optim-api-key')") == admin
@@ -176,7 +176,7 @@ def test_with_keys_on_the_page_asks_for_a_key_and_keeps_it_in_the_tab(tmp_path: 
 
 
 def test_the_scrubber_moves_every_path_and_curve_together(page):
-    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '3'", timeout=20000)
     picture = "() => document.getElementById('%s').toDataURL()"
     full = {name: page.evaluate(picture % name) for name in ("contour", "losses")}
     page.locator("#scrub").evaluate(
@@ -193,13 +193,13 @@ def test_the_scrubber_moves_every_path_and_curve_together(page):
 
 
 def test_a_lesson_preset_and_the_theory_at_the_start(page):
-    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '3'", timeout=20000)
     page.wait_for_function("() => document.getElementById('theory').dataset.limit")
     assert float(page.locator("#theory").get_attribute("data-limit")) == pytest.approx(0.02)
     assert "2/λmax = 0.02" in page.locator("#theory").inner_text()
     page.evaluate("delete document.body.dataset.drawn")
     page.select_option("#preset", "ramp")
-    page.wait_for_function("() => document.body.dataset.drawn === '2'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '2'", timeout=20000)
     state = json.loads(unquote(page.evaluate("() => location.hash")[1:]))
     momentum = next(o for o in state["optimizers"] if o["name"] == "momentum")
     assert momentum["momentum_schedule"] == {"start": 0.5, "end": 0.9, "steps": 50}
@@ -208,7 +208,7 @@ def test_a_lesson_preset_and_the_theory_at_the_start(page):
 
 
 def test_each_rule_has_its_own_colour_and_the_run_button_is_in_view(page):
-    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '3'", timeout=20000)
     colours = page.evaluate("() => catalog.optimizers.map((o) => colourOf(o.name))")
     assert len(set(colours)) == len(colours)
     page.set_viewport_size({"width": 1366, "height": 768})
@@ -218,7 +218,7 @@ def test_each_rule_has_its_own_colour_and_the_run_button_is_in_view(page):
 
 
 def test_exports_download_the_services_pictures(page):
-    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '3'", timeout=20000)
     with page.expect_download() as download:
         page.click("button.export[data-format=svg]")
     path = download.value.path()
@@ -231,7 +231,7 @@ def test_exports_download_the_services_pictures(page):
 
 
 def test_every_hyperparameter_and_the_momentum_ramp_have_controls(page):
-    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '3'", timeout=20000)
     for rule, hp in (("lbfgs", "history_size"), ("newton", "fallback"),
                      ("newton", "line_search"), ("adam", "eps")):
         assert page.locator(f'[data-rule="{rule}"][data-hp="{hp}"]').count() == 1, (rule, hp)
@@ -239,7 +239,7 @@ def test_every_hyperparameter_and_the_momentum_ramp_have_controls(page):
     page.locator('details:has(input.hp-ramp[data-rule="momentum"])').evaluate(
         "(d) => { d.open = true; }")
     page.fill('input.hp-ramp[data-rule="momentum"][data-key="steps"]', "50")
-    page.wait_for_function("() => document.body.dataset.drawn === '3'", timeout=20000)
+    page.wait_for_function("() => document.body?.dataset.drawn === '3'", timeout=20000)
     state = json.loads(unquote(page.evaluate("() => location.hash")[1:]))
     momentum = next(o for o in state["optimizers"] if o["name"] == "momentum")
     assert momentum["momentum_schedule"] == {"start": 0.5, "end": 0.9, "steps": 50}

@@ -44,6 +44,7 @@ from optim_core.optimizers.base import ARRAY_OPS
 from optim_core.types import Array
 
 CHUNK_RUNS = 512  # runs advanced together step by step: their arrays stay in L1/L2
+MAX_DIM = 16  # coordinates are unrolled in the generated code; larger d: the NumPy engine
 PARALLEL_MIN_RUNS = 2048  # below this, one thread (a parallel launch costs ~10 µs a block)
 MAX_BLOCK = 256  # steps a block at most (the coefficient tables' length)
 ProgressFn = Callable[[int, int, int], None]
@@ -69,13 +70,13 @@ def loss_source(loss: Loss) -> tuple[codegen.LossSource, Any, Array]:
                    else np.asarray(form.weights(loss.dim, params), dtype=float))
         return codegen.separable_source(form, loss.dim, params), 0.0, weights
     a, b = form.names
-    return codegen.pairs_source(form), 0.0, np.array([params[a], params[b]])
+    return codegen.pairs_source(form, loss.dim), 0.0, np.array([params[a], params[b]])
 
 
 def covers(loss: Loss, groups: Sequence[RunGroup], record: RecordSpec | None,
            bounds: Array | None) -> bool:
     """Whether the fused path can run this batch at all (numba installed or not)."""
-    if bounds is not None or loss.stochastic:
+    if bounds is not None or loss.stochastic or loss.dim > MAX_DIM:
         return False
     if any(g.rule.elementwise is None for g in groups):
         return False
@@ -138,13 +139,16 @@ def _pattern(group: RunGroup, t0: int, t1: int) -> tuple[tuple[codegen.Slot, ...
 
 
 def _shared(values: Sequence[Any]) -> bool:
-    return all(not isinstance(v, np.ndarray) or v.size == 1 for v in values)
+    """Whether every run holds the same value at each step (a flag column of one value)."""
+    return all(not isinstance(v, np.ndarray) or v.size == 1 or (v == v.flat[0]).all()
+               for v in values)
 
 
 def _table(values: Sequence[Any], size: int, dtype: type) -> Array:
     """(B,) when every run shares each step's value, else (B, size): one step a row."""
     if _shared([v for v in values if v is not None]):
-        return np.array([0 if v is None else np.asarray(v).item() for v in values], dtype=dtype)
+        return np.array([0 if v is None else np.asarray(v).flat[0] for v in values],
+                        dtype=dtype)
     table = np.zeros((len(values), size), dtype=dtype)
     for i, v in enumerate(values):
         if v is not None:
@@ -170,18 +174,81 @@ def _source_for(source: codegen.LossSource, group: RunGroup, slots: tuple[codege
                                  parallel=k >= PARALLEL_MIN_RUNS, dim=dim)
 
 
+# The kernel's per-run arrays, chunk-major: (chunks, …, CHUNK) so each chunk's slice is
+# contiguous (its loop over runs vectorises). Name → (extra axes, dtype, fill).
+_RUN_ARRAYS: dict[str, tuple[str, type, Any]] = {
+    "live": ("", bool, False), "t_row": ("", np.int64, 0), "resume": ("", bool, False),
+    "parked": ("", bool, False), "max_steps": ("", np.int64, 0), "f0": ("", float, np.nan),
+    "best": ("", float, np.inf), "last_improvement": ("", np.int64, 0),
+    "ring": ("window", float, np.nan), "path_length": ("", float, 0.0),
+    "flips": ("", np.int64, 0), "prev": ("d", float, 0.0),
+    "last_step_norm": ("", float, np.nan), "last_lr": ("", float, np.nan),
+    "first_value": ("", float, np.nan), "first_gn": ("", float, np.nan),
+    "park_value": ("", float, np.nan), "park_gn": ("", float, np.nan),
+}
+_KERNEL_ORDER = ("X", "S", "live", "t_row", "resume", "parked", "max_steps")
+_AFTER_TESTS = ("f0", "best", "last_improvement", "ring", "path_length", "flips", "prev",
+                "last_step_norm", "last_lr", "first_value", "first_gn", "park_value",
+                "park_gn")
+
+
 @dataclass(slots=True)
 class _Group:
-    """One group's slice of the batch and its state (S, K_g, d)."""
+    """One group's runs (global rows start … end − 1) in chunk-major arrays, and its kernels."""
 
     group: RunGroup
     start: int
     end: int
-    state: Array
-    lr_block: Array | None = None  # the current block's (B, K_g) lr table
+    chunk: int
+    arrays: dict[str, Array]
+    lr_block: Array | None = None  # the current block's lr table: (B,) or (B, K_g)
     block_start: int = 0
     tables: tuple[tuple[codegen.Slot, ...], list[Array]] | None = None  # the block's
     modules: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # by pattern
+
+    @classmethod
+    def make(cls, group: RunGroup, start: int, starts: Array, max_steps: Array,
+             window: int) -> _Group:
+        rule = group.rule.elementwise
+        assert rule is not None
+        size, d = starts.shape
+        chunk = max(1, min(CHUNK_RUNS, size))
+        count = -(-size // chunk)
+        padded = count * chunk
+
+        def chunked(rows: Array) -> Array:  # (padded, *axes) → (count, *axes, chunk)
+            shaped = rows.reshape(count, chunk, *rows.shape[1:])
+            return np.ascontiguousarray(np.moveaxis(shaped, 1, -1))
+
+        arrays = {}
+        for name, (axis, dtype, fill) in _RUN_ARRAYS.items():
+            extra = {"": (), "d": (d,), "window": (window,)}[axis]
+            arrays[name] = np.full((count, *extra, chunk), fill, dtype=dtype)
+        x = np.zeros((padded, d))
+        x[:size] = starts
+        arrays["X"] = chunked(x)
+        state = np.empty((padded, len(rule.state), d))
+        for m, value in enumerate(rule.state.values()):
+            state[:, m] = value
+        arrays["S"] = chunked(state)
+        live = np.zeros(padded, dtype=bool)
+        live[:size] = True
+        arrays["live"] = chunked(live)
+        steps = np.zeros(padded, dtype=np.int64)
+        steps[:size] = max_steps
+        arrays["max_steps"] = chunked(steps)
+        return cls(group, start, start + size, chunk, arrays)
+
+    def flat(self, name: str) -> Array:
+        """A (chunks, chunk) array as one row per run (a view; padding rows at the end)."""
+        return self.arrays[name].reshape(-1)
+
+    def rows(self, name: str, rows: Array) -> Array:
+        """(len(rows), …) values of a per-run array with extra axes, for local rows."""
+        return self.arrays[name][rows // self.chunk, ..., rows % self.chunk]
+
+    def live_rows(self) -> Array:
+        return np.flatnonzero(self.flat("live"))
 
 
 def run_fused(loss: Loss, groups: Sequence[RunGroup], starts: Array, *, max_steps: int | Array,
@@ -197,87 +264,50 @@ def run_fused(loss: Loss, groups: Sequence[RunGroup], starts: Array, *, max_step
     row_max_steps = np.broadcast_to(np.asarray(max_steps, dtype=np.int64), (k,)).copy()
     longest = int(row_max_steps.max()) if k else 0
     source, p_arg, w_arg = loss_source(loss)
-    params = np.ascontiguousarray(starts, dtype=float).copy()
     results = empty_results(k, d, rate_window)
     results["final_params"][:] = starts
     finals = {"params": results["final_params"], "loss": results["final_loss"],
               "grad_norm": results["final_grad_norm"], "lr": results["final_lr"],
               "step_size": results["final_step_size"], "evals": results["final_evals"]}
     recorder = Recorder(k, d, record, longest)
-    live = np.ones(k, dtype=bool)
-    t_row = np.zeros(k, dtype=np.int64)
-    resume = np.zeros(k, dtype=bool)
-    parked = np.zeros(k, dtype=bool)
-    f0 = np.full(k, np.nan)
-    best = np.full(k, np.inf)
-    last_improvement = np.zeros(k, dtype=np.int64)
-    ring = np.full((rate_window, k), np.nan)  # step-major, as the vectorised loop's
-    path_length = np.zeros(k)
-    flips = np.zeros(k, dtype=np.int64)
-    prev_step = np.zeros((k, d))
-    last_step_norm = np.full(k, np.nan)
-    last_lr = np.full(k, np.nan)
-    first_value, first_gn = np.full(k, np.nan), np.full(k, np.nan)
-    park_value, park_gn = np.full(k, np.nan), np.full(k, np.nan)
     tests = (stop.grad_tol, -math.inf if stop.loss_tol is None else stop.loss_tol,
              -math.inf if stop.step_tol is None else stop.step_tol,
              math.inf if stop.patience is None else float(stop.patience),
              stop.divergence_factor)
     parts, begin = [], 0
     for g in groups:
-        rule = g.rule.elementwise
-        assert rule is not None
-        state = np.empty((len(rule.state), g.size, d))
-        for i, value in enumerate(rule.state.values()):
-            state[i] = value
-        parts.append(_Group(g, begin, begin + g.size, state))
+        parts.append(_Group.make(g, begin, np.asarray(starts[begin:begin + g.size], dtype=float),
+                                 row_max_steps[begin:begin + g.size], rate_window))
         begin += g.size
     previous_threads = _set_threads(threads)
     try:
         t = 0
-        while live.any():
+        while any(p.flat("live").any() for p in parts):
             t1 = _block_end(t, every, recorder, longest)
             late = deadline is not None and time.monotonic() >= deadline
             cancelled = not late and cancel is not None and t % every == 0 and cancel()
-            halt = late or cancelled
+            halt = bool(late or cancelled)
             due = recorder.due(t)
-            recorded_rows = np.flatnonzero(live) if due else None
-            recorded_params = params[recorded_rows] if due else None
+            recorded = [(p, p.live_rows()) for p in parts] if due else []
+            recorded_params = [p.rows("X", rows) for p, rows in recorded]
             for part in parts:
-                _advance(part, source, t, t1, halt, k, params, live, t_row, resume, parked,
-                         row_max_steps, tests, f0, best, last_improvement, ring, path_length,
-                         flips, prev_step, last_step_norm, last_lr, first_value, first_gn,
-                         park_value, park_gn, p_arg, w_arg)
+                _advance(part, source, t, t1, halt, k, tests, p_arg, w_arg)
             if due:
-                lr_now = np.full(k, np.nan)
-                for part in parts:
-                    if part.lr_block is not None and part.block_start == t:
-                        lr_now[part.start:part.end] = part.lr_block[0]  # (B,) or (B, K_g)
-                recorder.write(t, recorded_rows, {
-                    "params": recorded_params, "loss": first_value[recorded_rows],
-                    "grad_norm": first_gn[recorded_rows], "lr": lr_now[recorded_rows],
-                    "step_size": last_lr[recorded_rows], "evals": float(t + 1)})
-            while parked.any():
-                going_on = _settle(
-                    np.flatnonzero(parked), halt, bool(cancelled), stop, parts, params,
-                    results, recorder, finals, t_row, row_max_steps, f0, best, ring,
-                    path_length, flips, last_step_norm, last_lr, last_improvement, park_value,
-                    park_gn)
-                parked[:] = False
-                if going_on.size == 0:
-                    break
-                live[going_on] = True
-                resume[going_on] = True
-                for part in parts:
-                    if ((going_on >= part.start) & (going_on < part.end)).any():
-                        _advance(part, source, part.block_start, t1, False, k, params, live,
-                                 t_row, resume, parked, row_max_steps, tests, f0, best,
-                                 last_improvement, ring, path_length, flips, prev_step,
-                                 last_step_norm, last_lr, first_value, first_gn, park_value,
-                                 park_gn, p_arg, w_arg, reuse=True)
+                _write_record(recorder, t, recorded, recorded_params)
+            for part in parts:
+                while part.flat("parked").any():
+                    going_on = _settle(part, halt, bool(cancelled), stop, results, recorder,
+                                       finals)
+                    if going_on.size == 0:
+                        break
+                    part.flat("live")[going_on] = True
+                    part.flat("resume")[going_on] = True
+                    _advance(part, source, part.block_start, t1, False, k, tests, p_arg,
+                             w_arg, reuse=True)
             t = t1
-            if progress is not None and t % every == 0 and live.any():
-                progress(t, longest, int(live.sum()))
+            active = sum(int(p.flat("live").sum()) for p in parts)
+            if progress is not None and t % every == 0 and active:
+                progress(t, longest, active)
     finally:
         _set_threads(previous_threads)
     if progress is not None:
@@ -287,6 +317,22 @@ def run_fused(loss: Loss, groups: Sequence[RunGroup], starts: Array, *, max_step
     return run_batch(results, starts=starts, groups=groups, counters={},
                      trajectories=trajectories, elapsed_s=time.perf_counter() - began,
                      engine_steps=int(results["steps"].max()) if k else 0, stochastic=False)
+
+
+def _write_record(recorder: Recorder, t: int, recorded: list[tuple[_Group, Array]],
+                  recorded_params: list[Array]) -> None:
+    """Step t of every run live at its start (params taken before the block)."""
+    rows = np.concatenate([p.start + r for p, r in recorded])
+    lr = np.concatenate([
+        (np.full(r.size, p.lr_block[0]) if p.lr_block.ndim == 1 else p.lr_block[0][r])
+        if p.lr_block is not None and p.block_start == t else np.full(r.size, np.nan)
+        for p, r in recorded])
+    recorder.write(t, rows, {
+        "params": np.concatenate(recorded_params),
+        "loss": np.concatenate([p.flat("first_value")[r] for p, r in recorded]),
+        "grad_norm": np.concatenate([p.flat("first_gn")[r] for p, r in recorded]),
+        "lr": lr, "step_size": np.concatenate([p.flat("last_lr")[r] for p, r in recorded]),
+        "evals": float(t + 1)})
 
 
 def _set_threads(threads: int | None) -> int | None:
@@ -309,78 +355,68 @@ def _block_end(t: int, every: int, recorder: Recorder, longest: int) -> int:
 
 
 def _advance(part: _Group, source: codegen.LossSource, t0: int, t1: int, halt: bool, k: int,
-             params: Array, live: Array, t_row: Array, resume: Array, parked: Array,
-             row_max_steps: Array, tests: tuple[float, ...], f0: Array, best: Array,
-             last_improvement: Array, ring: Array, path_length: Array, flips: Array,
-             prev_step: Array, last_step_norm: Array, last_lr: Array, first_value: Array,
-             first_gn: Array, park_value: Array, park_gn: Array, p_arg: Any, w_arg: Array,
-             *, reuse: bool = False) -> None:
+             tests: tuple[float, ...], p_arg: Any, w_arg: Array, *, reuse: bool = False
+             ) -> None:
     """One group's block: its coefficient tables (kept for a resumed run), then the kernel."""
-    s, e = part.start, part.end
-    if not live[s:e].any():
+    if not part.flat("live").any():
         return
-    group, size = part.group, e - s
+    group, size = part.group, part.end - part.start
     if not reuse:
         slots, steps, lrs = _pattern(group, t0, t1)
         part.lr_block = _table(lrs, size, float)
         part.block_start = t0
         part.tables = (slots, _tables(slots, steps, size))
-    assert part.tables is not None
+    assert part.tables is not None and part.lr_block is not None
     slots, tables = part.tables
-    assert part.lr_block is not None
     pattern = (slots, part.lr_block.ndim == 1)
     module = part.modules.get(pattern)
     if module is None:
+        dim = part.arrays["X"].shape[1]
         module = part.modules[pattern] = codegen.load(
-            _source_for(source, group, *pattern, k, params.shape[1]))
-    grad_tol, loss_tol, step_tol, patience, factor = tests
-    module.advance(part.block_start if reuse else t0, t1, CHUNK_RUNS, halt, params[s:e],
-                   part.state, live[s:e], t_row[s:e], resume[s:e], parked[s:e],
-                   row_max_steps[s:e], grad_tol, loss_tol, step_tol, patience, factor, f0[s:e],
-                   best[s:e], last_improvement[s:e], ring[:, s:e], path_length[s:e], flips[s:e],
-                   prev_step[s:e], last_step_norm[s:e], last_lr[s:e], first_value[s:e],
-                   first_gn[s:e], park_value[s:e], park_gn[s:e], part.lr_block,
-                   p_arg, w_arg, *tables)
+            _source_for(source, group, *pattern, k, dim))
+    a = part.arrays
+    module.advance(part.block_start if reuse else t0, t1, halt,
+                   *(a[name] for name in _KERNEL_ORDER), *tests,
+                   *(a[name] for name in _AFTER_TESTS), part.lr_block, p_arg, w_arg, *tables)
 
 
-def _settle(rows: Array, halted: bool, cancelled: bool, stop: StopCriteria,
-            parts: list[_Group], params: Array, results: dict[str, Array], recorder: Recorder,
-            finals: dict[str, Array], t_row: Array, row_max_steps: Array, f0: Array,
-            best: Array, ring: Array, path_length: Array, flips: Array,
-            last_step_norm: Array, last_lr: Array, last_improvement: Array,
-            park_value: Array, park_gn: Array) -> Array:
-    """The parked runs' verdicts: those that stop are finished; returns those that go on."""
-    t = t_row[rows]
-    values, grad_norms = park_value[rows], park_gn[rows]
+def _settle(part: _Group, halted: bool, cancelled: bool, stop: StopCriteria,
+            results: dict[str, Array], recorder: Recorder, finals: dict[str, Array]) -> Array:
+    """The parked runs' verdicts (stopping.check_termination): those that stop are finished;
+    returns the local rows that go on."""
+    rows = np.flatnonzero(part.flat("parked"))
+    part.flat("parked")[rows] = False
+    t = part.flat("t_row")[rows]
+    values, grad_norms = part.flat("park_value")[rows], part.flat("park_gn")[rows]
+    params = part.rows("X", rows)
     status, reason = check_termination(
-        stop, t=t, max_steps=row_max_steps[rows], values=values, grad_norms=grad_norms,
-        params=params[rows], f0=f0[rows], last_step_norm=last_step_norm[rows],
-        last_improvement=last_improvement[rows], may_converge=None)
+        stop, t=t, max_steps=part.flat("max_steps")[rows], values=values,
+        grad_norms=grad_norms, params=params, f0=part.flat("f0")[rows],
+        last_step_norm=part.flat("last_step_norm")[rows],
+        last_improvement=part.flat("last_improvement")[rows], may_converge=None)
     running = status == Status.RUNNING
     if halted:
         status[running] = Status.CANCELLED if cancelled else Status.TIME_LIMIT
         reason[running] = Reason.CANCELLED if cancelled else Reason.TIME_LIMIT
         running[:] = False
-    done = rows[~running]
+    ended = ~running
+    done = rows[ended]
     if done.size:
-        window = ring.shape[0]
-        t_done = t[~running]
-        ring[t_done % window, done] = values[~running]
-        lr = np.empty(done.size)
-        for part in parts:
-            inside = (done >= part.start) & (done < part.end)
-            if inside.any():
-                assert part.lr_block is not None
-                at = t_done[inside] - part.block_start
-                lr[inside] = (part.lr_block[at] if part.lr_block.ndim == 1
-                              else part.lr_block[at, done[inside] - part.start])
-        write_rows(results, done, {
-            "status": status[~running], "reason": reason[~running], "steps": t_done,
-            "final_params": params[done], "final_loss": values[~running],
-            "final_grad_norm": grad_norms[~running], "final_lr": lr,
-            "initial_loss": f0[done], "best_loss": np.fmin(best[done], values[~running]),
-            "path_length": path_length[done], "flips": flips[done].astype(float),
-            "recent_losses": ring[:, done].T, "hess_evals": 0.0,
-            "final_step_size": last_lr[done], "final_evals": t_done + 1.0})
-        recorder.retire(done, results["steps"], finals)
+        t_done = t[ended]
+        ring = part.rows("ring", done)  # (n, window): a copy
+        ring[np.arange(done.size), t_done % ring.shape[1]] = values[ended]
+        at = t_done - part.block_start
+        assert part.lr_block is not None
+        lr = part.lr_block[at] if part.lr_block.ndim == 1 else part.lr_block[at, done]
+        write_rows(results, part.start + done, {
+            "status": status[ended], "reason": reason[ended], "steps": t_done,
+            "final_params": params[ended], "final_loss": values[ended],
+            "final_grad_norm": grad_norms[ended], "final_lr": lr,
+            "initial_loss": part.flat("f0")[done],
+            "best_loss": np.fmin(part.flat("best")[done], values[ended]),
+            "path_length": part.flat("path_length")[done],
+            "flips": part.flat("flips")[done].astype(float), "recent_losses": ring,
+            "hess_evals": 0.0, "final_step_size": part.flat("last_lr")[done],
+            "final_evals": t_done + 1.0})
+        recorder.retire(part.start + done, results["steps"], finals)
     return rows[running]

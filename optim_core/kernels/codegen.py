@@ -35,17 +35,18 @@ from optim_core.kernels import FusedUnavailable, cache_dir
 _MUL, _ADD, _SQUARE, _CALL1, _CALL2, _MULADD, _SUB = range(7)
 _MATH_NAMES = {math.sin, math.cos, math.tan, math.asin, math.acos, math.atan, math.sinh,
                math.cosh, math.tanh, math.exp, math.log, math.log1p, math.sqrt, math.pow}
-VERSION = "1"  # of this generator: a change of the template below makes new files
+VERSION = "2"  # of this generator: a change of the template below makes new files
 
 
 @dataclass(frozen=True, slots=True)
 class LossSource:
-    """A loss's `value_grad(X, k, g, P, W)` at the point X[k] as source, and the functions it
-    compiles; W holds a builtin's per-coordinate weights or its pair's (a, b), P nothing yet
-    (a float)."""
+    """A loss's value and gradient at run k as straight-line statements (the coordinates
+    unrolled: the loop over runs then vectorises): they read X{i}[k] and set `value` and
+    g0 … g{d−1}; W holds a builtin's per-coordinate weights or its pair's (a, b), P nothing
+    yet (a float). `functions` are the (alias, function) pairs the statements call."""
 
-    functions: tuple[tuple[str, Callable[..., Any]], ...]  # (alias, function) it compiles
-    body: str
+    functions: tuple[tuple[str, Callable[..., Any]], ...]
+    lines: tuple[str, ...]
 
 
 def _literal(value: float) -> str:
@@ -71,66 +72,56 @@ def _function(fn: Callable[..., float], helpers: dict[str, Callable[..., Any]]) 
 
 
 def expression_source(float_tape: Any) -> LossSource:
-    """An expression's value and gradient from its float program (scalar.FloatTape)."""
+    """An expression's value and gradient from its float program (scalar.FloatTape), one
+    assignment per instruction, in its order."""
     tape = float_tape.tape
     helpers: dict[str, Callable[..., Any]] = {}
-    lines = [f"    s{i} = X[k, {i}]" for i in range(tape.n_inputs)]
-    lines += [f"    s{slot} = {_literal(value)}" for slot, value in tape.constants]
+    lines = [f"e{i} = X{i}[k]" for i in range(tape.n_inputs)]
+    lines += [f"e{slot} = {_literal(value)}" for slot, value in tape.constants]
     for op, dst, a, b, c in float_tape.program:
         if op == _MULADD:
-            lines.append(f"    s{dst} = s{a} + s{b} * s{c}")
+            lines.append(f"e{dst} = e{a} + e{b} * e{c}")
         elif op == _MUL:
-            lines.append(f"    s{dst} = s{a} * s{b}")
+            lines.append(f"e{dst} = e{a} * e{b}")
         elif op == _ADD:
-            lines.append(f"    s{dst} = s{a} + s{b}")
+            lines.append(f"e{dst} = e{a} + e{b}")
         elif op == _SQUARE:
-            lines.append(f"    s{dst} = s{a} * s{a}")
+            lines.append(f"e{dst} = e{a} * e{a}")
         elif op == _SUB:
-            lines.append(f"    s{dst} = s{a} - s{b}")
+            lines.append(f"e{dst} = e{a} - e{b}")
         elif op == _CALL1:
-            lines.append(f"    s{dst} = {_function(c, helpers)}(s{a})")
+            lines.append(f"e{dst} = {_function(c, helpers)}(e{a})")
         else:
-            lines.append(f"    s{dst} = {_function(c, helpers)}(s{a}, s{b})")
+            lines.append(f"e{dst} = {_function(c, helpers)}(e{a}, e{b})")
     value_slot, *grad_slots = tape.outputs
-    lines += [f"    g[{i}] = s{slot}" for i, slot in enumerate(grad_slots)]
-    lines.append(f"    return s{value_slot}")
-    return LossSource(tuple(helpers.items()), "\n".join(lines))
+    lines += [f"g{i} = e{slot}" for i, slot in enumerate(grad_slots)]
+    lines.append(f"value = e{value_slot}")
+    return LossSource(tuple(helpers.items()), tuple(lines))
 
 
 def separable_source(form: Any, dim: int, params: dict[str, float]) -> LossSource:
     """Σᵢ scale·term(xᵢ) (+ offset), in the float form's order (catalog._separable)."""
-    term = form.term
-    lines = ["    value = 0.0",
-             "    for i in range(X.shape[1]):",
-             "        t, gi = TERM(TERM_MATH, X[k, i], P, W[i])",
-             "        value += t",
-             "        g[i] = gi"]
+    lines = ["value = 0.0"]
+    for i in range(dim):
+        lines += [f"term{i}, g{i} = TERM(TERM_MATH, X{i}[k], P, W[{i}])",
+                  f"value += term{i}"]
     if form.scale != 1.0:
-        lines.append(f"    value = {_literal(form.scale)} * value")
+        lines.append(f"value = {_literal(form.scale)} * value")
     if form.offset is not None:
-        lines.append(f"    value = {_literal(form.offset(dim, params))} + value")
-    lines.append("    return value")
-    return LossSource((("TERM", term),), "\n".join(lines))
+        lines.append(f"value = {_literal(form.offset(dim, params))} + value")
+    return LossSource((("TERM", form.term),), tuple(lines))
 
 
-def pairs_source(form: Any) -> LossSource:
+def pairs_source(form: Any, dim: int) -> LossSource:
     """Σᵢ pair(xᵢ, xᵢ₊₁): each coordinate its head derivative plus the tail derivative of
     the pair before it, as the float form (catalog._rosenbrock_floats)."""
-    pair = form.pair
-    lines = ["    d = X.shape[1]",
-             "    value = 0.0",
-             "    carry = 0.0",
-             "    head = X[k, 0]",
-             "    for i in range(1, d):",
-             "        tail = X[k, i]",
-             "        t, d_head, d_tail = PAIR(head, tail, W[0], W[1])",
-             "        value += t",
-             "        g[i - 1] = d_head if i == 1 else d_head + carry",
-             "        head = tail",
-             "        carry = d_tail",
-             "    g[d - 1] = 0.0 + carry",
-             "    return value"]
-    return LossSource((("PAIR", pair),), "\n".join(lines))
+    lines = ["value = 0.0"]
+    for i in range(1, dim):
+        lines += [f"term{i}, head{i}, tail{i} = PAIR(X{i - 1}[k], X{i}[k], W[0], W[1])",
+                  f"value += term{i}",
+                  f"g{i - 1} = head{i}" if i == 1 else f"g{i - 1} = head{i} + tail{i - 1}"]
+    lines.append(f"g{dim - 1} = 0.0 + tail{dim - 1}")
+    return LossSource((("PAIR", form.pair),), tuple(lines))
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,99 +135,121 @@ class Slot:
 
 
 def advance_source(kernel: Callable[..., Any], n_state: int, slots: Sequence[Slot],
-                   lr_shared: bool, parallel: bool, dim: int) -> str:
-    """`advance`: steps t0 … t1 − 1 for every live run whose own step is t (see fused.py)."""
+                   lr_shared: bool, parallel: bool, dim: int, loss: LossSource) -> str:
+    """`steps`, a block of steps t0 … t1 − 1 for one chunk of runs (contiguous arrays, runs
+    along the last axis), and `advance`, every chunk (prange: on every thread when
+    `parallel`). A chunk's loop over its runs has no early exit and its coordinates are
+    unrolled, so LLVM vectorises it."""
     names = [f"C{j}" for j in range(len(slots))]
     flags = [f"F{j}" for j in range(len(slots))]
     parts, hoisted = [], []
+    rows = []  # per-run tables: the step's row, a 1-D view made once a step
     for j, slot in enumerate(slots):
-        value = f"{names[j]}[b]" if slot.shared else f"{names[j]}[b, k]"
+        if not slot.shared:
+            rows.append(f"row{j} = {names[j]}[b]")
+        value = f"{names[j]}[b]" if slot.shared else f"row{j}[first + k]"
         if slot.optional:
             value = f"({value} if {flags[j]}[b] else None)"
         if slot.shared:
-            hoisted.append(f"            h{j} = {value}")
+            hoisted.append(f"h{j} = {value}")
             value = f"h{j}"
         parts.append(value)
     coefficients = "(NUMBA_OPS, " + ", ".join(parts) + ")"
-    step_level = "\n".join(hoisted)
-    state_in = ", ".join(f"state[{i}, k, i]" for i in range(n_state)) + (
+    coords = range(dim)
+    state = lambda i: ", ".join(f"S{m}_{i}[k]" for m in range(n_state)) + (  # noqa: E731
         "," if n_state == 1 else "")
-    state_out = ", ".join(f"a{i}" for i in range(n_state)) + ("," if n_state == 1 else "")
-    stores = "\n".join(f"                    state[{i}, k, i] = a{i}" for i in range(n_state))
+    out = lambda i: ", ".join(f"a{i}_{m}" for m in range(n_state)) + (  # noqa: E731
+        "," if n_state == 1 else "")
+    step_lines = [f"step{i}, ({out(i)}) = KERNEL(c, g{i}, X{i}[k], ({state(i)}))"
+                  for i in coords]
+    step_lines += [f"S{m}_{i}[k] = a{i}_{m}" for i in coords for m in range(n_state)]
+    step_lines.append("squares = 0.0")
+    step_lines += [f"squares += step{i} * step{i}" for i in coords]
+    step_lines.append("flips[k] += " + " + ".join(
+        f"(step{i} * prev{i}[k] < 0.0)" for i in coords))
+    step_lines += [f"prev{i}[k] = step{i}" for i in coords]
+    step_lines += [f"X{i}[k] = X{i}[k] + step{i}" for i in coords]
+    finite = " & ".join(["math.isfinite(value)", "math.isfinite(grad_norm)"]
+                        + [f"math.isfinite(X{i}[k])" for i in coords])
+    # 1-D views of every row the loop over runs reads (LLVM vectorises unit-stride 1-D
+    # accesses; a 2-D index with runtime strides kept the loop scalar)
+    views = [f"X{i} = X[{i}]" for i in coords] + [f"prev{i} = prev[{i}]" for i in coords]
+    views += [f"S{m}_{i} = S[{m}, {i}]" for i in coords for m in range(n_state)]
     tables = ", ".join(names + flags)
-    prange = "prange" if parallel else "range"
+    tail = (", " + tables) if tables else ""
+    pad = " " * 16
     return f'''
-@njit(cache=True, nogil=True, parallel={parallel}, error_model="numpy")
-def advance(t0, t1, chunk, halt, params, state, live, t_row, resume, parked, max_steps,
-            grad_tol, loss_tol, step_tol, patience, factor, f0, best, last_improvement, ring,
-            path_length, flips, prev_step, last_step_norm, last_lr, first_value, first_gn,
-            park_value, park_gn, lr_table, P, W{", " if tables else ""}{tables}):
-    n_runs = params.shape[0]
-    d = {dim}  # a constant: the coordinate loops unroll
-    window = ring.shape[0]  # step-major: a step writes one contiguous row
-    n_chunks = (n_runs + chunk - 1) // chunk
-    for ci in {prange}(n_chunks):
-        lo = ci * chunk
-        hi = min(n_runs, lo + chunk)
-        g = np.empty(d)
-        for t in range(t0, t1):
-            b = t - t0
-            ring_slot = t % window
-{step_level}
-            for k in range(lo, hi):
-                if not live[k] or t_row[k] != t:
-                    continue
-                value = value_grad(params, k, g, P, W)
+@njit(cache=True, nogil=True, error_model="numpy")
+def steps(t0, t1, halt, X, S, live, t_row, resume, parked, max_steps, grad_tol, loss_tol,
+          step_tol, patience, factor, f0, best, last_improvement, ring, path_length, flips,
+          prev, last_step_norm, last_lr, first_value, first_gn, park_value, park_gn,
+          lr_table, first, P, W{tail}):
+    n = X.shape[1]
+    window = ring.shape[0]
+{chr(10).join(" " * 4 + line for line in views)}
+    for t in range(t0, t1):
+        b = t - t0
+        ring_row = ring[t % window]
+        starting = t == t0
+        halting = halt and starting
+{chr(10).join(" " * 8 + line for line in hoisted + rows)}
+        for k in range(n):
+            if live[k] & (t_row[k] == t):
+{chr(10).join(pad + line for line in loss.lines)}
                 squares = 0.0
-                for i in range(d):
-                    squares += g[i] * g[i]
+{chr(10).join(pad + f"squares += g{i} * g{i}" for i in coords)}
                 grad_norm = math.sqrt(squares)
-                if t == t0:
+                if starting:
                     first_value[k] = value
                     first_gn[k] = grad_norm
                 if t == 0:
                     f0[k] = value
-                if resume[k]:
-                    resume[k] = False
+                start_value = f0[k]
+                stop = (halting | (not ({finite}))
+                        | (value - start_value > factor * max(1.0, abs(start_value)))
+                        | (grad_norm <= grad_tol) | (value <= loss_tol)
+                        | ((t > 0) & (last_step_norm[k] <= step_tol))
+                        | (t - last_improvement[k] >= patience) | (t >= max_steps[k]))
+                stop = stop & (not resume[k])
+                resume[k] = False
+                if stop:
+                    park_value[k] = value
+                    park_gn[k] = grad_norm
+                    parked[k] = True
+                    live[k] = False
                 else:
-                    finite = math.isfinite(value) and math.isfinite(grad_norm)
-                    for i in range(d):
-                        finite = finite and math.isfinite(params[k, i])
-                    if ((halt and t == t0) or not finite
-                            or value - f0[k] > factor * max(1.0, abs(f0[k]))
-                            or grad_norm <= grad_tol or value <= loss_tol
-                            or (t > 0 and last_step_norm[k] <= step_tol)
-                            or t - last_improvement[k] >= patience or t >= max_steps[k]):
-                        park_value[k] = value
-                        park_gn[k] = grad_norm
-                        parked[k] = True
-                        live[k] = False
-                        continue
-                if value < best[k]:
-                    best[k] = value
-                    last_improvement[k] = t
-                ring[ring_slot, k] = value
-                c = {coefficients}
-                squares = 0.0
-                for i in range(d):
-                    s, ({state_out}) = KERNEL(c, g[i], params[k, i], ({state_in}))
-{stores}
-                    squares += s * s
-                    if s * prev_step[k, i] < 0.0:
-                        flips[k] += 1
-                    prev_step[k, i] = s
-                    params[k, i] = params[k, i] + s
-                norm = math.sqrt(squares)
-                last_step_norm[k] = norm
-                path_length[k] += norm
-                last_lr[k] = {"lr_table[b]" if lr_shared else "lr_table[b, k]"}
-                t_row[k] = t + 1
+                    if value < best[k]:
+                        best[k] = value
+                        last_improvement[k] = t
+                    ring_row[k] = value
+                    c = {coefficients}
+{chr(10).join(" " * 20 + line for line in step_lines)}
+                    norm = math.sqrt(squares)
+                    last_step_norm[k] = norm
+                    path_length[k] += norm
+                    last_lr[k] = {"lr_table[b]" if lr_shared else "lr_table[b, first + k]"}
+                    t_row[k] = t + 1
+
+
+@njit(cache=True, nogil=True, parallel={parallel}, error_model="numpy")
+def advance(t0, t1, halt, X, S, live, t_row, resume, parked, max_steps, grad_tol, loss_tol,
+            step_tol, patience, factor, f0, best, last_improvement, ring, path_length, flips,
+            prev, last_step_norm, last_lr, first_value, first_gn, park_value, park_gn,
+            lr_table, P, W{tail}):
+    chunk = X.shape[2]
+    for ci in {"prange" if parallel else "range"}(X.shape[0]):
+        steps(t0, t1, halt, X[ci], S[ci], live[ci], t_row[ci], resume[ci], parked[ci],
+              max_steps[ci], grad_tol, loss_tol, step_tol, patience, factor, f0[ci], best[ci],
+              last_improvement[ci], ring[ci], path_length[ci], flips[ci], prev[ci],
+              last_step_norm[ci], last_lr[ci], first_value[ci], first_gn[ci], park_value[ci],
+              park_gn[ci], lr_table, ci * chunk, P, W{tail})
 '''
 
 
 def module_source(kernel: Callable[..., Any], n_state: int, slots: Sequence[Slot],
                   lr_shared: bool, loss: LossSource, parallel: bool, dim: int) -> str:
-    """The whole module: imports, the loss, the rule's kernel and `advance`."""
+    """The whole module: imports, the rule's kernel and the loss's functions compiled, and
+    `steps` and `advance`."""
     header = ["# optim fused kernel, generator " + VERSION,
               "import math", "import numpy as np", "from numba import njit, prange",
               "from optim_core.kernels.ops import NUMBA_OPS, TERM_MATH"]
@@ -248,11 +261,8 @@ def module_source(kernel: Callable[..., Any], n_state: int, slots: Sequence[Slot
                    f"{alias} = njit(error_model='numpy')(_{alias})"]
         quoted.append(inspect.getsource(fn))
     digest = hashlib.sha256("\n".join(quoted).encode()).hexdigest()[:16]
-    # inlined into advance: a call that passes arrays costs reference counting per run-step
-    value_grad = ("@njit(cache=True, error_model='numpy', inline='always')\n"
-                  "def value_grad(X, k, g, P, W):\n" + loss.body)
-    return "\n".join([*header, f"# sources {digest}", "", value_grad,
-                      advance_source(kernel, n_state, slots, lr_shared, parallel, dim)])
+    return "\n".join([*header, f"# sources {digest}",
+                      advance_source(kernel, n_state, slots, lr_shared, parallel, dim, loss)])
 
 
 _LOCK = threading.Lock()

@@ -164,7 +164,8 @@ def test_losses_without_a_fused_form_take_the_vectorised_loop():
     data = dataset_loss({"model": "linear", "synthetic": {
         "n_samples": 50, "n_features": 2, "noise": 0.3, "seed": 2, "n_classes": 2,
         "condition": 1.0}})
-    for loss in (ackley, quadratic, data):
+    wide = BuiltinLoss("sphere", fused.MAX_DIM + 1)  # coordinates are unrolled up to MAX_DIM
+    for loss in (ackley, quadratic, data, wide):
         assert not fused.covers(loss, [make_group("sgd", [{}])], None, None)
     points = starts(3, 3)
     a = run(ackley, [make_group("sgd", [{}] * 3)], points, max_steps=20, path="fused")

@@ -85,6 +85,8 @@ class Meta(_Model):
     seed: int | None
     elapsed_ms: float
     optimizers: list[dict[str, Any]] | None = None
+    engine: str | None = None  # floats | vectorised | fused
+    compile_ms: float | None = None  # fused kernels compiled or loaded for this answer
 
 
 class OptimizeResponse(RunsTables, _Model):

@@ -88,6 +88,8 @@ class Meta(TypedDict):
     seed: int | None
     elapsed_ms: float
     optimizers: NotRequired[list[dict[str, Any]]]
+    engine: NotRequired[str]  # floats | vectorised | fused (see docs/operations.md)
+    compile_ms: NotRequired[float]  # fused: kernels compiled or loaded from disk for it
 
 
 class OptimizeResponse(TypedDict):

@@ -100,6 +100,8 @@ class ShardResult:
     trajectories: list[Trajectory] | None
     engine_steps: int
     elapsed_s: float
+    path: str = ""
+    compile_s: float = 0.0
 
 
 class ShardExecutor(Protocol):
@@ -187,7 +189,8 @@ def run_shard(work: ShardWork, runs: Array, *, deadline_wall: float | None = Non
     runs = np.asarray(runs, dtype=np.int64)
     batch = _run_batch(work, runs, deadline_wall, cancel, progress)
     return ShardResult(runs, {name: getattr(batch, name) for name in PER_RUN_ARRAYS},
-                       batch.counters, batch.trajectories, batch.engine_steps, batch.elapsed_s)
+                       batch.counters, batch.trajectories, batch.engine_steps, batch.elapsed_s,
+                       batch.path, batch.compile_s)
 
 
 def _run_batch(work: ShardWork, runs: Array, deadline_wall: float | None,
@@ -237,7 +240,11 @@ def merge(plan: Plan, results: Sequence[ShardResult], elapsed_s: float) -> RunBa
                     counters=counters, trajectories=trajectories,  # type: ignore[arg-type]
                     elapsed_s=elapsed_s,
                     engine_steps=max((r.engine_steps for r in results), default=0),
-                    stochastic=bool(work.loss.stochastic), **fields)
+                    stochastic=bool(work.loss.stochastic),
+                    # a shard without numba computed on the NumPy engine: say so
+                    path=min((r.path for r in results), default=work.options.path,
+                             key=lambda p: p == "fused"),
+                    compile_s=sum(r.compile_s for r in results), **fields)
 
 
 def execute(plan: Plan, *, shards: Sequence[Array] | None = None,

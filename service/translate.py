@@ -199,7 +199,7 @@ def _deadline(body: RunOptions, settings: Settings) -> float:
 
 
 def _meta(report_batch: Any, body: RunOptions, began: float) -> Meta:
-    return {
+    meta: Meta = {
         "runs": int(report_batch.status.shape[0]),
         "max_steps": body.max_steps,
         "engine_steps": report_batch.engine_steps,
@@ -207,6 +207,11 @@ def _meta(report_batch: Any, body: RunOptions, began: float) -> Meta:
         "seed": body.seed,
         "elapsed_ms": round((time.perf_counter() - began) * 1000, 3),
     }
+    if report_batch.path:
+        meta["engine"] = report_batch.path
+    if report_batch.path == "fused":
+        meta["compile_ms"] = round(report_batch.compile_s * 1000, 3)
+    return meta
 
 
 def run_optimize(body: OptimizeRequest | CompareRequest, settings: Settings,

@@ -24,7 +24,9 @@ libm, NumPy its SIMD loops: the last bit or two) and the sums of more than two s
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -103,8 +105,12 @@ def choose(mode: str, loss: Loss, groups: Sequence[RunGroup], k: int, max_steps:
         return True
     if not kernels.numba_available() or k < kernels.FUSED_MIN_RUNS:
         return False
-    return (k * max_steps * max(loss.dim, 1) >= kernels.COMPILE_PAYS_RUN_STEPS
-            or all(_compiled(loss, g, k) for g in groups))
+    if k * max_steps * max(loss.dim, 1) >= kernels.COMPILE_PAYS_RUN_STEPS:
+        return True
+    if all(_compiled(loss, g, k) for g in groups):
+        return True
+    _warm_later(loss, groups, k)  # this batch on NumPy; the next of its shape fused
+    return False
 
 
 def _compiled(loss: Loss, group: RunGroup, k: int) -> bool:
@@ -113,7 +119,42 @@ def _compiled(loss: Loss, group: RunGroup, k: int) -> bool:
         source = _source_for(loss_source(loss)[0], group, slots, _shared(lrs), k, loss.dim)
     except FusedUnavailable:
         return False
-    return codegen.is_loaded(source)
+    return codegen.is_compiled(source)
+
+
+_WARMING: set[tuple[Any, ...]] = set()
+_WARMING_LOCK = threading.Lock()
+
+
+def _warm_later(loss: Loss, groups: Sequence[RunGroup], k: int) -> None:
+    """Compile the kernels of a batch of this shape on a background thread (one step of the
+    batch from the origin, answers discarded), once per shape: a batch too small to pay for
+    a compile runs on NumPy, and the next ones of its shape find the kernel ready. The
+    compile holds the GIL for a second or two, once per new rule, loss and shape."""
+    try:
+        key = (loss_source(loss)[0], k, tuple((g.rule.name, _pattern(g, 0, 1)[0],
+                                               _shared(_pattern(g, 0, 1)[2]))
+                                              for g in groups))
+    except FusedUnavailable:
+        return
+    with _WARMING_LOCK:
+        if key in _WARMING:
+            return
+        _WARMING.add(key)
+    starts = np.zeros((k, loss.dim))
+    batch = list(groups)
+
+    def warm() -> None:
+        from optim_core.engine.loop import RATE_WINDOW  # loop imports this module
+        try:
+            run_fused(loss, batch, starts, max_steps=1, stop=StopCriteria(),
+                      record=RecordSpec(enabled=False), deadline=None, cancel=None,
+                      progress=None, progress_every=50, rate_window=RATE_WINDOW,
+                      threads=kernels.threads())
+        except Exception:  # noqa: BLE001 - a warm-up only saves time; the batch ran anyway
+            logging.getLogger(__name__).exception("fused kernel warm-up failed")
+
+    threading.Thread(target=warm, name="optim-kernel-warm-up", daemon=True).start()
 
 
 # -- the coefficient tables ------------------------------------------------------------------
@@ -280,6 +321,9 @@ def run_fused(loss: Loss, groups: Sequence[RunGroup], starts: Array, *, max_step
                                  row_max_steps[begin:begin + g.size], rate_window))
         begin += g.size
     previous_threads = _set_threads(threads)
+    compiling: list[float] = []
+    timer = _compile_timer(compiling)
+    timer.__enter__()
     try:
         t = 0
         while any(p.flat("live").any() for p in parts):
@@ -309,14 +353,24 @@ def run_fused(loss: Loss, groups: Sequence[RunGroup], starts: Array, *, max_step
             if progress is not None and t % every == 0 and active:
                 progress(t, longest, active)
     finally:
+        timer.__exit__(None, None, None)
         _set_threads(previous_threads)
     if progress is not None:
         progress(steps_done(results["status"], results["steps"], longest), longest, 0)
     trajectories = (recorder.assemble(results["steps"], finals) if recorder.spec.enabled
                     else None)
-    return run_batch(results, starts=starts, groups=groups, counters={},
-                     trajectories=trajectories, elapsed_s=time.perf_counter() - began,
-                     engine_steps=int(results["steps"].max()) if k else 0, stochastic=False)
+    batch = run_batch(results, starts=starts, groups=groups, counters={},
+                      trajectories=trajectories, elapsed_s=time.perf_counter() - began,
+                      engine_steps=int(results["steps"].max()) if k else 0, stochastic=False)
+    batch.path, batch.compile_s = "fused", sum(compiling)
+    return batch
+
+
+def _compile_timer(seconds: list[float]) -> Any:
+    """Adds the seconds numba spends compiling (or loading from its cache) to `seconds`:
+    numba's own compile events, which cover this thread's compiles only."""
+    from numba.core import event
+    return event.install_timer("numba:compile", seconds.append)
 
 
 def _write_record(recorder: Recorder, t: int, recorded: list[tuple[_Group, Array]],
@@ -378,6 +432,7 @@ def _advance(part: _Group, source: codegen.LossSource, t0: int, t1: int, halt: b
     module.advance(part.block_start if reuse else t0, t1, halt,
                    *(a[name] for name in _KERNEL_ORDER), *tests,
                    *(a[name] for name in _AFTER_TESTS), part.lr_block, p_arg, w_arg, *tables)
+    codegen.mark_compiled(module)
 
 
 def _settle(part: _Group, halted: bool, cancelled: bool, stop: StopCriteria,

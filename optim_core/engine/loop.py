@@ -85,7 +85,7 @@ def run(
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         if path == "fused":
             try:
-                return fused.run_fused(
+                return fused.run_fused(  # its RunBatch says path "fused" and its compile time
                     loss, groups, starts, max_steps=max_steps, stop=stop or StopCriteria(),
                     record=record or RecordSpec(), deadline=deadline, cancel=cancel,
                     progress=progress, progress_every=progress_every, rate_window=RATE_WINDOW,
@@ -93,13 +93,17 @@ def run(
             except FusedUnavailable:  # numba missing where a shard runs: same answers, slower
                 pass
         if use_floats:
-            return _run_floats(loss, groups, starts, max_steps, stop or StopCriteria(),
-                               record or RecordSpec(), deadline, cancel, progress,
-                               progress_every)
+            batch = _run_floats(loss, groups, starts, max_steps, stop or StopCriteria(),
+                                record or RecordSpec(), deadline, cancel, progress,
+                                progress_every)
+            batch.path = "floats"
+            return batch
         reuse_large_blocks(k, d)
-        return _Loop(loss, groups, starts, max_steps, stop or StopCriteria(),
-                     record or RecordSpec(), seed, streams, deadline, cancel, progress,
-                     progress_every, eval_every, bounds).run()
+        batch = _Loop(loss, groups, starts, max_steps, stop or StopCriteria(),
+                      record or RecordSpec(), seed, streams, deadline, cancel, progress,
+                      progress_every, eval_every, bounds).run()
+        batch.path = "vectorised"
+        return batch
 
 
 def _run_floats(loss: Loss, groups: list[RunGroup], starts: Array, max_steps: int | Array,

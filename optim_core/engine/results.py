@@ -52,11 +52,14 @@ class RunBatch:
     engine_steps: int
     stochastic: bool = False
     extras: dict[str, Array] = field(default_factory=dict)
+    path: str = ""  # the engine that computed it: floats | vectorised | fused
+    compile_s: float = 0.0  # fused kernels compiled (or loaded from the disk cache) for it
 
 
 # What a RunBatch holds besides its per-run arrays (those come from the plan or the batch).
 BATCH_WIDE = frozenset({"starts", "group_index", "groups", "counters", "trajectories",
-                        "elapsed_s", "engine_steps", "stochastic", "extras"})
+                        "elapsed_s", "engine_steps", "stochastic", "extras", "path",
+                        "compile_s"})
 # RunBatch's per-run arrays: what a shard's result carries back to be merged.
 PER_RUN_ARRAYS = tuple(f.name for f in fields(RunBatch) if f.name not in BATCH_WIDE)
 

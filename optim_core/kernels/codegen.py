@@ -267,13 +267,19 @@ def module_source(kernel: Callable[..., Any], n_state: int, slots: Sequence[Slot
 
 _LOCK = threading.Lock()
 _LOADED: dict[str, ModuleType] = {}
+_COMPILED: set[str] = set()
 
 
-def is_loaded(source: str) -> bool:
-    """Whether this source is compiled in this process or its file is already on disk (its
-    numba cache then usually is too)."""
+def is_compiled(source: str) -> bool:
+    """Whether this source's `advance` has been compiled: run in this process, or in numba's
+    disk cache beside its file (another process, an earlier run)."""
     name = _name(source)
-    return name in _LOADED or (cache_dir() / f"{name}.py").exists()
+    return name in _COMPILED or any((cache_dir() / "__pycache__").glob(f"{name}.advance-*.nbi"))
+
+
+def mark_compiled(module: ModuleType) -> None:
+    """`module.advance` has run once: later batches of its shape compile nothing."""
+    _COMPILED.add(module.__name__)
 
 
 def _name(source: str) -> str:

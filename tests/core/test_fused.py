@@ -188,6 +188,24 @@ def test_auto_chooses_by_size_and_compile_cost(monkeypatch):
     assert not fused.choose("auto", loss, large, 4096, 100, None, np.array([[0, 1], [0, 1]]))
 
 
+def test_auto_compiles_in_the_background_for_the_next_batch_of_a_shape(tmp_path):
+    """A batch too small to pay for a compile runs on NumPy and starts one warm-up on a
+    thread; once it is done, batches of that shape take the fused path."""
+    import threading
+    kernels.configure("auto", None, tmp_path)
+    loss = expression_loss("(2 - x)^2 + 3*(y + x)^2")
+    groups = [make_group("nadam", [{"lr": 0.01}] * 300)]
+    try:
+        assert not fused.choose("auto", loss, groups, 300, 100, None, None)
+        assert not fused.choose("auto", loss, groups, 300, 100, None, None)  # one warm-up
+        warming = [t for t in threading.enumerate() if t.name == "optim-kernel-warm-up"]
+        assert len(warming) == 1
+        warming[0].join(timeout=120)
+        assert fused.choose("auto", loss, groups, 300, 100, None, None)
+    finally:
+        kernels.configure("numpy")
+
+
 def test_threads_and_chunks_give_the_same_bits():
     """A batch past PARALLEL_MIN_RUNS runs its chunks on every thread: each run's arithmetic
     is its own, so the answer equals the serial kernel's and the vectorised loop's."""
@@ -205,7 +223,7 @@ def test_the_plan_takes_the_fused_path_and_shards_agree():
     from optim_core.api import optimize
     loss = expression_loss("(1 - x)^2 + 5*(y - x^2)^2")
     points = starts(300, 2)
-    kernels.configure("numba", None, kernels.cache_dir())
+    kernels.configure("numba", None, kernels.cache_dir())  # the plan reads the mode
     try:
         whole = optimize(loss, [{"name": "adam", "lr": 0.01}], points, max_steps=100)
         split = optimize(loss, [{"name": "adam", "lr": 0.01}], points, max_steps=100,
@@ -217,12 +235,13 @@ def test_the_plan_takes_the_fused_path_and_shards_agree():
         np.testing.assert_array_equal(a.batch.final_params, b.batch.final_params)
 
 
-def test_generated_modules_are_cached_on_disk():
+def test_generated_modules_are_cached_on_disk(tmp_path):
     from optim_core.kernels import codegen
+    kernels.configure("numpy", None, tmp_path)  # other modules' apps may have configured
     loss = BuiltinLoss("sphere", 2)
     run(loss, [make_group("sgd", [{"lr": 0.1}] * 3)], starts(3, 2), max_steps=5,
         path="fused")
     files = list(kernels.cache_dir().glob("optim_fused_*.py"))
     assert files and all("import" in f.read_text() for f in files)
     assert list((kernels.cache_dir() / "__pycache__").glob("*.nbi"))  # numba's index
-    assert codegen.is_loaded(files[0].read_text())
+    assert codegen.is_compiled(files[0].read_text())

@@ -1,0 +1,49 @@
+"""OPTIM_KERNELS over HTTP: the fused engine answers like the NumPy one and says so in meta;
+`numba` without numba stops start-up naming the extra."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from optim_core import kernels
+from service.main import create_app
+from service.settings import Settings
+
+pytest.importorskip("numba")
+
+BODY = {"loss": {"kind": "expression", "expression": "(1 - x)^2 + 5*(y - x^2)^2"},
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "start": {"random": {"n": 300, "low": -2, "high": 2, "seed": 7}}, "max_steps": 200,
+        "record": {"max_points": 5}}
+
+
+async def _answer(mode: str, tmp_path) -> dict:
+    app = create_app(Settings(kernels=mode, kernel_cache_dir=tmp_path / "kernels",
+                              jobs_db_path=str(tmp_path / f"{mode}.sqlite3")))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        r = await client.post("/v1/optimize", json=BODY, timeout=120)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_numba_answers_as_numpy_does_and_says_which_engine(tmp_path):
+    try:
+        fused = await _answer("numba", tmp_path)
+        plain = await _answer("numpy", tmp_path)
+    finally:
+        kernels.configure("numpy")
+    assert fused["meta"]["engine"] == "fused" and fused["meta"]["compile_ms"] >= 0
+    assert plain["meta"]["engine"] == "vectorised" and "compile_ms" not in plain["meta"]
+    assert [run["final"] for run in fused["runs"]] == [run["final"] for run in plain["runs"]]
+    assert [run["trajectory"] for run in fused["runs"]] == [
+        run["trajectory"] for run in plain["runs"]]
+    assert list((tmp_path / "kernels").glob("optim_fused_*.py"))  # cached for a restart
+
+
+def test_numba_without_numba_stops_start_up_naming_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setattr(kernels, "numba_available", lambda: False)
+    with pytest.raises(kernels.FusedUnavailable, match=r"optim-service\[fast\]"):
+        create_app(Settings(kernels="numba", jobs_db_path=str(tmp_path / "j.sqlite3")))
+    kernels.configure("numpy")

@@ -180,14 +180,23 @@ def _pattern(group: RunGroup, t0: int, t1: int) -> tuple[tuple[codegen.Slot, ...
 
 
 def _shared(values: Sequence[Any]) -> bool:
-    """Whether every run holds the same value at each step (a flag column of one value)."""
-    return all(not isinstance(v, np.ndarray) or v.size == 1 or (v == v.flat[0]).all()
-               for v in values)
+    """Whether every run holds the same value at each step (a flag column of one value).
+    A column a step shares with the step before (an unscheduled hyperparameter: the same
+    array object every step) is checked once."""
+    seen: set[int] = set()
+    for v in values:
+        if not isinstance(v, np.ndarray) or v.size == 1 or id(v) in seen:
+            continue
+        if not (v == v.flat[0]).all():
+            return False
+        seen.add(id(v))
+    return True
 
 
-def _table(values: Sequence[Any], size: int, dtype: type) -> Array:
+def _table(values: Sequence[Any], size: int, dtype: type, shared: bool | None = None
+           ) -> Array:
     """(B,) when every run shares each step's value, else (B, size): one step a row."""
-    if _shared([v for v in values if v is not None]):
+    if shared if shared is not None else _shared([v for v in values if v is not None]):
         return np.array([0 if v is None else np.asarray(v).flat[0] for v in values],
                         dtype=dtype)
     table = np.zeros((len(values), size), dtype=dtype)
@@ -202,7 +211,7 @@ def _tables(slots: Sequence[codegen.Slot], steps: list[tuple[Any, ...]], size: i
     out, flags = [], []
     for j, slot in enumerate(slots):
         values = [c[j] for c in steps]
-        out.append(_table(values, size, bool if slot.dtype == "bool" else float))
+        out.append(_table(values, size, bool if slot.dtype == "bool" else float, slot.shared))
         flags.append(np.array([v is not None for v in values]))
     return out + flags
 

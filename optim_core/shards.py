@@ -164,7 +164,9 @@ def parallel_shards(plan: Plan, workers: int) -> list[Array]:
     n = plan.work.n_runs
     if plan.work.options.path == "floats" or workers <= 1:
         return default_shards(plan)
-    per = min(chunk_runs(plan.work.loss.dim), -(-n // workers))
+    per = -(-n // workers)  # fused: one shard a worker (the kernel chunks runs itself)
+    if plan.work.options.path != "fused":
+        per = min(chunk_runs(plan.work.loss.dim), per)
     return split(n, max(per, MIN_SHARD_RUNS))
 
 

@@ -28,10 +28,15 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 @pytest.fixture(autouse=True)
 def _test_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every app a test builds (and every server it starts) keeps its jobs in tmp_path and
-    checks each answer against its declared response model (a mismatch is a 500)."""
+    """Every app a test builds (and every server it starts) keeps its jobs in tmp_path,
+    checks each answer against its declared response model (a mismatch is a 500) and runs
+    the NumPy engine."""
     monkeypatch.setenv("OPTIM_JOBS_DB_PATH", str(tmp_path / "jobs.sqlite3"))
     monkeypatch.setenv("OPTIM_VALIDATE_ANSWERS", "true")
+    # the NumPy engine, as the tests of everything but the fused kernels expect (exact
+    # shard splits, no compile in the middle of a timing); tests/core/test_fused.py and
+    # tests/service/test_kernels_setting.py choose the fused path themselves
+    monkeypatch.setenv("OPTIM_KERNELS", "numpy")
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from optim_core import kernels
 from service.main import create_app
 from service.settings import Settings
 
@@ -37,6 +38,8 @@ def _test_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # shard splits, no compile in the middle of a timing); tests/core/test_fused.py and
     # tests/service/test_kernels_setting.py choose the fused path themselves
     monkeypatch.setenv("OPTIM_KERNELS", "numpy")
+    # and in this process, whatever an app of a module-scoped fixture configured before
+    kernels.configure("numpy", None, kernels.cache_dir())
 
 
 @pytest.fixture
@@ -64,7 +67,8 @@ def start_server(env: dict[str, str] | None = None, port: int | None = None
     models; returns (process, base URL); the process's `log_path` is its output."""
     port = port or free_port()
     environ = os.environ | {"OPTIM_HOST": "127.0.0.1", "OPTIM_PORT": str(port),
-                            "OPTIM_VALIDATE_ANSWERS": "true"} | (env or {})
+                            "OPTIM_VALIDATE_ANSWERS": "true", "OPTIM_KERNELS": "numpy"
+                            } | (env or {})
     # A file, not a pipe: nobody reads a pipe, and a full one would block the server's logging.
     log = tempfile.NamedTemporaryFile("w+b", prefix=f"optim-server-{port}-", suffix=".log",
                                       delete=False)

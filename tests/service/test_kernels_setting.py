@@ -12,7 +12,7 @@ from service.settings import Settings
 
 pytest.importorskip("numba")
 
-BODY = {"loss": {"kind": "expression", "expression": "(1 - x)^2 + 5*(y - x^2)^2"},
+BODY = {"loss": {"kind": "expression", "expression": "(3 - x)^2 + 4*(y - x^2)^2"},  # its own
         "optimizer": {"name": "adam", "lr": 0.01},
         "start": {"random": {"n": 300, "low": -2, "high": 2, "seed": 7}}, "max_steps": 200,
         "record": {"max_points": 5}}

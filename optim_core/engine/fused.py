@@ -376,8 +376,9 @@ def run_fused(loss: Loss, groups: Sequence[RunGroup], starts: Array, *, max_step
 
 
 def _compile_timer(seconds: list[float]) -> Any:
-    """Adds the seconds numba spends compiling (or loading from its cache) to `seconds`:
-    numba's own compile events, which cover this thread's compiles only."""
+    """Adds the seconds numba spends compiling (or loading from its cache) during the batch
+    to `seconds`, from numba's own compile events (process-wide: a batch compiling on
+    another thread at the same time counts here too)."""
     from numba.core import event
     return event.install_timer("numba:compile", seconds.append)
 

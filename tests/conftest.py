@@ -171,9 +171,14 @@ class PostgresServer:
         return [first, *map(int, children)]
 
     def signal(self, signum: int) -> None:
+        """Signal the postmaster first, then its backends: a stopped postmaster forks no
+        backend between the listing and the signal (one that did answered while "frozen")."""
         import signal as signals
 
-        for pid in self.pids():
+        postmaster, *_ = self.pids()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(postmaster, signals.Signals(signum))
+        for pid in self.pids()[1:]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signals.Signals(signum))
 

@@ -35,7 +35,14 @@ from optim_core.kernels import FusedUnavailable, cache_dir
 _MUL, _ADD, _SQUARE, _CALL1, _CALL2, _MULADD, _SUB = range(7)
 _MATH_NAMES = {math.sin, math.cos, math.tan, math.asin, math.acos, math.atan, math.sinh,
                math.cosh, math.tanh, math.exp, math.log, math.log1p, math.sqrt, math.pow}
-VERSION = "2"  # of this generator: a change of the template below makes new files
+VERSION = "2"
+# one assignment per float-program instruction (MULADD's third operand is a slot in c)
+_STATEMENTS = {
+    _MULADD: "e{dst} = e{a} + e{b} * e{c}", _MUL: "e{dst} = e{a} * e{b}",
+    _ADD: "e{dst} = e{a} + e{b}", _SQUARE: "e{dst} = e{a} * e{a}",
+    _SUB: "e{dst} = e{a} - e{b}", _CALL1: "e{dst} = {call}(e{a})",
+    _CALL2: "e{dst} = {call}(e{a}, e{b})",
+}  # of this generator: a change of the template below makes new files
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,20 +86,8 @@ def expression_source(float_tape: Any) -> LossSource:
     lines = [f"e{i} = X{i}[k]" for i in range(tape.n_inputs)]
     lines += [f"e{slot} = {_literal(value)}" for slot, value in tape.constants]
     for op, dst, a, b, c in float_tape.program:
-        if op == _MULADD:
-            lines.append(f"e{dst} = e{a} + e{b} * e{c}")
-        elif op == _MUL:
-            lines.append(f"e{dst} = e{a} * e{b}")
-        elif op == _ADD:
-            lines.append(f"e{dst} = e{a} + e{b}")
-        elif op == _SQUARE:
-            lines.append(f"e{dst} = e{a} * e{a}")
-        elif op == _SUB:
-            lines.append(f"e{dst} = e{a} - e{b}")
-        elif op == _CALL1:
-            lines.append(f"e{dst} = {_function(c, helpers)}(e{a})")
-        else:
-            lines.append(f"e{dst} = {_function(c, helpers)}(e{a}, e{b})")
+        call = _function(c, helpers) if op in (_CALL1, _CALL2) else ""
+        lines.append(_STATEMENTS[op].format(dst=dst, a=a, b=b, c=c, call=call))
     value_slot, *grad_slots = tape.outputs
     lines += [f"g{i} = e{slot}" for i, slot in enumerate(grad_slots)]
     lines.append(f"value = e{value_slot}")

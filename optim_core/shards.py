@@ -242,11 +242,15 @@ def merge(plan: Plan, results: Sequence[ShardResult], elapsed_s: float) -> RunBa
                     counters=counters, trajectories=trajectories,  # type: ignore[arg-type]
                     elapsed_s=elapsed_s,
                     engine_steps=max((r.engine_steps for r in results), default=0),
-                    stochastic=bool(work.loss.stochastic),
-                    # a shard without numba computed on the NumPy engine: say so
-                    path=min((r.path for r in results), default=work.options.path,
-                             key=lambda p: p == "fused"),
+                    stochastic=bool(work.loss.stochastic), path=_merged_path(work, results),
                     compile_s=sum(r.compile_s for r in results), **fields)
+
+
+def _merged_path(work: ShardWork, results: Sequence[ShardResult]) -> str:
+    """The plan's path, unless a shard fell back to the NumPy engine (no numba where it ran:
+    the same answers, computed otherwise): then "vectorised"."""
+    paths = {r.path for r in results} or {work.options.path}
+    return paths.pop() if len(paths) == 1 else "vectorised"
 
 
 def execute(plan: Plan, *, shards: Sequence[Array] | None = None,

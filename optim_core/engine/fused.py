@@ -75,15 +75,21 @@ def loss_source(loss: Loss) -> tuple[codegen.LossSource, Any, Array]:
     return codegen.pairs_source(form, loss.dim), 0.0, np.array([params[a], params[b]])
 
 
-def covers(loss: Loss, groups: Sequence[RunGroup], record: RecordSpec | None,
+def _takes(loss: Loss, groups: Sequence[RunGroup], record: RecordSpec | None,
            bounds: Array | None) -> bool:
-    """Whether the fused path can run this batch at all (numba installed or not)."""
+    """The batch's shape allows the fused path (the loss's form is checked apart)."""
     if bounds is not None or loss.stochastic or loss.dim > MAX_DIM:
         return False
     if any(g.rule.elementwise is None for g in groups):
         return False
-    if record is not None and record.enabled and not set(record.fields) <= {
-            "params", "loss", "grad_norm", "lr", "step_size", "evals"}:
+    return record is None or not record.enabled or set(record.fields) <= {
+        "params", "loss", "grad_norm", "lr", "step_size", "evals"}
+
+
+def covers(loss: Loss, groups: Sequence[RunGroup], record: RecordSpec | None,
+           bounds: Array | None) -> bool:
+    """Whether the fused path can run this batch at all (numba installed or not)."""
+    if not _takes(loss, groups, record, bounds):
         return False
     try:
         loss_source(loss)
@@ -107,40 +113,38 @@ def choose(mode: str, loss: Loss, groups: Sequence[RunGroup], k: int, max_steps:
         return False
     if k * max_steps * max(loss.dim, 1) >= kernels.COMPILE_PAYS_RUN_STEPS:
         return True
-    if all(_compiled(loss, g, k) for g in groups):
+    try:
+        source = loss_source(loss)[0]
+        modules = tuple(_first_block_source(source, g, k, loss.dim) for g in groups)
+    except FusedUnavailable:
+        return False
+    if all(codegen.is_compiled(module) for module in modules):
         return True
-    _warm_later(loss, groups, k)  # this batch on NumPy; the next of its shape fused
+    _warm_later(loss, groups, k, modules)  # this batch on NumPy; the next of its shape fused
     return False
 
 
-def _compiled(loss: Loss, group: RunGroup, k: int) -> bool:
-    try:
-        slots, _, lrs = _pattern(group, 0, 1)
-        source = _source_for(loss_source(loss)[0], group, slots, _shared(lrs), k, loss.dim)
-    except FusedUnavailable:
-        return False
-    return codegen.is_compiled(source)
+def _first_block_source(source: codegen.LossSource, group: RunGroup, k: int, dim: int) -> str:
+    """The module a group's first block of steps runs (what a warm-up compiles)."""
+    slots, _, lrs = _pattern(group, 0, 1)
+    return _source_for(source, group, slots, _shared(lrs), k, dim)
 
 
-_WARMING: set[tuple[Any, ...]] = set()
+_WARMING: set[tuple[str, ...]] = set()
 _WARMING_LOCK = threading.Lock()
 
 
-def _warm_later(loss: Loss, groups: Sequence[RunGroup], k: int) -> None:
-    """Compile the kernels of a batch of this shape on a background thread (one step of the
-    batch from the origin, answers discarded), once per shape: a batch too small to pay for
-    a compile runs on NumPy, and the next ones of its shape find the kernel ready. The
-    compile holds the GIL for a second or two, once per new rule, loss and shape."""
-    try:
-        key = (loss_source(loss)[0], k, tuple((g.rule.name, _pattern(g, 0, 1)[0],
-                                               _shared(_pattern(g, 0, 1)[2]))
-                                              for g in groups))
-    except FusedUnavailable:
-        return
+def _warm_later(loss: Loss, groups: Sequence[RunGroup], k: int, modules: tuple[str, ...]
+                ) -> None:
+    """Compile the kernels of a batch of this shape (`modules`, their sources) on a
+    background thread (one step of the batch from the origin, answers discarded), once: a
+    batch too small to pay for a compile runs on NumPy, and the next ones of its shape find
+    the kernel ready. The compile holds the GIL for a second or two, once per new rule, loss
+    and shape."""
     with _WARMING_LOCK:
-        if key in _WARMING:
+        if modules in _WARMING:
             return
-        _WARMING.add(key)
+        _WARMING.add(modules)
     starts = np.zeros((k, loss.dim))
     batch = list(groups)
 
@@ -225,10 +229,11 @@ def _source_for(source: codegen.LossSource, group: RunGroup, slots: tuple[codege
 
 
 # The kernel's per-run arrays, chunk-major: (chunks, …, CHUNK) so each chunk's slice is
-# contiguous (its loop over runs vectorises). Name → (extra axes, dtype, fill).
+# contiguous. Name → (extra axes, dtype, fill); X, S, live and max_steps are made from the
+# batch itself (_Group.make).
 _RUN_ARRAYS: dict[str, tuple[str, type, Any]] = {
-    "live": ("", bool, False), "t_row": ("", np.int64, 0), "resume": ("", bool, False),
-    "parked": ("", bool, False), "max_steps": ("", np.int64, 0), "f0": ("", float, np.nan),
+    "t_row": ("", np.int64, 0), "resume": ("", bool, False),
+    "parked": ("", bool, False), "f0": ("", float, np.nan),
     "best": ("", float, np.inf), "last_improvement": ("", np.int64, 0),
     "ring": ("window", float, np.nan), "path_length": ("", float, 0.0),
     "flips": ("", np.int64, 0), "prev": ("d", float, 0.0),
@@ -331,38 +336,36 @@ def run_fused(loss: Loss, groups: Sequence[RunGroup], starts: Array, *, max_step
         begin += g.size
     previous_threads = _set_threads(threads)
     compiling: list[float] = []
-    timer = _compile_timer(compiling)
-    timer.__enter__()
     try:
-        t = 0
-        while any(p.flat("live").any() for p in parts):
-            t1 = _block_end(t, every, recorder, longest)
-            late = deadline is not None and time.monotonic() >= deadline
-            cancelled = not late and cancel is not None and t % every == 0 and cancel()
-            halt = bool(late or cancelled)
-            due = recorder.due(t)
-            recorded = [(p, p.live_rows()) for p in parts] if due else []
-            recorded_params = [p.rows("X", rows) for p, rows in recorded]
-            for part in parts:
-                _advance(part, source, t, t1, halt, k, tests, p_arg, w_arg)
-            if due:
-                _write_record(recorder, t, recorded, recorded_params)
-            for part in parts:
-                while part.flat("parked").any():
-                    going_on = _settle(part, halt, bool(cancelled), stop, results, recorder,
-                                       finals)
-                    if going_on.size == 0:
-                        break
-                    part.flat("live")[going_on] = True
-                    part.flat("resume")[going_on] = True
-                    _advance(part, source, part.block_start, t1, False, k, tests, p_arg,
-                             w_arg, reuse=True)
-            t = t1
-            active = sum(int(p.flat("live").sum()) for p in parts)
-            if progress is not None and t % every == 0 and active:
-                progress(t, longest, active)
+        with _compile_timer(compiling):
+            t = 0
+            while any(p.flat("live").any() for p in parts):
+                t1 = _block_end(t, every, recorder, longest)
+                late = deadline is not None and time.monotonic() >= deadline
+                cancelled = not late and cancel is not None and t % every == 0 and cancel()
+                halt = bool(late or cancelled)
+                due = recorder.due(t)
+                recorded = [(p, p.live_rows()) for p in parts] if due else []
+                recorded_params = [p.rows("X", rows) for p, rows in recorded]
+                for part in parts:
+                    _advance(part, source, t, t1, halt, k, tests, p_arg, w_arg)
+                if due:
+                    _write_record(recorder, t, recorded, recorded_params)
+                for part in parts:
+                    while part.flat("parked").any():
+                        going_on = _settle(part, halt, bool(cancelled), stop, results, recorder,
+                                           finals)
+                        if going_on.size == 0:
+                            break
+                        part.flat("live")[going_on] = True
+                        part.flat("resume")[going_on] = True
+                        _advance(part, source, part.block_start, t1, False, k, tests, p_arg,
+                                 w_arg, reuse=True)
+                t = t1
+                active = sum(int(p.flat("live").sum()) for p in parts)
+                if progress is not None and t % every == 0 and active:
+                    progress(t, longest, active)
     finally:
-        timer.__exit__(None, None, None)
         _set_threads(previous_threads)
     if progress is not None:
         progress(steps_done(results["status"], results["steps"], longest), longest, 0)

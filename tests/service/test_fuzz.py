@@ -100,3 +100,25 @@ auth_schema.config.checks.positive_data_acceptance = PositiveDataAcceptanceConfi
           suppress_health_check=list(HealthCheck))
 def test_every_operation_passes_every_check_with_keys_on(case):
     case.call_and_validate()
+
+
+
+def test_a_finished_jobs_event_stream_matches_its_declared_events(module_server):
+    """The stream of a job that ran (its `progress` events and the `end`), each event checked
+    against the document's event schema, the JSON data against `Job` / `JobEnd`: schemathesis
+    reads a 3.1 `text/event-stream` schema as one event's."""
+    import httpx
+
+    body = {"kind": "optimize", "request": {
+        "loss": {"kind": "expression", "expression": "x^2 + 3*y^2"}, "start": [1.0, 1.0],
+        "optimizer": {"name": "sgd", "lr": 0.1}, "max_steps": 50}}
+    job = httpx.post(f"{module_server}/v1/jobs", json=body, timeout=30)
+    assert job.status_code == 202, job.text
+    live = schemathesis.openapi.from_url(f"{module_server}/openapi.json")
+    case = live["/v1/jobs/{job_id}/events"]["GET"].Case(
+        path_parameters={"job_id": job.json()["id"]})
+    response = case.call(timeout=30)
+    assert response.status_code == 200
+    events = [line for line in response.text.splitlines() if line.startswith("event:")]
+    assert events[-1] == "event: end" and "event: progress" in events
+    case.validate_response(response)

@@ -16,6 +16,7 @@ import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
+from pydantic import TypeAdapter
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.routing import Route
@@ -85,6 +86,9 @@ def _standard_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = standard_bounds(build())
+            schemas = document["components"]["schemas"]  # type: ignore[index]
+            for name, model in jobs.EVENT_SCHEMAS.items():
+                schemas.setdefault(name, TypeAdapter(model).json_schema())
             keys_optional = app.state.settings.auth != "api_key"
             for operations in document["paths"].values():  # type: ignore[index]
                 for operation in operations.values():

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from service.auth.guard import caller, require
 from service.errors import StoreUnavailableError
 from service.jobs.manager import JobManager, job_document
-from service.jobs.schemas import JobRequest
+from service.jobs.schemas import JobEnd, JobRequest
 from service.jobs.store import valid_job_id
 from service.jsonio import JSONResponse, StrictJSONRoute, dumps
 from service.problems import (
@@ -179,6 +179,10 @@ def _event_schema(name: str, data: str) -> dict[str, Any]:
         "data": {"type": "string", "contentMediaType": "application/json",
                  "contentSchema": {"$ref": f"#/components/schemas/{data}"}}}}
 
+
+# schemas no route answers with, which the event stream refers to (added to the document's
+# components by service.main)
+EVENT_SCHEMAS: dict[str, Any] = {"JobEnd": JobEnd}
 
 # OpenAPI 3.1 has no item schema for streams (3.2's `itemSchema`); the convention of 3.1 tools
 # (schemathesis among them) is that a `text/event-stream` schema describes each event.

@@ -36,6 +36,7 @@ from optim_core.optimizers import OPTIMIZERS
 from optim_core.reports import echo_settings
 from optim_core.shards import EngineOptions, ShardExecutor, execute, make_plan
 from optim_core.studies.sampling import MAX_SOBOL_DIMS, Choices, Dimension, Range, sample
+from optim_core.studies.tpe import plan_rounds, propose, startup_points
 from optim_core.types import Array
 
 OBJECTIVES = ("final_loss", "steps_to_tol", "auc")
@@ -80,6 +81,12 @@ class Trial:
 
     def key(self, index: int) -> tuple[float, float, int]:
         return (self.objective, self.final_loss, index)
+
+    def rank(self, index: int) -> tuple[int, int, float, float, int]:
+        """Best first over every status, as TPE splits them: completed by objective, then
+        pruned (the later the rung the better), then diverged."""
+        order = {"completed": 0, "pruned": 1}.get(self.status, 2)
+        return (order, -(self.pruned_at or 0), self.objective, self.final_loss, index)
 
 
 @dataclass(slots=True)
@@ -198,29 +205,89 @@ def tune(
     progress: Callable[[int, int, int], None] | None = None,
     executor: ShardExecutor | None = None,
 ) -> TuneReport:
-    """Run every trial × start (in rungs when pruning) and pick each optimizer's best."""
+    """Run every trial × start (in rungs when pruning) and pick each optimizer's best. The
+    `tpe` sampler proposes its trials in rounds (tpe.plan_rounds), each round's trials one
+    batch (its rungs when pruning), the model fitted again between rounds."""
     starts = np.asarray(starts, dtype=float)
-    n_starts = starts.shape[0]
-    all_trials = make_trials(specs, trials, sampler, seed)
-    for index, trial in enumerate(all_trials):  # a sampled value the rule refuses: say where
+    rungs = pruning.rungs(max_steps) if pruning is not None else [max_steps]
+    report = TuneReport([], [None] * len(specs))
+    rounds = plan_rounds(trials) if sampler == "tpe" else [trials]
+    planned = len(rounds) * sum(rungs)
+    done_before = 0
+    for r, size in enumerate(rounds):
+        first = len(report.trials)
+        report.trials += _check_trials(_next_trials(specs, report.trials, size, sampler, seed,
+                                                    r), first)
+
+        def round_progress(done: int, total: int, runs_active: int, base: int = done_before
+                           ) -> None:
+            if progress is not None:
+                progress(base + done, planned, runs_active)
+
+        done_before += _run_trials(
+            loss, specs, report, list(range(first, len(report.trials))), starts, rungs,
+            objective, stop, eval_every, bounds, deadline, cancel, round_progress, executor,
+            pruning)
+        if report.partial_reason is not None:
+            break
+    all_trials = report.trials
+    for s in range(len(specs)):
+        eligible = [i for i, t in enumerate(all_trials) if t.spec == s and t.status ==
+                    "completed" and math.isfinite(t.objective)]
+        if not eligible:  # nothing reached a finite objective: the lowest final loss
+            eligible = [i for i, t in enumerate(all_trials)
+                        if t.spec == s and t.status == "completed"]
+        if eligible:
+            report.best[s] = min(eligible, key=lambda i: all_trials[i].key(i))
+    return report
+
+
+def _next_trials(specs: Sequence[TuneSpec], done: list[Trial], n: int, sampler: str,
+                 seed: int, round_index: int) -> list[Trial]:
+    """The next n trials of each optimizer: all of them at once for random, sobol and grid;
+    for tpe the start-up's Sobol points, then proposals from the trials so far."""
+    if sampler != "tpe":
+        return make_trials(specs, n, sampler, seed)
+    out = []
+    for i, spec in enumerate(specs):
+        stream = np.random.SeedSequence([seed, i, round_index])
+        if round_index == 0:
+            points = startup_points(spec.space, n, int(stream.generate_state(1)[0]))
+        else:
+            mine = sorted((j for j, t in enumerate(done) if t.spec == i),
+                          key=lambda j: done[j].rank(j))
+            points = propose(spec.space, [done[j].searched for j in mine], n,
+                             np.random.default_rng(stream))
+        out += [Trial(i, spec.fixed | point, point) for point in points]
+    return out
+
+
+def _check_trials(trials: list[Trial], first: int) -> list[Trial]:
+    """A sampled value the rule refuses (a combination of values): say which trial."""
+    for index, trial in enumerate(trials, start=first):
         try:
             make_group(str(trial.settings["name"]), [trial.settings])
         except HyperparameterError as exc:
             raise HyperparameterError(f"Trial {index}: {exc.detail}",
                                       loc=["optimizers", trial.spec, "search"]) from None
-    rungs = pruning.rungs(max_steps) if pruning is not None else [max_steps]
-    report = TuneReport(all_trials, [None] * len(specs))
-    active = list(range(len(all_trials)))
-    planned = sum(rungs)
-    done_before = 0
+    return trials
+
+
+def _run_trials(loss: Loss, specs: Sequence[TuneSpec], report: TuneReport, active: list[int],
+                starts: Array, rungs: list[int], objective: str, stop: StopCriteria | None,
+                eval_every: int, bounds: Array | None, deadline: float | None,
+                cancel: Callable[[], bool] | None, progress: Callable[[int, int, int], None],
+                executor: ShardExecutor | None, pruning: Pruning | None) -> int:
+    """Run the given trials through the rungs (one batch a rung), setting their objectives
+    and statuses; answers the steps of the rungs run."""
+    all_trials, n_starts, done_before = report.trials, starts.shape[0], 0
     for r, steps in enumerate(rungs):
         if not active:
             break
 
         def rung_progress(done: int, total: int, runs_active: int, base: int = done_before
                           ) -> None:
-            if progress is not None:
-                progress(base + done, planned, runs_active)
+            progress(base + done, total, runs_active)
 
         batch = _run_rung(loss, specs, [all_trials[i] for i in active], starts, steps,
                           objective, stop, eval_every, bounds, deadline, cancel, rung_progress,
@@ -243,15 +310,7 @@ def tune(
         if report.partial_reason is not None or r == len(rungs) - 1:
             break
         active = _halve(all_trials, active, len(specs), pruning, steps)
-    for s in range(len(specs)):
-        eligible = [i for i, t in enumerate(all_trials) if t.spec == s and t.status ==
-                    "completed" and math.isfinite(t.objective)]
-        if not eligible:  # nothing reached a finite objective: the lowest final loss
-            eligible = [i for i, t in enumerate(all_trials)
-                        if t.spec == s and t.status == "completed"]
-        if eligible:
-            report.best[s] = min(eligible, key=lambda i: all_trials[i].key(i))
-    return report
+    return done_before
 
 
 def _run_rung(loss: Loss, specs: Sequence[TuneSpec], trials: list[Trial], starts: Array,

@@ -47,7 +47,9 @@ class Pruning(Strict):
 class TuneRequest(RunOptions):
     optimizers: list[TunedOptimizer] = Field(..., min_length=1)
     trials: Int = Field(20, ge=1, description="trials per optimizer")
-    sampler: Literal["random", "sobol", "grid"] = "random"
+    sampler: Literal["random", "sobol", "grid", "tpe"] = Field(
+        "random", description="random; sobol (scrambled); grid; tpe: a Parzen-estimator "
+        "model fitted between rounds of trials (each round one batch)")
     objective: Literal["final_loss", "steps_to_tol", "auc"] = "final_loss"
     pruning: Pruning | None = None
 

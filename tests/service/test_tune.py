@@ -9,7 +9,10 @@ import math
 import numpy as np
 import pytest
 
+from optim_core.losses.catalog import builtin_loss
 from optim_core.studies.sampling import Choices, Range, grid_counts, sample, sobol
+from optim_core.studies.tpe import _bandwidths, plan_rounds, propose
+from optim_core.studies.tune import TuneSpec, tune
 
 RAVINE = {"kind": "expression", "expression": "0.5*(x^2 + 100*y^2)"}
 STARTS = [[-8.0, 1.0], [3.0, -2.0], [5.0, 0.5]]
@@ -66,9 +69,55 @@ def test_the_grid_spreads_its_trials_evenly_over_each_range():
                       seed=0)) == 10  # 2 choices × 5 values
 
 
+def test_tpe_plans_a_start_up_then_equal_rounds():
+    assert plan_rounds(200) == [20] + [12] * 15
+    assert plan_rounds(12) == [10, 1, 1] and plan_rounds(7) == [7]
+    assert plan_rounds(1000)[0] == 100 and sum(plan_rounds(1000)) == 1000
+
+
+def test_tpe_kernel_widths_are_the_larger_gap_to_the_neighbours_clipped():
+    # padded 0 | 0.1 0.15 0.7 | 1: gaps (0.1, 0.05) (0.05, 0.55) (0.55, 0.3); the outermost
+    # take their inner gap (0.05, 0.55); the floor is 1/min(100, n + 2) = 0.2
+    widths = _bandwidths(np.array([[0.7], [0.1], [0.15]]))
+    assert widths[:, 0].tolist() == pytest.approx([0.55, 0.2, 0.55])
+    many = _bandwidths(np.linspace(0, 1, 300)[:, None])
+    assert many.min() == pytest.approx(0.01)  # 1/100: never narrower
+
+
+def test_tpe_proposes_where_the_good_trials_are():
+    space = {"lr": Range(1e-4, 1.0, log=True), "beta1": Choices((0.8, 0.9, 0.99))}
+    rng = np.random.default_rng(0)
+    good = [{"lr": 10 ** rng.uniform(-2.2, -1.8), "beta1": 0.9} for _ in range(5)]
+    bad = [{"lr": 10 ** rng.uniform(-4, 0), "beta1": 0.8} for _ in range(45)]
+    points = propose(space, good + bad, 40, np.random.default_rng(1))
+    near = [p for p in points if -2.6 < math.log10(p["lr"]) < -1.4]
+    assert len(near) >= 30  # a random draw puts ~12 of 40 there
+    assert sum(p["beta1"] == 0.9 for p in points) >= 30
+    assert {p["beta1"] for p in points} <= {0.8, 0.9, 0.99}
+    assert points == propose(space, good + bad, 40, np.random.default_rng(1))
+
+
+def test_tpe_finds_a_better_setting_than_random_search_at_the_same_budget():
+    """Adam's lr and beta1 on Rosenbrock from 4 starts, 1,000 steps, 100 trials: the good
+    settings lie in a narrow ridge (lr ≈ 0.7, beta1 ≈ 0.97) that the model's rounds close in
+    on (~1e-9 in eight seeds of eight) while random and Sobol points end near 1e-6."""
+    loss = builtin_loss("rosenbrock")
+    starts = np.random.default_rng(0).uniform([-2, -1], [2, 3], (4, 2))
+    space = {"lr": Range(1e-4, 1.0, log=True), "beta1": Range(0.5, 0.99)}
+    for seed in (0, 1):
+        best = {}
+        for sampler in ("random", "sobol", "tpe"):
+            report = tune(loss, [TuneSpec("adam", {"name": "adam"}, dict(space))], starts,
+                          trials=100, sampler=sampler, seed=seed, max_steps=1000)
+            best[sampler] = report.trials[report.best[0]].objective
+            assert len(report.trials) == 100
+        assert best["tpe"] < 0.01 * min(best["random"], best["sobol"])
+
+
 # -- the answer --------------------------------------------------------------------------------
-async def test_every_trial_is_the_optimize_run_at_its_hyperparameters(client):
-    r = await client.post("/v1/tune", json=tune_body(objective="final_loss"))
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+async def test_every_trial_is_the_optimize_run_at_its_hyperparameters(client, sampler):
+    r = await client.post("/v1/tune", json=tune_body(objective="final_loss", sampler=sampler))
     assert r.status_code == 200, r.text
     answer = r.json()
     assert len(answer["trials"]) == 24 and answer["meta"]["runs"] == 24 * 3
@@ -108,12 +157,14 @@ async def test_each_optimizers_best_is_its_lowest_objective_and_the_compare_uses
     assert adam["median_steps_to_tol"] == adam_best["objective"]
 
 
-async def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_trials(client):
-    first = await client.post("/v1/tune", json=tune_body(sampler="sobol"))
-    second = await client.post("/v1/tune", json=tune_body(sampler="sobol"))
+@pytest.mark.parametrize("sampler", ["sobol", "tpe"])
+async def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_trials(client,
+                                                                                sampler):
+    first = await client.post("/v1/tune", json=tune_body(sampler=sampler))
+    second = await client.post("/v1/tune", json=tune_body(sampler=sampler))
     strip = lambda a: {k: v for k, v in a.items() if k not in ("meta", "compare")}  # noqa: E731
     assert strip(first.json()) == strip(second.json())
-    other = (await client.post("/v1/tune", json=tune_body(sampler="sobol", seed=8))).json()
+    other = (await client.post("/v1/tune", json=tune_body(sampler=sampler, seed=8))).json()
     assert other["trials"][0]["hyperparameters"] != first.json()["trials"][0]["hyperparameters"]
 
 
@@ -153,6 +204,21 @@ async def test_successive_halving_keeps_a_third_at_each_rung(client):
         [run["final"]["loss"] for run in runs])), rel=1e-12)
     best = answer["best"][0]
     assert trials[best["trial"]]["status"] == "completed"
+
+
+async def test_tpe_with_pruning_halves_each_round(client):
+    body = tune_body(trials=27, objective="final_loss", sampler="tpe",
+                     pruning={"kind": "successive_halving", "min_steps": 10,
+                              "reduction_factor": 3},
+                     optimizers=[{"name": "adam", "search": {"lr": {"low": 1e-3, "high": 1.0,
+                                                                    "log": True}}}])
+    answer = (await client.post("/v1/tune", json=body)).json()
+    trials = answer["trials"]
+    assert len(trials) == 27 and answer["meta"]["sampler"] == "tpe"
+    # each round (10, then eight of 2 and one of 1) keeps one trial to the last rung
+    assert [t["status"] for t in trials].count("completed") == len(plan_rounds(27)) == 10
+    assert {t["pruned_at"] for t in trials if t["status"] == "pruned"} <= {10, 30, 90}
+    assert trials[answer["best"][0]["trial"]]["status"] == "completed"
 
 
 @pytest.mark.parametrize(("search", "where", "words"), [

@@ -35,7 +35,7 @@ from optim_core.kernels import FusedUnavailable, cache_dir
 _MUL, _ADD, _SQUARE, _CALL1, _CALL2, _MULADD, _SUB = range(7)
 _MATH_NAMES = {math.sin, math.cos, math.tan, math.asin, math.acos, math.atan, math.sinh,
                math.cosh, math.tanh, math.exp, math.log, math.log1p, math.sqrt, math.pow}
-VERSION = "2"
+VERSION = "3"
 # one assignment per float-program instruction (MULADD's third operand is a slot in c)
 _STATEMENTS = {
     _MULADD: "e{dst} = e{a} + e{b} * e{c}", _MUL: "e{dst} = e{a} * e{b}",
@@ -66,6 +66,8 @@ def _literal(value: float) -> str:
 
 def _function(fn: Callable[..., float], helpers: dict[str, Callable[..., Any]]) -> str:
     """The name the generated code calls `fn` by: math's own, or a compiled helper."""
+    if fn is math.sqrt:  # numba's np.sqrt is LLVM's sqrt intrinsic (it vectorises); its
+        return "np.sqrt"  # math.sqrt a call of libm's (it does not). Both nan below 0.
     if fn in _MATH_NAMES:
         return f"math.{fn.__name__}"
     if fn is abs:
@@ -193,7 +195,7 @@ def steps(t0, t1, halt, X, S, live, t_row, resume, parked, max_steps, grad_tol, 
 {chr(10).join(pad + line for line in loss.lines)}
                 squares = 0.0
 {chr(10).join(pad + f"squares += g{i} * g{i}" for i in coords)}
-                grad_norm = math.sqrt(squares)
+                grad_norm = np.sqrt(squares)
                 if starting:
                     first_value[k] = value
                     first_gn[k] = grad_norm
@@ -219,7 +221,7 @@ def steps(t0, t1, halt, X, S, live, t_row, resume, parked, max_steps, grad_tol, 
                     ring_row[k] = value
                     c = {coefficients}
 {chr(10).join(" " * 20 + line for line in step_lines)}
-                    norm = math.sqrt(squares)
+                    norm = np.sqrt(squares)
                     last_step_norm[k] = norm
                     path_length[k] += norm
                     last_lr[k] = {"lr_table[b]" if lr_shared else "lr_table[b, first + k]"}
@@ -263,6 +265,22 @@ def module_source(kernel: Callable[..., Any], n_state: int, slots: Sequence[Slot
 _LOCK = threading.Lock()
 _LOADED: dict[str, ModuleType] = {}
 _COMPILED: set[str] = set()
+# LLVM's loop vectoriser gives up on a loop that needs more than 128 run-time checks that its
+# arrays do not overlap; the loop over runs touches ~30 per-run arrays (more with more
+# coordinates), ~450 pairs. Its cost model still weighs the checks against the trip count.
+MEMORY_CHECKS = 16384
+_OPTIONS_SET = False
+
+
+def _vectoriser_options() -> None:
+    """Raise the vectoriser's limit on run-time memory checks, once a process, before the
+    first compile (an LLVM option: it applies to everything numba compiles here)."""
+    global _OPTIONS_SET
+    if not _OPTIONS_SET:
+        import llvmlite.binding as llvm
+
+        llvm.set_option("", f"-vectorize-memory-check-threshold={MEMORY_CHECKS}")
+        _OPTIONS_SET = True
 
 
 def is_compiled(source: str) -> bool:
@@ -289,6 +307,7 @@ def load(source: str) -> ModuleType:
         module = _LOADED.get(name)
         if module is not None:
             return module
+        _vectoriser_options()
         directory = cache_dir()
         try:
             directory.mkdir(parents=True, exist_ok=True)

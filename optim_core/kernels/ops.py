@@ -10,12 +10,15 @@ from __future__ import annotations
 import math
 from collections import namedtuple
 
+import numpy as np
 from numba import njit
 
 
 @njit
 def _sqrt(x):  # noqa: ANN001, ANN202 - numba infers the types
-    return math.sqrt(x) if x >= 0.0 else math.nan
+    # LLVM's sqrt intrinsic (math.sqrt would be a call of libm's, which stops the loop over
+    # runs from vectorising); nan below 0, as IEEE's root
+    return np.sqrt(x)
 
 
 @njit

@@ -120,11 +120,16 @@ class Elementwise:
     `ops.power(beta, n)`, never `beta ** n` (see ARRAY_OPS: shards would lose bit-equality,
     which a test on random hyperparameters catches). The float path calls the kernel once per
     coordinate (~60 ns a call there).
+
+    `by_block`: coefficients(ops, hp, t) may take t as a (B, 1, 1) array of steps and answer
+    every step's coefficients at once, step along the first axis (no Python branch on a value
+    that depends on t): the fused path then builds a block's tables in one call.
     """
 
     state: dict[str, float]
     coefficients: Coefficients
     kernel: Kernel
+    by_block: bool = True
 
     def init(self, params: Array) -> tuple[Array, ...]:
         return tuple(np.full_like(params, value) for value in self.state.values())

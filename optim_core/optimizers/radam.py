@@ -61,7 +61,8 @@ def kernel(c, g, p, state):  # noqa: ANN001, ANN201
 
 
 RADAM = elementwise_rule(
-    "radam", Elementwise({"m": 0.0, "v": 0.0}, coefficients, kernel),
+    "radam", Elementwise({"m": 0.0, "v": 0.0}, coefficients, kernel,
+                         by_block=False),  # its rectification is a branch on the step
     (HyperParam("lr", 0.001, gt=0, schedulable=True, doc="step size (a number or a schedule)"),
      HyperParam("beta1", 0.9, ge=0, lt=1, doc="decay of the first moment (momentum)"),
      HyperParam("beta2", 0.999, ge=0, lt=1, doc="decay of the second moment"),

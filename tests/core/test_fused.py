@@ -259,3 +259,50 @@ def test_a_fused_plan_is_one_shard_here_and_one_a_worker_in_a_pool():
     plan.work = replace(plan.work, options=replace(plan.work.options, path="fused"))
     assert len(default_shards(plan)) == 1
     assert [s.size for s in parallel_shards(plan, 2)] == [5000, 5000]
+
+
+# -- a block's coefficients in one call equal them step by step ------------------------------
+def _random_setting(rule, rng):
+    """Random values inside each hyperparameter's declared range, flags both ways."""
+    out = {}
+    for hp in rule.hyperparams:
+        if hp.kind == "bool":
+            out[hp.name] = bool(rng.integers(2))
+        elif hp.kind == "float":
+            low = hp.gt if hp.gt is not None else hp.ge if hp.ge is not None else 0.0
+            high = hp.lt if hp.lt is not None else hp.le if hp.le is not None else 2.0
+            out[hp.name] = float(rng.uniform(low, min(high, low + 2.0)))
+    return out
+
+
+@pytest.mark.parametrize("name", [n for n in ELEMENTWISE if OPTIMIZERS[n].elementwise.by_block])
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_blocks_coefficient_tables_equal_the_step_by_step_ones(name, shared):
+    """Every rule whose coefficients take a column of steps: the tables of one call over a
+    block (powers step by step, remembered) are those of one call a step, to the bit, for
+    settings every run shares and for settings that differ run by run (a sweep)."""
+    rule = OPTIMIZERS[name]
+    rng = np.random.default_rng(sum(map(ord, name)) + shared)
+    for trial in range(4):
+        one = _random_setting(rule, rng)
+        settings = [one] * 6 if shared else [_random_setting(rule, rng) for _ in range(6)]
+        group = make_group(name, settings)
+        assert not group.scheduled
+        for t0, t1 in ((0, 50), (50, 300), (9_950, 10_000)):
+            slots, steps, lrs = fused._pattern(group, t0, t1)
+            expected = fused._tables(slots, steps, 6)
+            block_slots, block, lr = fused._block_tables(group, t0, t1, 6)
+            assert block_slots == slots
+            for a, b in zip(block, expected, strict=True):
+                assert a.dtype == b.dtype and a.shape == b.shape
+                np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(lr, fused._table(lrs, 6, float))
+
+
+def test_a_rule_with_a_branch_on_the_step_keeps_the_step_by_step_tables():
+    group = make_group("radam", [{"lr": 0.01}] * 3)
+    slots, steps, _ = fused._pattern(group, 0, 20)  # ρₜ crosses 5 within the block
+    block_slots, block, _ = fused._block_tables(group, 0, 20, 3)
+    assert block_slots == slots
+    for a, b in zip(block, fused._tables(slots, steps, 3), strict=True):
+        np.testing.assert_array_equal(a, b)

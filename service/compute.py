@@ -46,6 +46,10 @@ class ComputeGate:
         """Slots computing now: synchronous requests and jobs."""
         return int(self.limiter.borrowed_tokens)
 
+    def idle_slots(self) -> int:
+        """Compute slots no request or job holds now."""
+        return max(0, self.max_concurrency - self.busy)
+
     @property
     def slots_for_requests(self) -> int:
         """Compute slots not held by jobs (jobs on a cluster hold none)."""

@@ -162,6 +162,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gate = ComputeGate(settings.max_concurrency, settings.max_queue,
                                  settings.retry_after_s, job_slots=settings.job_max_running,
                                  jobs_hold_slots=settings.executor == "local")
+    # a large fused batch takes its own compute slot's CPU and the slots idle when it starts
+    # (not held: a request that comes in meanwhile shares the cores for the batch's time)
+    kernels.share_cpus_with(app.state.gate.idle_slots)
     app.state.executor = open_executor(settings)  # a missing Ray fails here, naming the setting
     store = open_job_store(settings.jobs_db_path, settings.jobs_db_url,
                            pool_size=settings.jobs_db_pool_size,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 MODES = ("auto", "numpy", "numba")
@@ -32,6 +33,7 @@ COMPILE_PAYS_RUN_STEPS = 40_000_000
 _mode = "numpy"  # the pure library's default; the service configures its setting's
 _threads: int | None = None
 _cache_dir: Path | None = None
+_idle_cpus: Callable[[], int] | None = None
 
 
 def configure(mode: str, threads: int | None = None, cache_dir: Path | None = None) -> None:
@@ -43,6 +45,14 @@ def configure(mode: str, threads: int | None = None, cache_dir: Path | None = No
     if mode == "numba":
         require_numba()
     _mode, _threads, _cache_dir = mode, threads, cache_dir
+    share_cpus_with(None)
+
+
+def share_cpus_with(idle_cpus: Callable[[], int] | None) -> None:
+    """A host that runs other work beside the engine (the service's compute gate) says how
+    many CPUs stand idle now; a fused batch then takes its own CPU and at most those."""
+    global _idle_cpus
+    _idle_cpus = idle_cpus
 
 
 def cache_dir() -> Path:
@@ -58,8 +68,12 @@ def mode() -> str:
 
 
 def threads() -> int | None:
-    """Threads a fused batch may use (None: numba's default, every core)."""
-    return _threads
+    """Threads a fused batch may use now (None: numba's default, every core): the configured
+    number, or fewer when the host's other work holds CPUs (share_cpus_with)."""
+    if _idle_cpus is None:
+        return _threads
+    available = 1 + max(0, _idle_cpus())
+    return available if _threads is None else min(_threads, available)
 
 
 def numba_available() -> bool:

@@ -283,7 +283,7 @@ def test_a_blocks_coefficient_tables_equal_the_step_by_step_ones(name, shared):
     settings every run shares and for settings that differ run by run (a sweep)."""
     rule = OPTIMIZERS[name]
     rng = np.random.default_rng(sum(map(ord, name)) + shared)
-    for trial in range(4):
+    for _ in range(4):
         one = _random_setting(rule, rng)
         settings = [one] * 6 if shared else [_random_setting(rule, rng) for _ in range(6)]
         group = make_group(name, settings)

@@ -47,3 +47,24 @@ def test_numba_without_numba_stops_start_up_naming_the_extra(monkeypatch, tmp_pa
     with pytest.raises(kernels.FusedUnavailable, match=r"optim-service\[fast\]"):
         create_app(Settings(kernels="numba", jobs_db_path=str(tmp_path / "j.sqlite3")))
     kernels.configure("numpy")
+
+
+async def test_a_fused_batch_takes_its_own_cpu_and_the_idle_compute_slots(tmp_path):
+    """Threads follow the compute gate: the configured number while the other slots are idle,
+    fewer while requests or jobs hold them, never less than one."""
+    app = create_app(Settings(kernels="numba", kernel_threads=3, max_concurrency=4,
+                              kernel_cache_dir=tmp_path / "kernels",
+                              jobs_db_path=str(tmp_path / "j.sqlite3")))
+    gate = app.state.gate
+    try:
+        assert gate.idle_slots() == 4 and kernels.threads() == 3
+        held = [object() for _ in range(3)]
+        for holder in held:
+            gate.limiter.acquire_on_behalf_of_nowait(holder)
+        assert gate.idle_slots() == 1 and kernels.threads() == 2
+        gate.limiter.acquire_on_behalf_of_nowait(object())
+        assert gate.idle_slots() == 0 and kernels.threads() == 1
+        kernels.configure("numpy", None)  # a host without a gate: the configured number
+        assert kernels.threads() is None
+    finally:
+        kernels.configure("numpy")

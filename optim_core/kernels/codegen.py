@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import tempfile
+import textwrap
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from optim_core.kernels import FusedUnavailable, cache_dir
 _MUL, _ADD, _SQUARE, _CALL1, _CALL2, _MULADD, _SUB = range(7)
 _MATH_NAMES = {math.sin, math.cos, math.tan, math.asin, math.acos, math.atan, math.sinh,
                math.cosh, math.tanh, math.exp, math.log, math.log1p, math.sqrt, math.pow}
-VERSION = "3"
+VERSION = "4"
 # one assignment per float-program instruction (MULADD's third operand is a slot in c)
 _STATEMENTS = {
     _MULADD: "e{dst} = e{a} + e{b} * e{c}", _MUL: "e{dst} = e{a} * e{b}",
@@ -174,7 +175,41 @@ def advance_source(kernel: Callable[..., Any], n_state: int, slots: Sequence[Slo
     views += [f"S{m}_{i} = S[{m}, {i}]" for i in coords for m in range(n_state)]
     tables = ", ".join(names + flags)
     tail = (", " + tables) if tables else ""
-    pad = " " * 16
+    body = f'''{chr(10).join(line for line in loss.lines)}
+squares = 0.0
+{chr(10).join(f"squares += g{i} * g{i}" for i in coords)}
+grad_norm = np.sqrt(squares)
+if starting:
+    first_value[k] = value
+    first_gn[k] = grad_norm
+if t == 0:
+    f0[k] = value
+start_value = f0[k]
+stop = (halting | (not ({finite}))
+        | (value - start_value > factor * max(1.0, abs(start_value)))
+        | (grad_norm <= grad_tol) | (value <= loss_tol)
+        | ((t > 0) & (last_step_norm[k] <= step_tol))
+        | (t - last_improvement[k] >= patience) | (t >= max_steps[k]))
+stop = stop & (not resume[k])
+resume[k] = False
+if stop:
+    park_value[k] = value
+    park_gn[k] = grad_norm
+    parked[k] = True
+    live[k] = False
+else:
+    if value < best[k]:
+        best[k] = value
+        last_improvement[k] = t
+    ring_row[k] = value
+    c = {coefficients}
+{chr(10).join(" " * 4 + line for line in step_lines)}
+    norm = np.sqrt(squares)
+    last_step_norm[k] = norm
+    path_length[k] += norm
+    last_lr[k] = {"lr_table[b]" if lr_shared else "lr_table[b, first + k]"}
+    t_row[k] = t + 1
+'''
     return f'''
 @njit(cache=True, nogil=True, error_model="numpy")
 def steps(t0, t1, halt, X, S, live, t_row, resume, parked, max_steps, grad_tol, loss_tol,
@@ -190,43 +225,16 @@ def steps(t0, t1, halt, X, S, live, t_row, resume, parked, max_steps, grad_tol, 
         starting = t == t0
         halting = halt and starting
 {chr(10).join(" " * 8 + line for line in hoisted + rows)}
+        synced = 0
         for k in range(n):
-            if live[k] & (t_row[k] == t):
-{chr(10).join(pad + line for line in loss.lines)}
-                squares = 0.0
-{chr(10).join(pad + f"squares += g{i} * g{i}" for i in coords)}
-                grad_norm = np.sqrt(squares)
-                if starting:
-                    first_value[k] = value
-                    first_gn[k] = grad_norm
-                if t == 0:
-                    f0[k] = value
-                start_value = f0[k]
-                stop = (halting | (not ({finite}))
-                        | (value - start_value > factor * max(1.0, abs(start_value)))
-                        | (grad_norm <= grad_tol) | (value <= loss_tol)
-                        | ((t > 0) & (last_step_norm[k] <= step_tol))
-                        | (t - last_improvement[k] >= patience) | (t >= max_steps[k]))
-                stop = stop & (not resume[k])
-                resume[k] = False
-                if stop:
-                    park_value[k] = value
-                    park_gn[k] = grad_norm
-                    parked[k] = True
-                    live[k] = False
-                else:
-                    if value < best[k]:
-                        best[k] = value
-                        last_improvement[k] = t
-                    ring_row[k] = value
-                    c = {coefficients}
-{chr(10).join(" " * 20 + line for line in step_lines)}
-                    norm = np.sqrt(squares)
-                    last_step_norm[k] = norm
-                    path_length[k] += norm
-                    last_lr[k] = {"lr_table[b]" if lr_shared else "lr_table[b, first + k]"}
-                    t_row[k] = t + 1
-
+            synced += live[k] & (t_row[k] == t)
+        if synced == n:  # every run of the chunk steps: no mask on its loads and stores
+            for k in range(n):
+{textwrap.indent(body, " " * 16)}
+        else:
+            for k in range(n):
+                if live[k] & (t_row[k] == t):
+{textwrap.indent(body, " " * 20)}
 
 @njit(cache=True, nogil=True, parallel={parallel}, error_model="numpy")
 def advance(t0, t1, halt, X, S, live, t_row, resume, parked, max_steps, grad_tol, loss_tol,

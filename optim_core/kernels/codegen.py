@@ -137,7 +137,9 @@ def advance_source(kernel: Callable[..., Any], n_state: int, slots: Sequence[Slo
     """`steps`, a block of steps t0 … t1 − 1 for one chunk of runs (contiguous arrays, runs
     along the last axis), and `advance`, every chunk (prange: on every thread when
     `parallel`). A chunk's loop over its runs has no early exit and its coordinates are
-    unrolled, so LLVM vectorises it."""
+    unrolled, so LLVM vectorises it; the loop is written twice, the step's body the same: one
+    for a step where every run of the chunk steps (the common case: no mask on its loads and
+    stores), one guarded by each run's live flag and step counter."""
     names = [f"C{j}" for j in range(len(slots))]
     flags = [f"F{j}" for j in range(len(slots))]
     parts, hoisted = [], []

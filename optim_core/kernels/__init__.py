@@ -25,9 +25,11 @@ MODES = ("auto", "numpy", "numba")
 # (~1–3 s) would dominate: the fused path never serves them under `auto` (K ≤ 64 stays
 # exactly as it was; the float path serves the smallest batches).
 FUSED_MIN_RUNS = 256
-# Under `auto`, a kernel not yet compiled (in this process or on disk) is compiled only for
-# a batch of at least this many run-steps (~1.5 s of NumPy work at ~40 ns a run-step).
-COMPILE_PAYS_RUN_STEPS = 40_000_000
+# Under `auto`, a kernel not yet compiled (in this process or on disk) is compiled at once
+# only for a batch of at least this many run-step-coordinates: ~3–6 s of NumPy work, which a
+# cold compile of the vectorised kernel (~3–7 s) then pays for; smaller batches run on NumPy
+# while it compiles in the background.
+COMPILE_PAYS_RUN_STEPS = 150_000_000
 
 
 _mode = "numpy"  # the pure library's default; the service configures its setting's

@@ -11,13 +11,22 @@ directory are `sqlite3.OperationalError`s, answered 503 (service/jobs/store.py).
 deleted under a running process is put back from the open connection (which still reads the
 deleted file) with SQLite's backup API, so the jobs it held are not lost; a file replaced by
 another process is reopened.
+
+WAL mode keeps its index in the `-shm` file through a shared memory map and writes to it on
+every transaction; a write to a mapped page the file system cannot take (the file made
+immutable, a full tmpfs) is SIGBUS, which ends the process instead of raising. So before each
+store call the files' immutable flag and the free space are checked (a few microseconds) and a
+store that could not take a write answers 503 without SQLite touching the map; a fault that
+comes within those microseconds is not covered.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +38,9 @@ from service.jobs.store import SqlJobStore, migrate
 
 logger = logging.getLogger("service.jobs")
 FILE_CHECK_S = 1.0  # how often the file's identity is checked (a stat)
+FS_IOC_GETFLAGS = 0x80086601  # Linux: a file's attribute flags (chattr)
+FS_IMMUTABLE_FL = 0x10
+MIN_FREE_BYTES = 1 << 20  # below this the WAL index may find no page for its next write
 
 
 class SqliteJobStore(SqlJobStore):
@@ -118,11 +130,28 @@ class SqliteJobStore(SqlJobStore):
         finally:
             os.unlink(temporary)
 
+    def _check_writable(self) -> None:
+        """503 before SQLite touches its memory map where a write to it would be SIGBUS."""
+        if self.path == ":memory:":
+            return
+        try:
+            space = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        except OSError:
+            return  # the directory vanished: SQLite's own error path answers
+        if space.f_bavail * space.f_frsize < MIN_FREE_BYTES:
+            raise StoreUnavailableError(f"{self.where} has no free space; retry later")
+        for suffix in ("", "-wal", "-shm"):
+            if _immutable(self.path + suffix):
+                raise StoreUnavailableError(f"{self.where} cannot be written (its file "
+                                            f"{os.path.basename(self.path + suffix)} is "
+                                            "immutable); retry later")
+
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
         if not self._lock.acquire(timeout=self.busy_timeout_s):
             raise StoreUnavailableError(f"{self.where} is busy; retry shortly")
         try:
+            self._check_writable()
             yield self._current()
         finally:
             self._lock.release()
@@ -146,3 +175,19 @@ class SqliteJobStore(SqlJobStore):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _immutable(path: str) -> bool:
+    """Whether a file carries the immutable attribute (False where the file or the flag
+    query is missing: other systems, other file systems)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        flags = fcntl.ioctl(fd, FS_IOC_GETFLAGS, struct.pack("l", 0))
+        return bool(struct.unpack("l", flags)[0] & FS_IMMUTABLE_FL)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

@@ -36,14 +36,14 @@ from optim_core.kernels import FusedUnavailable, cache_dir
 _MUL, _ADD, _SQUARE, _CALL1, _CALL2, _MULADD, _SUB = range(7)
 _MATH_NAMES = {math.sin, math.cos, math.tan, math.asin, math.acos, math.atan, math.sinh,
                math.cosh, math.tanh, math.exp, math.log, math.log1p, math.sqrt, math.pow}
-VERSION = "4"
+VERSION = "4"  # of this generator: a change of the template below makes new files
 # one assignment per float-program instruction (MULADD's third operand is a slot in c)
 _STATEMENTS = {
     _MULADD: "e{dst} = e{a} + e{b} * e{c}", _MUL: "e{dst} = e{a} * e{b}",
     _ADD: "e{dst} = e{a} + e{b}", _SQUARE: "e{dst} = e{a} * e{a}",
     _SUB: "e{dst} = e{a} - e{b}", _CALL1: "e{dst} = {call}(e{a})",
     _CALL2: "e{dst} = {call}(e{a}, e{b})",
-}  # of this generator: a change of the template below makes new files
+}
 
 
 @dataclass(frozen=True, slots=True)

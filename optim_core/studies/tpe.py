@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from optim_core.studies.sampling import Choices, Dimension, Range, sobol
+from optim_core.studies.sampling import Choices, Dimension, Range
 from optim_core.types import Array
 
 N_STARTUP = 10  # Optuna's n_startup_trials
@@ -44,15 +44,6 @@ def plan_rounds(trials: int) -> list[int]:
     size = math.ceil(rest / ROUNDS)
     rounds = [size] * (rest // size) + ([rest % size] if rest % size else [])
     return [startup, *rounds]
-
-
-def startup_points(space: Mapping[str, Dimension], n: int, seed: int) -> list[dict[str, Any]]:
-    names = list(space)
-    if not names:
-        return [{}] * n
-    unit = sobol(n, len(names), seed)
-    return [{k: space[k].value(float(u)) for k, u in zip(names, row, strict=True)}
-            for row in unit]
 
 
 def _unit(dim: Range, value: float) -> float:
@@ -76,44 +67,44 @@ class _Parzen:
         self.sigma = np.vstack([_bandwidths(ranges), np.ones((1, ranges.shape[1]))])
         self.weights = np.append(np.ones(n), PRIOR_WEIGHT)
         self.weights /= self.weights.sum()
+        self.log_scale = np.log(self.sigma * math.sqrt(2 * math.pi))
         # each truncated Gaussian's mass inside [0, 1]: its density is divided by it
         self.log_mass = np.log(np.maximum(
             _normal_cdf((1 - self.mu) / self.sigma) - _normal_cdf(-self.mu / self.sigma),
             1e-300))
-        self.choices = choices
-        self.n_choices = list(n_choices)
-
-    def _choice_probs(self, j: int) -> Array:
-        """(components, c) the categorical of choice dimension j in each component."""
-        c = self.n_choices[j]
-        probs = np.full((self.choices.shape[0] + 1, c), 1.0 / c)
-        observed = np.eye(c)[self.choices[:, j]] if self.choices.shape[0] else np.zeros((0, c))
-        probs[:-1] = (observed + probs[:-1]) / 2.0
-        return probs
+        self.choice_probs = [_choice_probs(choices[:, j], c) for j, c in enumerate(n_choices)]
 
     def sample(self, rng: np.random.Generator, n: int) -> tuple[Array, Array]:
         component = rng.choice(self.weights.size, size=n, p=self.weights)
         mu, sigma = self.mu[component], self.sigma[component]
         ranges = _truncated_normal(rng, mu, sigma)
-        choices = np.empty((n, len(self.n_choices)), dtype=np.int64)
-        for j in range(len(self.n_choices)):
-            probs = self._choice_probs(j)[component]
+        choices = np.empty((n, len(self.choice_probs)), dtype=np.int64)
+        for j, table in enumerate(self.choice_probs):
+            probs = table[component]
             u = rng.random((n, 1))
             choices[:, j] = np.minimum((u > np.cumsum(probs, axis=1)).sum(axis=1),
-                                       self.n_choices[j] - 1)
+                                       table.shape[1] - 1)
         return ranges, choices
 
     def log_pdf(self, ranges: Array, choices: Array) -> Array:
         """(n,) log density of the points under the mixture."""
         z = (ranges[:, None, :] - self.mu[None]) / self.sigma[None]
-        log_kernel = (-0.5 * z ** 2 - np.log(self.sigma * math.sqrt(2 * math.pi))[None]
+        log_kernel = (-0.5 * z ** 2 - self.log_scale[None]
                       - self.log_mass[None]).sum(axis=2)
-        for j in range(len(self.n_choices)):
-            probs = self._choice_probs(j)  # (components, c)
+        for j, probs in enumerate(self.choice_probs):  # (components, c)
             log_kernel = log_kernel + np.log(probs[:, choices[:, j]].T)
         log_kernel = log_kernel + np.log(self.weights)[None]
         top = log_kernel.max(axis=1, keepdims=True)
         return (top + np.log(np.exp(log_kernel - top).sum(axis=1, keepdims=True)))[:, 0]
+
+
+def _choice_probs(observed: Array, c: int) -> Array:
+    """(components, c) a choice dimension's categorical in each component: half on the
+    trial's own choice, half spread evenly; the prior's (last) uniform."""
+    probs = np.full((observed.shape[0] + 1, c), 1.0 / c)
+    chosen = np.eye(c)[observed] if observed.shape[0] else np.zeros((0, c))
+    probs[:-1] = (chosen + probs[:-1]) / 2.0
+    return probs
 
 
 def _bandwidths(points: Array) -> Array:

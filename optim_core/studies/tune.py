@@ -36,7 +36,7 @@ from optim_core.optimizers import OPTIMIZERS
 from optim_core.reports import echo_settings
 from optim_core.shards import EngineOptions, ShardExecutor, execute, make_plan
 from optim_core.studies.sampling import MAX_SOBOL_DIMS, Choices, Dimension, Range, sample
-from optim_core.studies.tpe import plan_rounds, propose, startup_points
+from optim_core.studies.tpe import plan_rounds, propose
 from optim_core.types import Array
 
 OBJECTIVES = ("final_loss", "steps_to_tol", "auc")
@@ -252,7 +252,7 @@ def _next_trials(specs: Sequence[TuneSpec], done: list[Trial], n: int, sampler: 
     for i, spec in enumerate(specs):
         stream = np.random.SeedSequence([seed, i, round_index])
         if round_index == 0:
-            points = startup_points(spec.space, n, int(stream.generate_state(1)[0]))
+            points = sample(spec.space, n, "sobol", int(stream.generate_state(1)[0]))
         else:
             mine = sorted((j for j, t in enumerate(done) if t.spec == i),
                           key=lambda j: done[j].rank(j))

@@ -175,26 +175,22 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
 
 def _two_loop(g: Array, s: Array, y: Array, rho: Array, count: Array, h_diag: Array) -> Array:
     """−H·g by the two-loop recursion over each row's kept pairs (newest last), in torch's
-    order of operations."""
-    k, m, d = s.shape
+    order of operations. A row's slots past its count hold zeros (rho 0 too), so their terms
+    are exact zeros: the loops run over the largest count with no mask."""
+    k = s.shape[0]
+    top = int(count.max()) if k else 0
     q = -g
-    alphas = np.zeros((k, m))
-    for i in range(m - 1, -1, -1):
-        valid = i < count
-        if not valid.any():
-            continue
-        a = np.einsum("kd,kd->k", s[:, i], q) * rho[:, i]
-        a = np.where(valid, a, 0.0)
+    alphas = np.empty((k, top))
+    for i in range(top - 1, -1, -1):
+        a = np.einsum("kd,kd->k", s[:, i], q)
+        a *= rho[:, i]
         alphas[:, i] = a
-        q = q - a[:, None] * y[:, i]
+        q -= a[:, None] * y[:, i]
     r = q * h_diag[:, None]
-    for i in range(m):
-        valid = i < count
-        if not valid.any():
-            continue
-        b = np.einsum("kd,kd->k", y[:, i], r) * rho[:, i]
-        coefficient = np.where(valid, alphas[:, i] - b, 0.0)
-        r = r + coefficient[:, None] * s[:, i]
+    for i in range(top):
+        b = np.einsum("kd,kd->k", y[:, i], r)
+        b *= rho[:, i]
+        r += (alphas[:, i] - b)[:, None] * s[:, i]
     return r
 
 

@@ -73,6 +73,11 @@ def strong_wolfe(value_grad: ValueGrad, x: Array, t: Array, d: Array, f: Array, 
     f_new, g_new = np.array(f_new, dtype=float), np.array(g_new, dtype=float)
     evals = np.ones(k, dtype=np.int64)
     gtd_new = _dot(g_new, d)
+    if max_ls >= 1:  # most steps of a quasi-Newton run: every row takes its first trial
+        with np.errstate(invalid="ignore"):
+            first_taken = (f_new <= f + c1 * t * gtd) & (np.abs(gtd_new) <= -c2 * gtd)
+        if first_taken.all():  # what the rounds below answer then, without their arrays
+            return WolfeResult(t, f_new, g_new, evals, first_taken)
     t_prev, f_prev, g_prev, gtd_prev = np.zeros(k), f.copy(), g.copy(), gtd.copy()
     ls_iter = np.zeros(k, dtype=np.int64)
     phase = np.full(k, _BRACKET)

@@ -74,6 +74,24 @@ def test_lbfgs_is_torch_lbfgs_one_iteration_a_step(loss_name, settings, start):
     np.testing.assert_allclose(ours, reference, rtol=1e-10, atol=1e-12)
 
 
+def test_lbfgs_rows_with_their_own_history_sizes_in_one_batch_are_torchs():
+    """One batch, rows of history 2, 10 and 4 (the memory sized for 10, the two-loop run over
+    the largest count): each row is torch's own run, 30 steps (past ~35 on 4-D Rosenbrock the
+    sums' rounding, einsum's order against torch's dot, grows to ~1e-9)."""
+    torch = pytest.importorskip("torch")
+    loss = BuiltinLoss("rosenbrock", 4)
+    starts = [[-1.2, 1.0, 0.5, -0.3], [0.3, -0.8, 1.5, 1.1], [1.8, 1.9, -0.4, 0.2]]
+    settings = [{"history_size": 2}, {}, {"history_size": 4, "lr": 0.7}]
+    batch = run(loss, [make_group("lbfgs", settings)], np.array(starts), max_steps=30,
+                stop=StopCriteria(grad_tol=0.0),
+                record=RecordSpec(fields=("params",), max_points=100_000), path="vectorised")
+    for row, (start, setting) in enumerate(zip(starts, settings, strict=True)):
+        reference = _torch_lbfgs(torch, loss, start, int(batch.steps[row]), setting)
+        assert batch.steps[row] > 20
+        np.testing.assert_allclose(batch.trajectories[row].params, reference, rtol=1e-10,
+                                   atol=1e-12)
+
+
 def test_lbfgs_ends_where_torch_stops_moving():
     batch = _run(BuiltinLoss("himmelblau"), "lbfgs", {}, [[0.5, 0.5]], 200, grad_tol=0.0)
     assert batch.status[0] == 1 and batch.reason[0] == 14  # tolerance_change: converged

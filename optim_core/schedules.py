@@ -115,7 +115,8 @@ class Schedule:
 
 
 def as_schedule(value: Any, *, hyperparameter: str = "lr") -> Schedule:
-    """Accept a number or a {name, …} mapping and return a validated Schedule."""
+    """Accept a number or a {name, …} mapping and return a Schedule: its step counts and rates
+    checked here, its values (VALUE_FIELDS) by the caller against the hyperparameter's range."""
     if isinstance(value, Schedule):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -155,6 +156,8 @@ def _check_field(hyperparameter: str, schedule: str, field: ScheduleField, raw: 
     if field.integer and float(raw) != int(raw):
         raise HyperparameterError(f"Invalid {hyperparameter}.{field.name}: {raw} (must be a whole "
                                   "number)", loc=where)
+    if field.name in VALUE_FIELDS:  # the hyperparameter's own range applies (groups.py):
+        return float(raw)  # a beta1 held at 0 is {"name": "constant", "lr": 0}
     if field.gt is not None and raw <= field.gt:
         raise HyperparameterError(f"Invalid {hyperparameter}.{field.name}: {raw} (must be > "
                                   f"{field.gt})", loc=where)

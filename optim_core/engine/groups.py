@@ -106,6 +106,9 @@ def _resolve_value(hp: HyperParam, value: Any) -> Any:
                                       f"allowed; use {' or '.join(hp.schedules)}",
                                       loc=[hp.name, "name"])
         for key, v in schedule.values.items():
+            if key == "lr_min" and hp.gt == 0 and v < 0:  # a decay may end at 0
+                raise HyperparameterError(f"Invalid {hp.name}.lr_min: {v} (must be >= 0)",
+                                          loc=[hp.name, key])
             if key in VALUE_FIELDS and not (key == "lr_min" and v == 0):
                 _check_range(hp, v, key)
         return schedule

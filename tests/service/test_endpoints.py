@@ -171,6 +171,29 @@ async def test_sweep_over_schedules_and_with_runs(client):
     assert len(body["runs"]) == 2 and len(body["runs"][0]["trajectory"]["step"]) == 3
 
 
+async def test_a_schedule_takes_its_hyperparameters_range_not_lrs(client):
+    """beta1 and momentum may be 0, held by a constant schedule too (the schema allowed it;
+    the engine refused it as an lr once); lr stays > 0 and a decay may end at 0, not below."""
+    held = [{"name": "adam", "lr": 0.1, "beta1": {"name": "constant", "lr": 0.0}},
+            {"name": "adam", "lr": 0.1, "beta1": 0.0},
+            {"name": "momentum", "momentum": {"name": "constant", "lr": 0.0}},
+            {"name": "sgd"}]
+    r = await client.post("/v1/compare", json={"loss": RAVINE, "start": [1, 1],
+                                               "optimizers": held, "max_steps": 30})
+    assert r.status_code == 200, r.text
+    finals = [run["final"]["params"] for run in r.json()["runs"]]
+    assert finals[0] == finals[1] and finals[2] == finals[3]  # β1 = 0 / μ = 0, exactly
+    for optimizer, where in (
+            ({"name": "sgd", "lr": {"name": "constant", "lr": 0.0}}, ["lr", "lr"]),
+            ({"name": "sgd", "lr": {"name": "cosine", "lr": 0.1, "steps": 9, "lr_min": -1}},
+             ["lr", "lr_min"]),
+            ({"name": "adam", "beta1": {"name": "constant", "lr": 1.0}}, ["beta1", "lr"])):
+        r = await client.post("/v1/optimize", json={"loss": RAVINE, "start": [1, 1],
+                                                    "optimizer": optimizer, "max_steps": 3})
+        assert r.status_code in (400, 422), r.text
+        assert any(e["loc"][-2:] == where for e in r.json()["errors"]), r.text
+
+
 async def test_landscape_grid(client):
     r = await client.post("/v1/landscape", json={"loss": ROSENBROCK,
                                                  "bounds": [[-2, 2], [-1, 3]],

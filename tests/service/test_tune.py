@@ -70,9 +70,11 @@ def test_the_grid_spreads_its_trials_evenly_over_each_range():
 
 
 def test_tpe_plans_a_start_up_then_equal_rounds():
-    assert plan_rounds(200) == [20] + [12] * 15
+    assert plan_rounds(200) == [20] + [4] * 45
     assert plan_rounds(12) == [10, 1, 1] and plan_rounds(7) == [7]
-    assert plan_rounds(1000)[0] == 100 and sum(plan_rounds(1000)) == 1000
+    assert plan_rounds(20) == [10] + [1] * 10  # at least 16 rounds while trials last
+    assert plan_rounds(1000) == [100] + [15] * 60  # at most 64: larger budgets, larger rounds
+    assert plan_rounds(27) == [10] + [2] * 8 + [1]
 
 
 def test_tpe_kernel_widths_are_the_larger_gap_to_the_neighbours_clipped():

@@ -8,7 +8,9 @@
 
 A direction that is not a descent direction (gᵀd ≥ 0: H lost its positive definiteness to
 rounding) is replaced by −g and H reset to I. Within a box the coordinates held at a bound by
-the gradient are frozen and the search runs along the projected path (Armijo).
+the gradient are frozen; a row with none held searches as without a box and keeps a
+strong-Wolfe point inside it, the others search along the projected path (Armijo;
+linesearch.search_in_box).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from optim_core.engine.status import Reason
 from optim_core.optimizers.base import HyperParam, StepContext, StepRule
 from optim_core.optimizers.lbfgs import _column, _free
-from optim_core.optimizers.linesearch import armijo, strong_wolfe
+from optim_core.optimizers.linesearch import search_moving
 from optim_core.types import Array
 
 MAX_LS = 25
@@ -64,33 +66,14 @@ def update(grads, state: BfgsState, params, hp, t, ctx: StepContext):  # noqa: A
     lr = _column(hp.lr, k)
     first = state.n_iter == 0
     with np.errstate(divide="ignore"):
-        trial = np.where(first, np.minimum(1.0, 1.0 / np.abs(g).sum(axis=1)) * lr, lr)
+        opening = np.minimum(1.0, 1.0 / np.abs(g).sum(axis=1)) * lr
+    trial = np.where(first, opening, lr)
     moving = gtd < 0
-    alpha = np.zeros(k)
-    new_g = np.zeros_like(g)
-    func_evals, grad_evals = state.func_evals.copy(), state.grad_evals.copy()
-    failures = state.line_search_failures.copy()
-    rows = np.flatnonzero(moving)
-    stuck = np.zeros(k, dtype=bool)  # a search that found no lower point: no progress left
-    if rows.size and ctx.bounds is None:
-        found = strong_wolfe(ctx.value_grad_fn, params[rows], trial[rows], direction[rows],
-                             ctx.values[rows], g[rows], gtd[rows],
-                             c1=_column(hp.c1, k)[rows], c2=_column(hp.c2, k)[rows],
-                             max_ls=MAX_LS)
-        alpha[rows], new_g[rows] = found.step, found.grads
-        stuck[rows] = ~(found.values < ctx.values[rows])
-        func_evals[rows, 0] += found.evals
-        grad_evals[rows, 0] += found.evals
-        failures[rows[~found.satisfied], 0] += 1
-    elif rows.size:
-        scale, _, evals = armijo(ctx.value_fn, params[rows], trial[rows, None] * direction[rows],
-                                 ctx.values[rows], grads[rows], c1=1e-4,
-                                 project=lambda x: np.clip(x, *ctx.bounds))
-        alpha[rows] = scale * trial[rows]
-        moved = np.clip(params[rows] + alpha[rows, None] * direction[rows], *ctx.bounds)
-        _, new_g[rows] = ctx.value_grad_fn(moved)
-        func_evals[rows, 0] += evals + 1
-        grad_evals[rows, 0] += 1
+    # stuck: a search that found no lower point, no progress left
+    alpha, new_g, stuck, (func_evals, grad_evals, failures) = search_moving(
+        ctx, moving, params, trial, opening, direction, g, grads, gtd, free,
+        c1=_column(hp.c1, k), c2=_column(hp.c2, k), max_ls=MAX_LS,
+        counters=(state.func_evals, state.grad_evals, state.line_search_failures))
     next_params = np.where(moving[:, None], params + alpha[:, None] * direction, params)
     s = next_params - params
     y = new_g - grads

@@ -390,3 +390,25 @@ def test_lbfgs_within_bounds_matches_l_bfgs_b_on_a_quadratic():
                          bounds=box, options={"ftol": 1e-15, "gtol": 1e-12})
     np.testing.assert_allclose(batch.final_params[0], reference.x, atol=1e-7)
     assert batch.status[0] == 1
+
+
+@pytest.mark.parametrize("name", ["cg", "bfgs"])
+def test_a_box_the_path_never_touches_changes_nothing_and_a_tight_one_converges(name):
+    """A row with no coordinate at a bound searches as without a box (strong Wolfe), so a
+    box around the whole path changes nothing; in a box that binds, the projected-path
+    search starts from at least the opening length (cg once crawled at α ~ 1e-6 for 300
+    steps from (−1, 2, 0.5)) and every start ends at L-BFGS-B's constrained minimum."""
+    from scipy.optimize import minimize
+
+    loss = BuiltinLoss("rosenbrock", 3)
+    starts = np.array([[-1.0, 2.0, 0.5], [0.2, -1.5, 1.9], [1.9, 1.9, -1.9]])
+    free = _run(loss, name, {}, starts, 500, grad_tol=1e-8)
+    loose = _run(loss, name, {}, starts, 500, grad_tol=1e-8, bounds=np.array([[-5.0, 5.0]] * 3))
+    np.testing.assert_array_equal(loose.final_params, free.final_params)
+    np.testing.assert_array_equal(loose.counters["func_evals"], free.counters["func_evals"])
+    box = np.array([[-2.0, 0.5], [-2.0, 2.0], [-2.0, 2.0]])
+    tight = _run(loss, name, {}, starts, 500, grad_tol=1e-8, bounds=box)
+    assert (tight.status == 1).all() and (tight.steps < 200).all(), tight.steps
+    reference = minimize(lambda x: float(loss.value(x[None])[0]), starts[0], method="L-BFGS-B",
+                         bounds=box, options={"ftol": 1e-15, "gtol": 1e-10})
+    np.testing.assert_allclose(tight.final_params, np.tile(reference.x, (3, 1)), atol=1e-6)

@@ -168,7 +168,8 @@ class HyperParam:
         return " and ".join(parts)
 
     def check_number(self, value: Any) -> float:
-        """Validate a plain number against the range (torch-style message)."""
+        """Validate a plain number against the range (torch-style message); a whole-number
+        hyperparameter comes back an int, so answers echo `history_size: 10`, not 10.0."""
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
                 value):
             raise HyperparameterError(f"Invalid {self.name}: {value!r} (must be a finite number)",
@@ -181,7 +182,7 @@ class HyperParam:
         if not ok:
             raise HyperparameterError(
                 f"Invalid {self.name}: {value} (must be {self.bounds_text()})", loc=[self.name])
-        return float(value)
+        return int(value) if self.kind == "int" else float(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -421,3 +421,26 @@ async def test_bounds_keep_every_run_in_the_box(client):
     job = await client.post("/v1/jobs", json={"kind": "optimize", "request": body | {
         "start": [5.0, 5.0]}})
     assert job.status_code == 400
+
+
+async def test_a_whole_number_hyperparameter_is_echoed_as_an_int(client):
+    """history_size is an int: optimize's meta, a sweep's rows and a tune's trials say 3,
+    not 3.0, however the request wrote it (a grid or a list of choices parses as floats)."""
+    loss = {"kind": "builtin", "name": "rosenbrock"}
+    r = await client.post("/v1/optimize", json={"loss": loss, "start": [0, 0], "max_steps": 2,
+                                                "optimizer": {"name": "lbfgs",
+                                                              "history_size": 3.0}})
+    assert r.status_code == 200, r.text
+    assert '"history_size":3,' in r.text and "3.0" not in r.text.split('"meta"')[1]
+    r = await client.post("/v1/sweep", json={"loss": loss, "start": [0, 0], "max_steps": 5,
+                                             "optimizer": {"name": "lbfgs"},
+                                             "grid": {"history_size": [3, 10], "lr": [1]}})
+    rows = r.json()["rows"]
+    assert [row["hyperparameters"] for row in rows] == [{"history_size": 3, "lr": 1.0},
+                                                        {"history_size": 10, "lr": 1.0}]
+    assert all(type(row["hyperparameters"]["history_size"]) is int for row in rows)
+    r = await client.post("/v1/tune", json={
+        "loss": loss, "start": [[0, 0]], "max_steps": 5, "trials": 2, "sampler": "grid",
+        "optimizers": [{"name": "lbfgs", "search": {"history_size": [3, 30]}}]})
+    trials = r.json()["trials"]
+    assert [type(t["hyperparameters"]["history_size"]) for t in trials] == [int, int]

@@ -32,6 +32,10 @@ RATE_AGREEMENT = 0.05
 Found = list[list[Finding]]  # per run, the findings made so far
 
 
+def _steps(n: int) -> str:
+    return "1 step" if n == 1 else f"{n} steps"
+
+
 def _fmt(x: float | None, _isfinite: Callable[[float], bool] = math.isfinite) -> str:
     if x is None or not _isfinite(x):
         return "n/a"
@@ -112,11 +116,11 @@ def _status(facts: RunFacts, limits: list[float | None], found: Found) -> None:
     for i, status in enumerate(facts.status):
         n = steps[i]
         if status == "max_steps":
-            _add(found[i], "max_steps", f"Stopped after the maximum of {n} steps without "
+            _add(found[i], "max_steps", f"Stopped after the maximum of {_steps(n)} without "
                  f"meeting the tolerance: loss {_fmt(final_loss[i])}, gradient norm "
                  f"{_fmt(grad_norm[i])}.", steps=n, loss=final_loss[i], grad_norm=grad_norm[i])
         elif status == "converged":
-            _add(found[i], "converged", f"Converged in {n} steps ({facts.reason[i]}): final "
+            _add(found[i], "converged", f"Converged in {_steps(n)} ({facts.reason[i]}): final "
                  f"loss {_fmt(final_loss[i])}, gradient norm {_fmt(grad_norm[i])}.", steps=n,
                  reason=facts.reason[i], loss=final_loss[i], grad_norm=grad_norm[i])
         elif status == "diverged":
@@ -141,7 +145,7 @@ def _status(facts: RunFacts, limits: list[float | None], found: Found) -> None:
                  step=n, best_loss=facts.best_loss[i], patience=facts.patience,
                  grad_norm=grad_norm[i])
         elif status == "time_limit":
-            _add(found[i], "time_limit", f"Stopped by the time budget after {n} steps: loss "
+            _add(found[i], "time_limit", f"Stopped by the time budget after {_steps(n)}: loss "
                  f"{_fmt(final_loss[i])}.", steps=n, loss=final_loss[i])
 
 
@@ -291,7 +295,7 @@ def _cg_on_quadratic(facts: RunFacts, limits: list[float | None], found: Found) 
             continue
         n = facts.steps[i]
         if n <= d:
-            message = (f"Conjugate gradient ended in {n} steps on this {d}-dimensional "
+            message = (f"Conjugate gradient ended in {_steps(n)} on this {d}-dimensional "
                        f"quadratic: at most {d} with exact line searches, as theory says.")
         else:
             message = (f"Conjugate gradient took {n} steps on this {d}-dimensional quadratic, "

@@ -161,3 +161,10 @@ def test_the_classical_rules_findings():
     run_, found = _codes(BuiltinLoss("rosenbrock"), {"name": "nelder_mead"}, [-1.2, 1.0])
     assert run_["reason"] == "simplex" and "a minimum" in found["simplex_collapsed"]["message"]
     assert "zigzag" not in found  # a first-order rule's pathology only
+
+
+def test_a_one_step_run_says_one_step():
+    """Newton ends a quadratic in one step: "Converged in 1 step", not "1 steps"."""
+    run, found = findings(RAVINE, {"name": "newton"}, max_steps=50)
+    assert run["steps"] == 1
+    assert found["converged"]["message"].startswith("Converged in 1 step (")

@@ -245,7 +245,10 @@ def search_in_box(ctx: Any, x: Array, trial: Array, opening: Array, d: Array, f:
     around the whole path changes nothing; a row at a bound, or whose Wolfe point lies outside
     the box, searches along the projected path (Armijo, gradient `raw_grads`) from at least
     `opening`: Armijo backtracks but never lengthens, and from a short guess every later
-    step stays as short."""
+    step stays as short. The zoom ends at a Wolfe point or after max_ls evaluations, not on
+    torch's bracket width (tolerance_change, absolute in x: where a direction is as small as
+    the gradient, as CG's near a minimum, it gave up with no lower point: 10-D Rosenbrock
+    from 64 starts, 27 CG runs reached grad_tol 1e-8 with it, 57 without)."""
     r = x.shape[0]
     step, grads = np.zeros(r), np.zeros_like(x)
     func_evals, grad_evals = np.zeros(r, dtype=np.int64), np.zeros(r, dtype=np.int64)
@@ -255,7 +258,7 @@ def search_in_box(ctx: Any, x: Array, trial: Array, opening: Array, d: Array, f:
     if wolfe_rows.size:
         w = wolfe_rows
         found = strong_wolfe(ctx.value_grad_fn, x[w], trial[w], d[w], f[w], g[w], gtd[w],
-                             c1=c1[w], c2=c2[w], max_ls=max_ls)
+                             c1=c1[w], c2=c2[w], tolerance_change=0.0, max_ls=max_ls)
         func_evals[w] += found.evals
         grad_evals[w] += found.evals
         inside = np.ones(w.size, dtype=bool)

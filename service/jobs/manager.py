@@ -227,8 +227,11 @@ class JobManager:
             except Exception:
                 logger.exception("job runner round failed")
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that meets
+            # its timeout (gh-86296), and this loop then ran on past its task's cancel
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.job_poll_interval_s)
+                async with asyncio.timeout(self.settings.job_poll_interval_s):
+                    await self._wake.wait()
 
     async def _renew_leases(self) -> None:
         """Heartbeat: renew the leases of this runner's jobs well before they run out; a job

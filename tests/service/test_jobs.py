@@ -204,6 +204,7 @@ async def test_queue_bound_answers_429(settings):
         assert r.json()["type"] == "/problems/too-many-jobs" and r.json()["maximum"] == 1
         await c.post(f"/v1/jobs/{first.json()['id']}/cancel")
         await wait_for(c, first.json()["id"])
+    await app.state.jobs.shutdown()  # no lifespan here: stop the runner's loops
 
 
 def test_events_stream_progress_then_end(live_server):

@@ -226,82 +226,53 @@ def armijo(value_fn: Callable[[Array], Array], x: Array, d: Array, f: Array, g: 
     return alpha, values, evals
 
 
-class Searched(NamedTuple):
-    """A step's search for some rows: what cg and bfgs write into their states."""
-
-    step: Array  # (R,) the accepted α
-    grads: Array  # (R, d) the gradient at the accepted point
-    func_evals: Array  # (R,)
-    grad_evals: Array  # (R,)
-    stuck: Array  # (R,) no lower point found
-    failed: Array  # (R,) no strong-Wolfe point found (the search's failures)
-
-
-def search_in_box(ctx: Any, x: Array, trial: Array, opening: Array, d: Array, f: Array,
+def search_moving(ctx: Any, moving: Array, x: Array, trial: Array, opening: Array, d: Array,
                   g: Array, raw_grads: Array, gtd: Array, free: Array | None, *, c1: Array,
-                  c2: Array, max_ls: int) -> Searched:
-    """The step length of cg and bfgs for rows x (R, d) along d. Without a box, and for a row
-    with no coordinate held at a bound, torch's strong-Wolfe search from `trial`, so a box
-    around the whole path changes nothing; a row at a bound, or whose Wolfe point lies outside
-    the box, searches along the projected path (Armijo, gradient `raw_grads`) from at least
-    `opening`: Armijo backtracks but never lengthens, and from a short guess every later
-    step stays as short. The zoom ends at a Wolfe point or after max_ls evaluations, not on
-    torch's bracket width (tolerance_change, absolute in x: where a direction is as small as
-    the gradient, as CG's near a minimum, it gave up with no lower point: 10-D Rosenbrock
-    from 64 starts, 27 CG runs reached grad_tol 1e-8 with it, 57 without)."""
-    r = x.shape[0]
-    step, grads = np.zeros(r), np.zeros_like(x)
-    func_evals, grad_evals = np.zeros(r, dtype=np.int64), np.zeros(r, dtype=np.int64)
-    stuck, failed = np.zeros(r, dtype=bool), np.zeros(r, dtype=bool)
-    wolfe_rows = np.arange(r) if free is None else np.flatnonzero(free.all(axis=1))
-    projected = np.zeros(r, dtype=bool) if free is None else ~free.all(axis=1)
-    if wolfe_rows.size:
-        w = wolfe_rows
-        found = strong_wolfe(ctx.value_grad_fn, x[w], trial[w], d[w], f[w], g[w], gtd[w],
-                             c1=c1[w], c2=c2[w], tolerance_change=0.0, max_ls=max_ls)
-        func_evals[w] += found.evals
-        grad_evals[w] += found.evals
+                  c2: Array, max_ls: int, counters: tuple[Array, Array, Array]
+                  ) -> tuple[Array, Array, Array, tuple[Array, Array, Array]]:
+    """The step length of cg and bfgs for the rows that move (of K rows along d). Without a
+    box, and for a row with no coordinate held at a bound, torch's strong-Wolfe search from
+    `trial`, so a box around the whole path changes nothing; a row at a bound, or whose Wolfe
+    point lies outside the box, searches along the projected path (Armijo, gradient
+    `raw_grads`) from at least `opening`: Armijo backtracks but never lengthens, and from a
+    short guess every later step stays as short. The zoom ends at a Wolfe point or after
+    max_ls evaluations, not on torch's bracket width (tolerance_change, absolute in x: where a
+    direction is as small as the gradient, as CG's near a minimum, it gave up with no lower
+    point: 10-D Rosenbrock from 64 starts, 27 CG runs reached grad_tol 1e-8 with it, 57
+    without).
+
+    Answers α (0 where a row stays), the gradient at the accepted point (the old one where a
+    row stays), whether a search found no lower point, and the (K, 1) counters (func_evals,
+    grad_evals, line_search_failures) with this step's added."""
+    k = x.shape[0]
+    alpha, new_grads, stuck = np.zeros(k), raw_grads.copy(), np.zeros(k, dtype=bool)
+    func_evals, grad_evals, failures = (c.copy() for c in counters)
+    held = np.zeros(k, dtype=bool) if free is None else ~free.all(axis=1)
+    projected = moving & held
+    w = np.flatnonzero(moving & ~held)
+    if w.size:
+        found = strong_wolfe(ctx.value_grad_fn, x[w], trial[w], d[w], ctx.values[w], g[w],
+                             gtd[w], c1=c1[w], c2=c2[w], tolerance_change=0.0, max_ls=max_ls)
+        func_evals[w, 0] += found.evals
+        grad_evals[w, 0] += found.evals
         inside = np.ones(w.size, dtype=bool)
         if ctx.bounds is not None:
             point = x[w] + found.step[:, None] * d[w]
             inside = ((point >= ctx.bounds[0]) & (point <= ctx.bounds[1])).all(axis=1)
         kept = w[inside]
-        step[kept], grads[kept] = found.step[inside], found.grads[inside]
-        stuck[kept] = ~(found.values[inside] < f[kept])
-        failed[kept] = ~found.satisfied[inside]
+        alpha[kept], new_grads[kept] = found.step[inside], found.grads[inside]
+        stuck[kept] = ~(found.values[inside] < ctx.values[kept])
+        failures[kept[~found.satisfied[inside]], 0] += 1
         projected[w[~inside]] = True
     p = np.flatnonzero(projected)
     if p.size:
         length = np.maximum(trial[p], opening[p])
-        scale, _, evals = armijo(ctx.value_fn, x[p], length[:, None] * d[p], f[p],
+        scale, _, evals = armijo(ctx.value_fn, x[p], length[:, None] * d[p], ctx.values[p],
                                  raw_grads[p], c1=1e-4,
                                  project=lambda z: np.clip(z, *ctx.bounds))
-        step[p] = scale * length
-        _, grads[p] = ctx.value_grad_fn(np.clip(x[p] + step[p, None] * d[p], *ctx.bounds))
-        func_evals[p] += evals + 1
-        grad_evals[p] += 1
-    return Searched(step, grads, func_evals, grad_evals, stuck, failed)
-
-
-def search_moving(ctx: Any, moving: Array, x: Array, trial: Array, opening: Array, d: Array,
-                  g: Array, raw_grads: Array, gtd: Array, free: Array | None, *, c1: Array,
-                  c2: Array, max_ls: int, counters: tuple[Array, Array, Array]
-                  ) -> tuple[Array, Array, Array, tuple[Array, Array, Array]]:
-    """search_in_box for the rows that move (K rows in all): α (0 where a row stays), the
-    gradient at the accepted point (the old one where a row stays), whether a search found
-    no lower point, and the (K, 1) counters (func_evals, grad_evals, line_search_failures)
-    with this step's added."""
-    k = x.shape[0]
-    alpha, new_grads, stuck = np.zeros(k), raw_grads.copy(), np.zeros(k, dtype=bool)
-    func_evals, grad_evals, failures = (c.copy() for c in counters)
-    rows = np.flatnonzero(moving)
-    if rows.size:
-        found = search_in_box(ctx, x[rows], trial[rows], opening[rows], d[rows],
-                              ctx.values[rows], g[rows], raw_grads[rows], gtd[rows],
-                              None if free is None else free[rows], c1=c1[rows], c2=c2[rows],
-                              max_ls=max_ls)
-        alpha[rows], new_grads[rows], stuck[rows] = found.step, found.grads, found.stuck
-        func_evals[rows, 0] += found.func_evals
-        grad_evals[rows, 0] += found.grad_evals
-        failures[rows[found.failed], 0] += 1
+        alpha[p] = scale * length
+        _, new_grads[p] = ctx.value_grad_fn(np.clip(x[p] + alpha[p, None] * d[p],
+                                                    *ctx.bounds))
+        func_evals[p, 0] += evals + 1
+        grad_evals[p, 0] += 1
     return alpha, new_grads, stuck, (func_evals, grad_evals, failures)

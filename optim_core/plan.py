@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from optim_core.engine.groups import RunGroup, make_group, whole_if_int
+from optim_core.engine.groups import RunGroup, make_group
 from optim_core.errors import DimensionError, HyperparameterError
 from optim_core.losses.base import Loss
 from optim_core.optimizers import OPTIMIZERS
@@ -165,9 +165,9 @@ def validate_grid(base: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]
                   ) -> list[dict[str, Any]]:
     """Every grid point validated with its own location in the grid; returns the points."""
     name = str(base.get("name"))
-    rule = OPTIMIZERS.get(name)
-    if rule is not None:
-        grid = {k: [whole_if_int(rule, k, v) for v in values] for k, values in grid.items()}
+    known = {hp.name: hp for hp in OPTIMIZERS[name].hyperparams} if name in OPTIMIZERS else {}
+    grid = {k: [known[k].whole(v) for v in values] if k in known else values
+            for k, values in grid.items()}
     points = grid_points(grid)
     for i, point in enumerate(points):
         try:

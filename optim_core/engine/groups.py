@@ -66,15 +66,6 @@ def _compact(column: Array) -> Array | float:
     return column
 
 
-def whole_if_int(rule: StepRule, key: str, value: Any) -> Any:
-    """A whole number given for an int hyperparameter, as an int: a request's grid or search
-    choices arrive as floats (JSON's 10 parsed beside 0.5), and answers echo them."""
-    kind = next((hp.kind for hp in rule.hyperparams if hp.name == key), None)
-    if kind == "int" and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 def resolve_settings(rule: StepRule, given: Mapping[str, Any]) -> dict[str, Any]:
     """Validate one run's hyperparameters and fill in the defaults."""
     given = dict(given)

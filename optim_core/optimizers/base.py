@@ -167,6 +167,13 @@ class HyperParam:
             parts.append(f"<= {self.le}")
         return " and ".join(parts)
 
+    def whole(self, value: Any) -> Any:
+        """A whole number given for an int hyperparameter, as an int: a request's grid or
+        search choices arrive as floats (JSON's 10 parsed beside 0.5), and answers echo them."""
+        if self.kind == "int" and isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
     def check_number(self, value: Any) -> float:
         """Validate a plain number against the range (torch-style message); a whole-number
         hyperparameter comes back an int, so answers echo `history_size: 10`, not 10.0."""

@@ -10,7 +10,7 @@ A direction that is not a descent direction (gᵀd ≥ 0: H lost its positive de
 rounding) is replaced by −g and H reset to I. Within a box the coordinates held at a bound by
 the gradient are frozen; a row with none held searches as without a box and keeps a
 strong-Wolfe point inside it, the others search along the projected path (Armijo;
-linesearch.search_in_box).
+linesearch.search_moving).
 """
 
 from __future__ import annotations

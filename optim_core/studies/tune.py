@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from optim_core.engine.groups import make_group, whole_if_int
+from optim_core.engine.groups import make_group
 from optim_core.engine.recording import RecordSpec
 from optim_core.engine.results import RunBatch
 from optim_core.engine.status import Status
@@ -129,7 +129,7 @@ def check_space(spec_index: int, name: str, space: Mapping[str, Any]) -> dict[st
                 _check_value(name, key, int(round(end)) if hp.kind == "int" else end, loc)
             out[key] = Range(low, high, log, hp.kind == "int")
         else:
-            values = tuple(whole_if_int(rule, key, v) for v in dim)
+            values = tuple(hp.whole(v) for v in dim)
             for value in values:
                 _check_value(name, key, value, loc)
             out[key] = Choices(values)

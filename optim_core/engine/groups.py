@@ -19,6 +19,9 @@ from optim_core.optimizers.base import Hyper, HyperParam, StepRule
 from optim_core.schedules import VALUE_FIELDS, Schedule, ScheduledColumn, as_schedule
 from optim_core.types import Array
 
+# momentum_schedule's start and end where a request leaves them out: the seed's 0.5 → 0.9
+MOMENTUM_RAMP = (0.5, 0.9)
+
 ColumnLike = Array | ScheduledColumn
 
 
@@ -76,7 +79,8 @@ def resolve_settings(rule: StepRule, given: Mapping[str, Any]) -> dict[str, Any]
         if "momentum" not in {h.name for h in rule.hyperparams}:
             raise HyperparameterError(f"'{rule.name}' has no momentum to schedule",
                                       loc=["momentum_schedule"])
-        given["momentum"] = {"name": "linear", **dict(shorthand)}
+        given["momentum"] = {"name": "linear", "start": MOMENTUM_RAMP[0],
+                             "end": MOMENTUM_RAMP[1], **dict(shorthand)}
     resolved: dict[str, Any] = {}
     for name in given:
         rule.hyperparam(name)  # raises for unknown names

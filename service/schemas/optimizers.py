@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, StrictBool, create_model
 
+from optim_core.engine.groups import MOMENTUM_RAMP
 from optim_core.optimizers import OPTIMIZERS
 from optim_core.optimizers.base import HyperParam, StepRule
 from optim_core.schedules import SCHEDULES, VALUE_FIELDS, ScheduleSpec
@@ -73,8 +74,8 @@ AnySchedule = schedule_union(HyperParam("lr", 0.01, gt=0, schedulable=True))
 class MomentumSchedule(Strict):
     """Shorthand for momentum: {name: linear, start, end, steps} (the seed's 0.5 → 0.9)."""
 
-    start: float = Field(0.5, ge=0, lt=1)
-    end: float = Field(0.9, ge=0, lt=1)
+    start: float = Field(MOMENTUM_RAMP[0], ge=0, lt=1)
+    end: float = Field(MOMENTUM_RAMP[1], ge=0, lt=1)
     steps: Int = Field(..., ge=1)
 
 

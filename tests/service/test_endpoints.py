@@ -444,3 +444,17 @@ async def test_a_whole_number_hyperparameter_is_echoed_as_an_int(client):
         "optimizers": [{"name": "lbfgs", "search": {"history_size": [3, 30]}}]})
     trials = r.json()["trials"]
     assert [type(t["hyperparameters"]["history_size"]) for t in trials] == [int, int]
+
+
+async def test_momentum_schedule_takes_the_seeds_start_and_end_where_left_out(client):
+    """The schema gives momentum_schedule start 0.5 and end 0.9 by default; the engine fills
+    them too (a body with only `steps` was a 400 once: found by schemathesis)."""
+    short = {"name": "nesterov", "momentum_schedule": {"steps": 5}}
+    full = {"name": "nesterov", "momentum_schedule": {"start": 0.5, "end": 0.9, "steps": 5}}
+    r = await client.post("/v1/compare", json={"loss": RAVINE, "start": [1, 1],
+                                               "optimizers": [short, full], "max_steps": 20})
+    assert r.status_code == 200, r.text
+    runs = r.json()["runs"]
+    assert runs[0]["final"] == runs[1]["final"]
+    assert r.json()["meta"]["optimizers"][0]["momentum"] == {
+        "name": "linear", "start": 0.5, "end": 0.9, "steps": 5}

@@ -129,8 +129,12 @@ def _run_floats(loss: Loss, groups: list[RunGroup], starts: Array, max_steps: in
 
 def _state_rows(state: tuple[Array, ...], keep: Array) -> tuple[Array, ...]:
     """A rule's state for the rows that go on: a plain tuple (rules written once) or the
-    rule's NamedTuple (Newton)."""
-    rows = [a[keep] for a in state]
+    rule's NamedTuple (Newton, the classical rules), whose SLOT_MAJOR fields hold their rows
+    on axis 1."""
+    names = getattr(state, "_fields", (None,) * len(state))
+    slot_major = getattr(state, "SLOT_MAJOR", ())
+    rows = [a[:, keep] if name in slot_major else a[keep]
+            for name, a in zip(names, state, strict=True)]
     return type(state)(*rows) if hasattr(state, "_fields") else tuple(rows)
 
 

@@ -11,8 +11,10 @@ torch's own tests end a step without moving, and here the run: max|g| ≤ tolera
 (converged, reason `tolerance_grad`) and gᵀd > −tolerance_change (the decrease the direction
 promises is spent: converged, reason `tolerance_change`; set it to 0 to go on to grad_tol).
 With a box it is L-BFGS-B-like: coordinates held at a bound by the gradient are frozen
-(their direction component zero, the pairs measured on the free ones), and the step is
-projected, the line search searching along the projected path (Armijo).
+(their direction component zero, the pairs measured on the free ones). A row with no
+coordinate held searches as without a box (so a box the path never touches changes
+nothing); a row with one held, or whose Wolfe point lies outside the box, searches along the
+projected path (Armijo), as cg and bfgs do (linesearch.search_moving).
 """
 
 from __future__ import annotations
@@ -23,19 +25,27 @@ import numpy as np
 
 from optim_core.engine.status import Reason
 from optim_core.optimizers.base import HyperParam, StepContext, StepRule
-from optim_core.optimizers.linesearch import armijo, strong_wolfe
+from optim_core.optimizers.linesearch import search_moving
 from optim_core.types import Array
 
 LINE_SEARCHES = ("strong_wolfe", "none")
 CURVATURE_MIN = 1e-10  # torch: a pair is kept only where yᵀs exceeds it
 MAX_LS = 25  # evaluations of one line search (torch's _strong_wolfe default)
+C1, C2, WOLFE_WIDTH = 1e-4, 0.9, 1e-9  # torch's _strong_wolfe defaults, as LBFGS calls it
 
 
 class LbfgsState(NamedTuple):
-    s: Array  # (K, m, d) steps, oldest first; slots ≥ count unused
-    y: Array  # (K, m, d) gradient changes
-    rho: Array  # (K, m) 1/yᵀs
+    """The memory is slot-major, (m, K, d): a slot of every row is one contiguous (K, d)
+    block for the two-loop's passes. Each row's pairs form a ring of history_size slots:
+    the oldest at slot `start`, the next after it, so dropping the oldest pair moves `start`
+    instead of the pairs."""
+
+    SLOT_MAJOR = ("s", "y", "rho")  # fields whose rows lie on axis 1 (the engine's compaction)
+    s: Array  # (m, K, d) steps; a row's slots past its count hold zeros
+    y: Array  # (m, K, d) gradient changes
+    rho: Array  # (m, K) 1/yᵀs
     count: Array  # (K,) pairs kept
+    start: Array  # (K,) the slot of the oldest pair (0 until the ring is full)
     h_diag: Array  # (K,) scale of the initial inverse Hessian
     prev_grad: Array  # (K, d) the gradient of the previous step
     d: Array  # (K, d) the previous direction
@@ -55,8 +65,9 @@ def init(params: Array) -> LbfgsState:
     """The memory is allocated at the first step, for the group's largest history_size."""
     k, d = params.shape
     zeros = np.zeros((k, 1))
-    return LbfgsState(np.zeros((k, 0, d)), np.zeros((k, 0, d)),
-                      np.zeros((k, 0)), np.zeros(k, dtype=np.int64), np.ones(k),
+    return LbfgsState(np.zeros((0, k, d)), np.zeros((0, k, d)),
+                      np.zeros((0, k)), np.zeros(k, dtype=np.int64),
+                      np.zeros(k, dtype=np.int64), np.ones(k),
                       np.zeros((k, d)), np.zeros((k, d)), np.zeros(k),
                       np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int8), params.copy(),
                       zeros + np.nan,
@@ -84,9 +95,9 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
     k, d = params.shape
     history = _column(hp.history_size, k).astype(np.int64)
     m = int(history.max()) if k else 0
-    if state.s.shape[1] < m:  # the first step: the memory for the largest history_size
-        state = state._replace(s=np.zeros((k, m, d)), y=np.zeros((k, m, d)),
-                               rho=np.zeros((k, m)))
+    if state.s.shape[0] < m:  # the first step: the memory for the largest history_size
+        state = state._replace(s=np.zeros((m, k, d)), y=np.zeros((m, k, d)),
+                               rho=np.zeros((m, k)))
     free = _free(params, grads, ctx.bounds)
     g = grads if free is None else np.where(free, grads, 0.0)
     lr = _column(hp.lr, k)
@@ -94,7 +105,7 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
     tol_grad = _column(hp.tolerance_grad, k)
     wolfe = np.broadcast_to(np.asarray(hp.line_search).reshape(-1), (k,)) == 0
     s, y, rho = state.s, state.y, state.rho  # updated in place (base.py)
-    count = state.count.copy()
+    count, start = state.count.copy(), state.start.copy()
     h_diag = state.h_diag.copy()
     skipped = state.skipped_updates.copy()
     # torch: max|g| ≤ tolerance_grad ends the step before anything changes
@@ -108,20 +119,18 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
         ys = _dot(y_new, s_new)
         keep = later & (ys > CURVATURE_MIN)
         skipped[later & ~keep, 0] += 1
-        full = keep & (count == history)
-        if full.any():  # drop the oldest pair
-            s[full, :-1], y[full, :-1], rho[full, :-1] = s[full, 1:], y[full, 1:], rho[full, 1:]
-            count[full] -= 1
         rows = np.flatnonzero(keep)
-        slot = count[rows]
-        s[rows, slot], y[rows, slot] = s_new[rows], y_new[rows]
+        full = count[rows] == history[rows]  # the new pair takes the oldest one's slot
+        slot = start[rows] + count[rows] * ~full  # start is 0 until the ring is full
+        s[slot, rows], y[slot, rows] = s_new[rows], y_new[rows]
         with np.errstate(divide="ignore"):
-            rho[rows, slot] = 1.0 / ys[rows]
+            rho[slot, rows] = 1.0 / ys[rows]
             h_diag[rows] = ys[rows] / _dot(y_new[rows], y_new[rows])
-        count[rows] += 1
+        count[rows] += ~full
+        start[rows] = np.where(full, (start[rows] + 1) % history[rows], start[rows])
     h_diag[first] = 1.0
     count[first] = 0
-    direction = _two_loop(g, s, y, rho, count, h_diag)
+    direction = _two_loop(g, *_oldest_first(s, y, rho, count, start, history), h_diag)
     direction[first] = -g[first]
     if free is not None:
         direction = np.where(free, direction, 0.0)
@@ -131,25 +140,11 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
     gtd = _dot(g, direction)
     no_descent = ~optimal & (gtd > -tol_change)
     moving = ~optimal & ~no_descent
-    accepted = np.zeros(k)
-    func_evals, grad_evals = state.func_evals.copy(), state.grad_evals.copy()
-    failures = state.line_search_failures.copy()
     searching = moving & wolfe
-    if searching.any():
-        r = np.flatnonzero(searching)
-        if ctx.bounds is None:
-            found = strong_wolfe(ctx.value_grad_fn, params[r], step_t[r], direction[r],
-                                 ctx.values[r], g[r], gtd[r], max_ls=MAX_LS)
-            accepted[r] = found.step
-            func_evals[r, 0] += found.evals
-            grad_evals[r, 0] += found.evals
-            failures[r[~found.satisfied], 0] += 1
-        else:  # along the projected path: Armijo from the proposed length
-            alpha, _, evals = armijo(ctx.value_fn, params[r], step_t[r, None] * direction[r],
-                                     ctx.values[r], grads[r],
-                                     project=lambda x: np.clip(x, *ctx.bounds))
-            accepted[r] = alpha * step_t[r]
-            func_evals[r, 0] += evals
+    accepted, _, _, (func_evals, grad_evals, failures) = search_moving(
+        ctx, searching, params, step_t, step_t, direction, g, grads, gtd, free,
+        c1=np.full(k, C1), c2=np.full(k, C2), max_ls=MAX_LS, tolerance_change=WOLFE_WIDTH,
+        counters=(state.func_evals, state.grad_evals, state.line_search_failures))
     plain = moving & ~wolfe
     accepted[plain] = step_t[plain]
     func_evals[plain, 0] += 1  # the next step's evaluation is this method's
@@ -162,7 +157,7 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
     # and length (not applied) after a non-descent one
     advanced = ~optimal
     new = LbfgsState(
-        s=s, y=y, rho=rho, count=count, h_diag=h_diag,
+        s=s, y=y, rho=rho, count=count, start=start, h_diag=h_diag,
         prev_grad=np.where(advanced[:, None], g, state.prev_grad),
         d=np.where(advanced[:, None], direction, state.d),
         t=np.where(advanced, np.where(moving, accepted, step_t), state.t),
@@ -173,24 +168,39 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
     return np.where(moving[:, None], step, 0.0), new
 
 
-def _two_loop(g: Array, s: Array, y: Array, rho: Array, count: Array, h_diag: Array) -> Array:
-    """−H·g by the two-loop recursion over each row's kept pairs (newest last), in torch's
-    order of operations. A row's slots past its count hold zeros (rho 0 too), so their terms
-    are exact zeros: the loops run over the largest count with no mask."""
-    k = s.shape[0]
-    top = int(count.max()) if k else 0
+def _oldest_first(s: Array, y: Array, rho: Array, count: Array, start: Array,
+                  history: Array) -> tuple[Array, Array, Array]:
+    """The memory's first count.max() pairs of every row, oldest first: views of the slots
+    when every row's ring starts at the same slot (always, unless some rows skipped a pair),
+    else one gather. A row's logical slots past its count map to its unused (zero) slots."""
+    k, top = count.size, int(count.max()) if count.size else 0
+    first = int(start[0]) if k else 0
+    if not k or ((start == first).all() and (first == 0 or (history == history[0]).all())):
+        order = (first + np.arange(top)) % int(history[0]) if first else slice(0, top)
+        return s[order], y[order], rho[order]
+    logical = np.arange(top)[:, None]
+    slot = np.where(logical < count, (start + logical) % history, logical)
+    cols = np.arange(k)
+    return s[slot, cols], y[slot, cols], rho[slot, cols]
+
+
+def _two_loop(g: Array, s: Array, y: Array, rho: Array, h_diag: Array) -> Array:
+    """−H·g by the two-loop recursion over the pairs s, y (top, K, d) and rho (top, K), oldest
+    first, in torch's order of operations. A row's pairs past its count are zeros (rho 0 too),
+    so their terms are exact zeros: the loops run over every row's slots with no mask."""
+    k, top = g.shape[0], s.shape[0]
     q = -g
-    alphas = np.empty((k, top))
+    alphas = np.empty((top, k))
     for i in range(top - 1, -1, -1):
-        a = np.einsum("kd,kd->k", s[:, i], q)
-        a *= rho[:, i]
-        alphas[:, i] = a
-        q -= a[:, None] * y[:, i]
+        a = np.einsum("kd,kd->k", s[i], q)
+        a *= rho[i]
+        alphas[i] = a
+        q -= a[:, None] * y[i]
     r = q * h_diag[:, None]
     for i in range(top):
-        b = np.einsum("kd,kd->k", y[:, i], r)
-        b *= rho[:, i]
-        r += (alphas[:, i] - b)[:, None] * s[:, i]
+        b = np.einsum("kd,kd->k", y[i], r)
+        b *= rho[i]
+        r += (alphas[i] - b)[:, None] * s[i]
     return r
 
 

@@ -63,21 +63,42 @@ def strong_wolfe(value_grad: ValueGrad, x: Array, t: Array, d: Array, f: Array, 
                  gtd: Array, *, c1: float | Array = 1e-4, c2: float | Array = 0.9,
                  tolerance_change: float = 1e-9, max_ls: int = 25) -> WolfeResult:
     """Torch's strong-Wolfe search from x (K, d) along d with first trial t (K,), given f, g,
-    gtd = gᵀd at x. Answers the accepted α with f and g there (nothing more to evaluate)."""
+    gtd = gᵀd at x. Answers the accepted α with f and g there (nothing more to evaluate).
+
+    Most steps of a quasi-Newton run take the first trial: the rounds below run only on the
+    rows that do not (each row's arithmetic is its own, so the answers are those of the
+    rounds over every row)."""
     k = x.shape[0]
     c1 = np.broadcast_to(np.asarray(c1, dtype=float), (k,))
     c2 = np.broadcast_to(np.asarray(c2, dtype=float), (k,))
-    d_norm = np.abs(d).max(axis=1)
     t = np.array(t, dtype=float)
     f_new, g_new = value_grad(x + t[:, None] * d)
     f_new, g_new = np.array(f_new, dtype=float), np.array(g_new, dtype=float)
-    evals = np.ones(k, dtype=np.int64)
     gtd_new = _dot(g_new, d)
-    if max_ls >= 1:  # most steps of a quasi-Newton run: every row takes its first trial
-        with np.errstate(invalid="ignore"):
-            first_taken = (f_new <= f + c1 * t * gtd) & (np.abs(gtd_new) <= -c2 * gtd)
-        if first_taken.all():  # what the rounds below answer then, without their arrays
-            return WolfeResult(t, f_new, g_new, evals, first_taken)
+    first = (f_new, g_new, gtd_new)
+    if max_ls < 1:
+        return _rounds(value_grad, x, t, d, f, g, gtd, first, c1, c2, tolerance_change, max_ls)
+    with np.errstate(invalid="ignore"):
+        taken = (f_new <= f + c1 * t * gtd) & (np.abs(gtd_new) <= -c2 * gtd)
+    evals = np.ones(k, dtype=np.int64)
+    if taken.all():
+        return WolfeResult(t, f_new, g_new, evals, taken)
+    r = np.flatnonzero(~taken)
+    rest = _rounds(value_grad, x[r], t[r], d[r], f[r], g[r], gtd[r],
+                   (f_new[r], g_new[r], gtd_new[r]), c1[r], c2[r], tolerance_change, max_ls)
+    t[r], f_new[r], g_new[r], evals[r], taken[r] = rest
+    return WolfeResult(t, f_new, g_new, evals, taken)
+
+
+def _rounds(value_grad: ValueGrad, x: Array, t: Array, d: Array, f: Array, g: Array,
+            gtd: Array, first: tuple[Array, Array, Array], c1: Array, c2: Array,
+            tolerance_change: float, max_ls: int) -> WolfeResult:
+    """Torch's bracketing and zoom for rows whose first trial t gave `first` (f, g, gᵀd)."""
+    k = x.shape[0]
+    d_norm = np.abs(d).max(axis=1)
+    f_new, g_new, gtd_new = (a.copy() for a in first)
+    t = t.copy()
+    evals = np.ones(k, dtype=np.int64)
     t_prev, f_prev, g_prev, gtd_prev = np.zeros(k), f.copy(), g.copy(), gtd.copy()
     ls_iter = np.zeros(k, dtype=np.int64)
     phase = np.full(k, _BRACKET)
@@ -228,18 +249,19 @@ def armijo(value_fn: Callable[[Array], Array], x: Array, d: Array, f: Array, g: 
 
 def search_moving(ctx: Any, moving: Array, x: Array, trial: Array, opening: Array, d: Array,
                   g: Array, raw_grads: Array, gtd: Array, free: Array | None, *, c1: Array,
-                  c2: Array, max_ls: int, counters: tuple[Array, Array, Array]
+                  c2: Array, max_ls: int, counters: tuple[Array, Array, Array],
+                  tolerance_change: float = 0.0
                   ) -> tuple[Array, Array, Array, tuple[Array, Array, Array]]:
-    """The step length of cg and bfgs for the rows that move (of K rows along d). Without a
+    """The step length of cg, bfgs and lbfgs for the rows that move (of K rows along d). Without a
     box, and for a row with no coordinate held at a bound, torch's strong-Wolfe search from
     `trial`, so a box around the whole path changes nothing; a row at a bound, or whose Wolfe
     point lies outside the box, searches along the projected path (Armijo, gradient
     `raw_grads`) from at least `opening`: Armijo backtracks but never lengthens, and from a
-    short guess every later step stays as short. The zoom ends at a Wolfe point or after
-    max_ls evaluations, not on torch's bracket width (tolerance_change, absolute in x: where a
-    direction is as small as the gradient, as CG's near a minimum, it gave up with no lower
-    point: 10-D Rosenbrock from 64 starts, 27 CG runs reached grad_tol 1e-8 with it, 57
-    without).
+    short guess every later step stays as short. For cg and bfgs the zoom ends at a Wolfe
+    point or after max_ls evaluations, not on torch's bracket width (tolerance_change 0;
+    torch's is absolute in x: where a direction is as small as the gradient, as CG's near a
+    minimum, it gave up with no lower point: 10-D Rosenbrock from 64 starts, 27 CG runs
+    reached grad_tol 1e-8 with it, 57 without); lbfgs keeps torch's 1e-9.
 
     Answers α (0 where a row stays), the gradient at the accepted point (the old one where a
     row stays), whether a search found no lower point, and the (K, 1) counters (func_evals,
@@ -252,7 +274,8 @@ def search_moving(ctx: Any, moving: Array, x: Array, trial: Array, opening: Arra
     w = np.flatnonzero(moving & ~held)
     if w.size:
         found = strong_wolfe(ctx.value_grad_fn, x[w], trial[w], d[w], ctx.values[w], g[w],
-                             gtd[w], c1=c1[w], c2=c2[w], tolerance_change=0.0, max_ls=max_ls)
+                             gtd[w], c1=c1[w], c2=c2[w], tolerance_change=tolerance_change,
+                             max_ls=max_ls)
         func_evals[w, 0] += found.evals
         grad_evals[w, 0] += found.evals
         inside = np.ones(w.size, dtype=bool)

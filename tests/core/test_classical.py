@@ -92,6 +92,27 @@ def test_lbfgs_rows_with_their_own_history_sizes_in_one_batch_are_torchs():
                                    atol=1e-12)
 
 
+def test_lbfgs_rows_of_a_mixed_batch_answer_as_each_row_alone():
+    """History sizes 1–7, both searches, rows ending at different steps: each row's rings
+    wrap at their own steps and the batch shrinks around them (the memory stays sized for 7
+    while the rows left may all hold 3), yet every row ends bit for bit where it ends alone."""
+    loss = BuiltinLoss("rosenbrock", 5)
+    starts = np.random.default_rng(3).uniform(-2, 2, size=(29, 5))
+    settings = [{"history_size": 1 + i % 7, "line_search": ("none", "strong_wolfe")[i % 2],
+                 "lr": (0.5, 1.0)[i % 2]} for i in range(28)]
+    settings.append({"history_size": 3, "line_search": "none", "lr": 0.05})  # runs on alone
+    batch = run(loss, [make_group("lbfgs", settings)], starts, max_steps=300,
+                stop=StopCriteria(grad_tol=1e-8), record=RecordSpec(enabled=False))
+    assert len(set(batch.steps.tolist())) > 10
+    assert batch.steps[28] == 300 and batch.steps[:28].max() < 250
+    for row in range(29):
+        alone = run(loss, [make_group("lbfgs", [settings[row]])], starts[row:row + 1],
+                    max_steps=300, stop=StopCriteria(grad_tol=1e-8),
+                    record=RecordSpec(enabled=False), path="vectorised")
+        assert alone.steps[0] == batch.steps[row]
+        np.testing.assert_array_equal(alone.final_params[0], batch.final_params[row])
+
+
 def test_lbfgs_ends_where_torch_stops_moving():
     batch = _run(BuiltinLoss("himmelblau"), "lbfgs", {}, [[0.5, 0.5]], 200, grad_tol=0.0)
     assert batch.status[0] == 1 and batch.reason[0] == 14  # tolerance_change: converged
@@ -392,7 +413,7 @@ def test_lbfgs_within_bounds_matches_l_bfgs_b_on_a_quadratic():
     assert batch.status[0] == 1
 
 
-@pytest.mark.parametrize("name", ["cg", "bfgs"])
+@pytest.mark.parametrize("name", ["cg", "bfgs", "lbfgs"])
 def test_a_box_the_path_never_touches_changes_nothing_and_a_tight_one_converges(name):
     """A row with no coordinate at a bound searches as without a box (strong Wolfe), so a
     box around the whole path changes nothing; in a box that binds, the projected-path

@@ -6,6 +6,7 @@ tensors, one rule for many runs, each run with its own hyperparameters (a sweep 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -57,10 +58,12 @@ class RunGroup:
                         for name, c in self.columns.items()})
 
     def take(self, keep: Array) -> RunGroup:
-        columns = {name: (c.take(keep) if isinstance(c, ScheduledColumn) else c[keep])
-                   for name, c in self.columns.items()}
-        kept = [s for s, k in zip(self.settings, keep, strict=True) if k]
-        return RunGroup(self.rule, columns, int(np.count_nonzero(keep)), kept)
+        """The group of the rows `keep` (a boolean mask)."""
+        index = np.flatnonzero(keep)
+        columns = {name: (c.take(index) if isinstance(c, ScheduledColumn)
+                          else c.take(index, axis=0)) for name, c in self.columns.items()}
+        kept = list(itertools.compress(self.settings, keep.tolist()))
+        return RunGroup(self.rule, columns, index.size, kept)
 
 
 def _compact(column: Array) -> Array | float:

@@ -130,10 +130,12 @@ def _run_floats(loss: Loss, groups: list[RunGroup], starts: Array, max_steps: in
 def _state_rows(state: tuple[Array, ...], keep: Array) -> tuple[Array, ...]:
     """A rule's state for the rows that go on: a plain tuple (rules written once) or the
     rule's NamedTuple (Newton, the classical rules), whose SLOT_MAJOR fields hold their rows
-    on axis 1."""
+    on axis 1. `take` with indices, not a mask: NumPy's fancy indexing copies an array of
+    (K, d) rows one row at a time (~20 µs at K = 1,024, d = 2; `take` ~1.5)."""
     names = getattr(state, "_fields", (None,) * len(state))
     slot_major = getattr(state, "SLOT_MAJOR", ())
-    rows = [a[:, keep] if name in slot_major else a[keep]
+    index = np.flatnonzero(keep)
+    rows = [a.take(index, axis=1 if name in slot_major else 0)
             for name, a in zip(names, state, strict=True)]
     return type(state)(*rows) if hasattr(state, "_fields") else tuple(rows)
 
@@ -605,12 +607,13 @@ class _Loop:
             if not local.all():
                 self.states[i] = _state_rows(self.states[i], local)
                 self.groups[i] = self.groups[i].take(local)
+        index = np.flatnonzero(keep)  # take (see _state_rows), not a mask, for every array
         for active in ACTIVE_FIELDS:
             value = getattr(self, active.name)
             if active.remade and active.initial is not None:
                 setattr(self, active.name, active.initial(self.rows.size, self.d, self.params))
             elif value is not None:
-                setattr(self, active.name, value[keep] if active.axis == 0 else value[:, keep])
+                setattr(self, active.name, value.take(index, axis=active.axis))
         self.min_max_steps = int(self.row_max_steps.min()) if self.rows.size else 0
         self.bounds_cache = self.lr_cache = None  # both are per active row
 

@@ -26,6 +26,7 @@ import numpy as np
 from optim_core.engine.status import Reason
 from optim_core.optimizers.base import HyperParam, StepContext, StepRule
 from optim_core.optimizers.linesearch import search_moving
+from optim_core.optimizers.rowwise import dot
 from optim_core.types import Array
 
 LINE_SEARCHES = ("strong_wolfe", "none")
@@ -79,9 +80,6 @@ def _column(value: object, k: int) -> Array:
         if np.ndim(value) else np.full(k, float(value))  # type: ignore[arg-type]
 
 
-def _dot(a: Array, b: Array) -> Array:
-    return np.einsum("kd,kd->k", a, b)
-
 
 def _free(params: Array, grads: Array, bounds: tuple[Array, Array] | None) -> Array | None:
     """(K, d) coordinates free to move: not at a bound with the gradient pushing out."""
@@ -116,7 +114,7 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
     if later.any():
         y_new = g - state.prev_grad
         s_new = state.d * state.t[:, None]
-        ys = _dot(y_new, s_new)
+        ys = dot(y_new, s_new)
         keep = later & (ys > CURVATURE_MIN)
         skipped[later & ~keep, 0] += 1
         rows = np.flatnonzero(keep)
@@ -125,7 +123,7 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
         s[slot, rows], y[slot, rows] = s_new[rows], y_new[rows]
         with np.errstate(divide="ignore"):
             rho[slot, rows] = 1.0 / ys[rows]
-            h_diag[rows] = ys[rows] / _dot(y_new[rows], y_new[rows])
+            h_diag[rows] = ys[rows] / dot(y_new[rows], y_new[rows])
         count[rows] += ~full
         start[rows] = np.where(full, (start[rows] + 1) % history[rows], start[rows])
     h_diag[first] = 1.0
@@ -137,7 +135,7 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
     with np.errstate(divide="ignore"):
         first_t = np.minimum(1.0, 1.0 / np.abs(g).sum(axis=1)) * lr
     step_t = np.where(first, first_t, lr)
-    gtd = _dot(g, direction)
+    gtd = dot(g, direction)
     no_descent = ~optimal & (gtd > -tol_change)
     moving = ~optimal & ~no_descent
     searching = moving & wolfe

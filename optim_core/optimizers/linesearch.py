@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from optim_core.optimizers.rowwise import dot, take_rows
 from optim_core.types import Array
 
 ValueGrad = Callable[[Array], tuple[Array, Array]]  # params (k, d) → values (k,), grads (k, d)
@@ -55,8 +56,6 @@ def cubic_interpolate(x1: Array, f1: Array, g1: Array, x2: Array, f2: Array, g2:
     return np.where(d2_square >= 0, clipped, (lo + hi) / 2.0)
 
 
-def _dot(a: Array, b: Array) -> Array:
-    return np.einsum("kd,kd->k", a, b)
 
 
 def strong_wolfe(value_grad: ValueGrad, x: Array, t: Array, d: Array, f: Array, g: Array,
@@ -74,7 +73,7 @@ def strong_wolfe(value_grad: ValueGrad, x: Array, t: Array, d: Array, f: Array, 
     t = np.array(t, dtype=float)
     f_new, g_new = value_grad(x + t[:, None] * d)
     f_new, g_new = np.array(f_new, dtype=float), np.array(g_new, dtype=float)
-    gtd_new = _dot(g_new, d)
+    gtd_new = dot(g_new, d)
     first = (f_new, g_new, gtd_new)
     if max_ls < 1:
         return _rounds(value_grad, x, t, d, f, g, gtd, first, c1, c2, tolerance_change, max_ls)
@@ -84,8 +83,9 @@ def strong_wolfe(value_grad: ValueGrad, x: Array, t: Array, d: Array, f: Array, 
     if taken.all():
         return WolfeResult(t, f_new, g_new, evals, taken)
     r = np.flatnonzero(~taken)
-    rest = _rounds(value_grad, x[r], t[r], d[r], f[r], g[r], gtd[r],
-                   (f_new[r], g_new[r], gtd_new[r]), c1[r], c2[r], tolerance_change, max_ls)
+    rest = _rounds(value_grad, take_rows(x, r), t[r], take_rows(d, r), f[r], take_rows(g, r),
+                   gtd[r], (f_new[r], take_rows(g_new, r), gtd_new[r]), c1[r], c2[r],
+                   tolerance_change, max_ls)
     t[r], f_new[r], g_new[r], evals[r], taken[r] = rest
     return WolfeResult(t, f_new, g_new, evals, taken)
 
@@ -178,9 +178,10 @@ def _rounds(value_grad: ValueGrad, x: Array, t: Array, d: Array, f: Array, g: Ar
             # -- one evaluation for every row still searching ---------------------------------
             e = np.flatnonzero(evaluate)
             t[e] = next_t[e]
-            values, grads = value_grad(x[e] + t[e, None] * d[e])
+            d_e = take_rows(d, e)
+            values, grads = value_grad(take_rows(x, e) + t[e, None] * d_e)
             f_new[e], g_new[e] = values, grads
-            gtd_new[e] = _dot(g_new[e], d[e])
+            gtd_new[e] = dot(take_rows(g_new, e), d_e)
             evals[e] += 1
             ls_iter[e] += 1
             # zoom rows: update their bracket with the new point
@@ -212,7 +213,7 @@ def _rounds(value_grad: ValueGrad, x: Array, t: Array, d: Array, f: Array, g: Ar
     step = b_t[rows, pick]
     values = b_f[rows, pick]
     grads = b_g[rows, pick]
-    satisfied = done | (np.abs(_dot(grads, d)) <= -c2 * gtd) & (values <= f + c1 * step * gtd)
+    satisfied = done | (np.abs(dot(grads, d)) <= -c2 * gtd) & (values <= f + c1 * step * gtd)
     return WolfeResult(step, values, grads, evals, satisfied)
 
 
@@ -235,7 +236,7 @@ def armijo(value_fn: Callable[[Array], Array], x: Array, d: Array, f: Array, g: 
             trial = project(trial)
         with np.errstate(all="ignore"):
             new = value_fn(trial)
-            slope = _dot(g[pending], trial - x[pending])
+            slope = dot(g[pending], trial - x[pending])
             ok = new <= f[pending] + c1 * slope
         evals[pending] += 1
         values[pending[ok]] = new[ok]
@@ -273,14 +274,15 @@ def search_moving(ctx: Any, moving: Array, x: Array, trial: Array, opening: Arra
     projected = moving & held
     w = np.flatnonzero(moving & ~held)
     if w.size:
-        found = strong_wolfe(ctx.value_grad_fn, x[w], trial[w], d[w], ctx.values[w], g[w],
-                             gtd[w], c1=c1[w], c2=c2[w], tolerance_change=tolerance_change,
-                             max_ls=max_ls)
+        x_w, d_w = take_rows(x, w), take_rows(d, w)
+        found = strong_wolfe(ctx.value_grad_fn, x_w, trial[w], d_w, ctx.values[w],
+                             take_rows(g, w), gtd[w], c1=c1[w], c2=c2[w],
+                             tolerance_change=tolerance_change, max_ls=max_ls)
         func_evals[w, 0] += found.evals
         grad_evals[w, 0] += found.evals
         inside = np.ones(w.size, dtype=bool)
         if ctx.bounds is not None:
-            point = x[w] + found.step[:, None] * d[w]
+            point = x_w + found.step[:, None] * d_w
             inside = ((point >= ctx.bounds[0]) & (point <= ctx.bounds[1])).all(axis=1)
         kept = w[inside]
         alpha[kept], new_grads[kept] = found.step[inside], found.grads[inside]

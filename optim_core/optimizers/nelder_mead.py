@@ -23,6 +23,7 @@ import numpy as np
 
 from optim_core.engine.status import Reason
 from optim_core.optimizers.base import HyperParam, StepContext, StepRule
+from optim_core.optimizers.rowwise import take_rows
 from optim_core.types import Array
 
 NONZDELT, ZDELT = 0.05, 0.00025  # scipy's initial simplex
@@ -64,9 +65,13 @@ def _coefficients(adaptive: Array, n: int) -> tuple[Array, Array, Array, Array]:
 
 def _sorted(sim: Array, fsim: Array) -> tuple[Array, Array]:
     """Vertices by value, ties as scipy's own argsort leaves them (the same sort, per row)."""
+    k, m, n = sim.shape
     order = np.argsort(fsim, axis=1)
-    rows = np.arange(sim.shape[0])[:, None]
-    return sim[rows, order], fsim[rows, order]
+    # one flat `take` of whole vertices (fancy indexing by (row, order) copied them ~7×
+    # slower at K = 1,024)
+    flat = (order + m * np.arange(k)[:, None]).ravel()
+    return (sim.reshape(k * m, n).take(flat, axis=0).reshape(k, m, n),
+            fsim.reshape(k * m).take(flat).reshape(k, m))
 
 
 def _start(params: Array, value_fn, box) -> tuple[Array, Array]:  # noqa: ANN001
@@ -106,8 +111,9 @@ def update(grads, state: NelderMeadState, params, hp, t, ctx: StepContext):  # n
     rho, chi, psi, sigma = _coefficients(
         np.broadcast_to(np.asarray(hp.adaptive).reshape(-1), (k,)).astype(bool), n)
     rows = np.flatnonzero(active)
+    every = rows.size == k  # the common case: no gather and no scatter of the simplices
     if rows.size:
-        s, f = sim[rows], fsim[rows]
+        s, f = (sim, fsim) if every else (take_rows(sim, rows), take_rows(fsim, rows))
         r, c, p, g = rho[rows], chi[rows], psi[rows], sigma[rows]
         worst = s[:, -1:]  # (R, 1, n)
         xbar = np.add.reduce(s[:, :-1], 1, keepdims=True) / n
@@ -152,7 +158,10 @@ def update(grads, state: NelderMeadState, params, hp, t, ctx: StepContext):  # n
             evals[rows[h]] += n
             shrinks[rows[h]] += 1
         s, f = _sorted(s, f)
-        sim[rows], fsim[rows] = s, f
+        if every:
+            sim, fsim = s, f
+        else:
+            sim[rows], fsim[rows] = s, f
     done = np.where(_converged(sim, fsim, xatol, fatol), Reason.SIMPLEX, 0).astype(np.int8)
     moved = active[:, None] | (t == 0)
     best = np.where(moved, sim[:, 0], params)

@@ -28,6 +28,7 @@ from optim_core.engine.status import Reason
 from optim_core.optimizers.base import Curvature, HyperParam, StepContext, StepRule
 from optim_core.optimizers.lbfgs import _column
 from optim_core.optimizers.newton import clearly_negative
+from optim_core.optimizers.rowwise import dot, take_rows
 from optim_core.types import Array
 
 SUBPROBLEMS = ("cg", "exact")
@@ -53,15 +54,13 @@ def init(params: Array) -> TrustRegionState:
                             zeros + 1.0, zeros + 1.0, zeros + 1.0, zeros.copy(), zeros.copy())
 
 
-def _dot(a: Array, b: Array) -> Array:
-    return np.einsum("kd,kd->k", a, b)
 
 
 def boundary_crossings(z: Array, d: Array, radius: Array) -> tuple[Array, Array]:
     """The two t with ‖z + t·d‖ = radius, smaller first (scipy's, in its stable form)."""
-    a = _dot(d, d)
-    b = 2 * _dot(z, d)
-    c = _dot(z, z) - radius**2
+    a = dot(d, d)
+    b = 2 * dot(z, d)
+    c = dot(z, z) - radius**2
     with np.errstate(all="ignore"):
         root = np.sqrt(np.maximum(b * b - 4 * a * c, 0.0))
         aux = b + np.copysign(root, b)
@@ -71,7 +70,7 @@ def boundary_crossings(z: Array, d: Array, radius: Array) -> tuple[Array, Array]
 
 def _model(g: Array, h: Array, p: Array) -> Array:
     """m(p) − f = gᵀp + ½pᵀHp."""
-    return _dot(g, p) + 0.5 * _dot(p, np.einsum("kij,kj->ki", h, p))
+    return dot(g, p) + 0.5 * dot(p, np.einsum("kij,kj->ki", h, p))
 
 
 def steihaug(g: Array, h: Array, radius: Array) -> tuple[Array, Array]:
@@ -79,27 +78,27 @@ def steihaug(g: Array, h: Array, radius: Array) -> tuple[Array, Array]:
     boundary. The rows still iterating are kept compact (gathered again only when some row
     finishes), so an iteration is a dozen operations on them."""
     k, n = g.shape
-    g_norm = np.sqrt(_dot(g, g))
+    g_norm = np.sqrt(dot(g, g))
     tolerance = np.minimum(0.5, np.sqrt(g_norm)) * g_norm
     p = np.zeros_like(g)
     on_boundary = np.zeros(k, dtype=bool)
     rows = np.flatnonzero((g_norm >= tolerance) & (g_norm > 0))  # scipy: no step below it
-    gc, hc, radc, tolc = g[rows], h[rows], radius[rows], tolerance[rows]
+    gc, hc, radc, tolc = take_rows(g, rows), take_rows(h, rows), radius[rows], tolerance[rows]
     zc, rc = np.zeros_like(gc), gc.copy()
     dc = -rc
-    r_squared = _dot(rc, rc)
+    r_squared = dot(rc, rc)
     with np.errstate(all="ignore"):
         for _ in range(max(2 * n, 10)):
             if rows.size == 0:
                 break
             hd = np.einsum("kij,kj->ki", hc, dc)
-            dhd = _dot(dc, hd)
+            dhd = dot(dc, hd)
             curved = dhd <= 0
             alpha = r_squared / dhd
             z_next = zc + alpha[:, None] * dc
-            outside = ~curved & (np.sqrt(_dot(z_next, z_next)) >= radc)
+            outside = ~curved & (np.sqrt(dot(z_next, z_next)) >= radc)
             r_next = rc + alpha[:, None] * hd
-            r_next_squared = _dot(r_next, r_next)
+            r_next_squared = dot(r_next, r_next)
             small = ~curved & ~outside & (np.sqrt(r_next_squared) < tolc)
             if curved.any():  # non-positive curvature: the better of the two boundary points
                 c = np.flatnonzero(curved)
@@ -119,9 +118,9 @@ def steihaug(g: Array, h: Array, radius: Array) -> tuple[Array, Array]:
             zc, rc, r_squared = z_next, r_next, r_next_squared
             finished = curved | outside | small
             if finished.any():
-                keep = ~finished
-                rows, gc, hc, radc, tolc = rows[keep], gc[keep], hc[keep], radc[keep], tolc[keep]
-                zc, rc, dc, r_squared = zc[keep], rc[keep], dc[keep], r_squared[keep]
+                keep = np.flatnonzero(~finished)
+                rows, radc, tolc, r_squared = rows[keep], radc[keep], tolc[keep], r_squared[keep]
+                gc, hc, zc, rc, dc = (take_rows(a, keep) for a in (gc, hc, zc, rc, dc))
     p[rows] = zc  # out of iterations: the last iterate
     return p, on_boundary
 
@@ -175,7 +174,7 @@ def _eigen(ctx: StepContext, rows: Array) -> tuple[Array, Array]:
     """The eigendecomposition of the chosen rows (K,) mask, made only where read: the exact
     subproblem's rows, and the cg rows resting at a critical point; a non-finite row gets
     nan eigenvalues."""
-    h = ctx.hess[rows]  # type: ignore[index]
+    h = take_rows(ctx.hess, np.flatnonzero(rows))  # type: ignore[union-attr]
     finite = np.isfinite(h).all(axis=(1, 2))
     lam, vec = np.linalg.eigh(np.where(finite[:, None, None], h, 0.0))
     lam[~finite] = np.nan
@@ -192,7 +191,7 @@ def may_converge(ctx: StepContext, candidates: Array) -> Array:
     eigenvalues of the candidate rows only."""
     allowed = np.ones(candidates.shape[0], dtype=bool)
     if candidates.any():
-        h = ctx.hess[candidates]  # type: ignore[index]
+        h = take_rows(ctx.hess, np.flatnonzero(candidates))  # type: ignore[union-attr]
         finite = np.isfinite(h).all(axis=(1, 2))
         lam = np.full(h.shape[:2], np.nan)
         lam[finite] = np.linalg.eigvalsh(h[finite])
@@ -209,18 +208,19 @@ def update(grads, state: TrustRegionState, params, hp, t, ctx: StepContext):  # 
     h = ctx.hess
     p = np.zeros_like(grads)
     boundary = np.zeros(k, dtype=bool)
-    if (~use_exact).any():
-        c = ~use_exact
-        p[c], boundary[c] = steihaug(grads[c], h[c], radius[c])
-    if use_exact.any():
-        e = use_exact
-        lam, vec = _eigen(ctx, e)
-        p[e], boundary[e] = exact(grads[e], lam, vec, radius[e])
+    if not use_exact.any():  # one subproblem for every row (the common case): no gathers
+        p, boundary = steihaug(grads, h, radius)
+    elif use_exact.all():
+        p, boundary = exact(grads, *_eigen(ctx, use_exact), radius)
+    else:
+        c, e = np.flatnonzero(~use_exact), np.flatnonzero(use_exact)
+        p[c], boundary[c] = steihaug(take_rows(grads, c), take_rows(h, c), radius[c])
+        p[e], boundary[e] = exact(take_rows(grads, e), *_eigen(ctx, use_exact), radius[e])
     # a saddle the cg subproblem would not leave (g = 0, negative curvature): the edge along
     # the lowest eigenvector (rows certified positive definite are no saddle)
-    g_norm = np.sqrt(_dot(grads, grads))
+    g_norm = np.sqrt(dot(grads, grads))
     scale = np.sqrt(np.einsum("kij,kij->k", h, h))
-    still = ~use_exact & (_dot(p, p) == 0) & (g_norm <= 1e-12 * np.maximum(1.0, scale))
+    still = ~use_exact & (dot(p, p) == 0) & (g_norm <= 1e-12 * np.maximum(1.0, scale))
     if still.any():
         lam, vec = _eigen(ctx, still)
         stuck = np.zeros(k, dtype=bool)
@@ -244,7 +244,7 @@ def update(grads, state: TrustRegionState, params, hp, t, ctx: StepContext):  # 
     step = np.where(accept[:, None], p, 0.0)
     return step, TrustRegionState(
         new_radius, np.where(ended & ~accept, Reason.TRUST_REGION, 0).astype(np.int8),
-        np.sqrt(_dot(step, step))[:, None], func_evals, state.grad_evals + accept[:, None],
+        np.sqrt(dot(step, step))[:, None], func_evals, state.grad_evals + accept[:, None],
         state.hess_evals + accept[:, None], state.rejected_steps + ~accept[:, None],
         state.radius_shrinks + shrink[:, None])
 

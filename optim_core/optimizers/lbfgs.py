@@ -26,7 +26,7 @@ import numpy as np
 from optim_core.engine.status import Reason
 from optim_core.optimizers.base import HyperParam, StepContext, StepRule
 from optim_core.optimizers.linesearch import search_moving
-from optim_core.optimizers.rowwise import dot
+from optim_core.optimizers.rowwise import dot, take_rows
 from optim_core.types import Array
 
 LINE_SEARCHES = ("strong_wolfe", "none")
@@ -120,10 +120,11 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
         rows = np.flatnonzero(keep)
         full = count[rows] == history[rows]  # the new pair takes the oldest one's slot
         slot = start[rows] + count[rows] * ~full  # start is 0 until the ring is full
-        s[slot, rows], y[slot, rows] = s_new[rows], y_new[rows]
+        y_kept = take_rows(y_new, rows)
+        s[slot, rows], y[slot, rows] = take_rows(s_new, rows), y_kept
         with np.errstate(divide="ignore"):
             rho[slot, rows] = 1.0 / ys[rows]
-            h_diag[rows] = ys[rows] / dot(y_new[rows], y_new[rows])
+            h_diag[rows] = ys[rows] / dot(y_kept, y_kept)
         count[rows] += ~full
         start[rows] = np.where(full, (start[rows] + 1) % history[rows], start[rows])
     h_diag[first] = 1.0
@@ -178,8 +179,11 @@ def _oldest_first(s: Array, y: Array, rho: Array, count: Array, start: Array,
         return s[order], y[order], rho[order]
     logical = np.arange(top)[:, None]
     slot = np.where(logical < count, (start + logical) % history, logical)
-    cols = np.arange(k)
-    return s[slot, cols], y[slot, cols], rho[slot, cols]
+    flat = (slot * k + np.arange(k)).ravel()  # (slot, row) in the (m·K, …) memory
+    d = s.shape[2]
+    return (take_rows(s.reshape(-1, d), flat).reshape(top, k, d),
+            take_rows(y.reshape(-1, d), flat).reshape(top, k, d),
+            rho.reshape(-1).take(flat).reshape(top, k))
 
 
 def _two_loop(g: Array, s: Array, y: Array, rho: Array, h_diag: Array) -> Array:

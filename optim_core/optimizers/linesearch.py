@@ -111,9 +111,10 @@ def _rounds(value_grad: ValueGrad, x: Array, t: Array, d: Array, f: Array, g: Ar
     rows = np.arange(k)
 
     def set_bracket(mask: Array, ends: tuple[tuple[Array, Array, Array, Array], ...]) -> None:
+        index = np.flatnonzero(mask)
         for side, (bt, bf, bg, bgtd) in enumerate(ends):
-            b_t[mask, side], b_f[mask, side] = bt[mask], bf[mask]
-            b_g[mask, side], b_gtd[mask, side] = bg[mask], bgtd[mask]
+            b_t[index, side], b_f[index, side] = bt[index], bf[index]
+            b_g[index, side], b_gtd[index, side] = take_rows(bg, index), bgtd[index]
 
     with np.errstate(all="ignore"):
         while True:
@@ -209,10 +210,10 @@ def _rounds(value_grad: ValueGrad, x: Array, t: Array, d: Array, f: Array, g: Ar
                         b_g[fb, fh], b_gtd[fb, fh] = b_g[fb, fl], b_gtd[fb, fl]
                     b_t[b, ls_], b_f[b, ls_], b_g[b, ls_], b_gtd[b, ls_] = \
                         t[b], f_new[b], g_new[b], gtd_new[b]
-    pick = low
-    step = b_t[rows, pick]
-    values = b_f[rows, pick]
-    grads = b_g[rows, pick]
+    pick = 2 * rows + low  # each row's low end, in the bracket's (2K, …) rows
+    step = b_t.reshape(-1)[pick]
+    values = b_f.reshape(-1)[pick]
+    grads = take_rows(b_g.reshape(2 * k, -1), pick)
     satisfied = done | (np.abs(dot(grads, d)) <= -c2 * gtd) & (values <= f + c1 * step * gtd)
     return WolfeResult(step, values, grads, evals, satisfied)
 

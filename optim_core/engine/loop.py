@@ -154,7 +154,7 @@ def _keep_rows(ctx: StepContext, keep: Array) -> StepContext:
     decomposed = keep if ctx.certified is None else keep[~ctx.certified]
 
     def rows(a: Array | None, mask: Array) -> Array | None:
-        return None if a is None else a[mask]
+        return None if a is None else a.take(np.flatnonzero(mask), axis=0)
     return ctx._replace(hess=rows(ctx.hess, keep), eigenvalues=rows(ctx.eigenvalues, decomposed),
                         eigenvectors=rows(ctx.eigenvectors, decomposed),
                         certified=rows(ctx.certified, keep))
@@ -427,7 +427,9 @@ class _Loop:
                 grad_norms = np.sqrt(grad_squares) if grad_norms is None else grad_norms
                 self._finish(stopped, status, reason, t, values, grad_norms, lr, bounds)
                 keep = ~stopped
-                values, grads, lr = values[keep], grads[keep], lr[keep]
+                going_on = np.flatnonzero(keep)
+                values, lr = values[going_on], lr[going_on]
+                grads = grads.take(going_on, axis=0)
                 contexts = [None if c is None else _keep_rows(c, keep[s:e])
                             for c, (s, e) in zip(contexts, bounds, strict=True)]
                 self._compress(keep, bounds)
@@ -578,18 +580,23 @@ class _Loop:
     def _finish(self, stopped: Array, status: Array, reason: Array, t: int, values: Array,
                 grad_norms: Array, lr: Array, bounds: list[tuple[int, int]]) -> None:
         self._count_flips()
-        # Every active row at once (max_steps, mostly): slices instead of masks and indices.
-        sel: Array | slice = slice(None) if stopped.all() else stopped
-        row_index = self.rows[stopped]
+        # Every active row at once (max_steps, mostly): slices instead of indices; else the
+        # stopped rows' indices, (K, d) arrays by take (see _state_rows)
+        every = bool(stopped.all())
+        sel: Array | slice = slice(None) if every else np.flatnonzero(stopped)
+        row_index = self.rows[sel]
         rows: Array | slice = slice(None) if row_index.size == self.k else row_index
+
+        def rows_of(a: Array, axis: int = 0) -> Array:
+            return a if every else a.take(sel, axis=axis)
         write_rows(self.results, rows, {
             "status": status[sel], "reason": reason[sel], "steps": t,
-            "final_params": self.params[sel], "final_loss": values[sel],
+            "final_params": rows_of(self.params), "final_loss": values[sel],
             "final_grad_norm": grad_norms[sel], "final_lr": lr[sel],
             "initial_loss": self.f0[sel], "best_loss": np.fmin(self.best[sel], values[sel]),
             "path_length": self.path_length[sel],
-            "flips": np.dot(self.flips[sel], np.ones(self.d)),
-            "recent_losses": self.ring[:, sel].T, "hess_evals": self.hess_evals[sel],
+            "flips": np.dot(rows_of(self.flips), np.ones(self.d)),
+            "recent_losses": rows_of(self.ring, axis=1).T, "hess_evals": self.hess_evals[sel],
             "final_step_size": self.step_size[sel], "final_evals": self._evals(t, bounds)[sel],
         })
         self.recorder.retire(row_index, self.results["steps"], self.finals)

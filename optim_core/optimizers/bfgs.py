@@ -23,6 +23,7 @@ from optim_core.engine.status import Reason
 from optim_core.optimizers.base import HyperParam, StepContext, StepRule
 from optim_core.optimizers.lbfgs import _column, _free
 from optim_core.optimizers.linesearch import search_moving
+from optim_core.optimizers.rowwise import take_rows
 from optim_core.types import Array
 
 MAX_LS = 25
@@ -96,7 +97,7 @@ def _updated(h: Array, s: Array, y: Array, ys: Array, good: Array, first: Array,
     H − ρ(Hy·sᵀ + s·(Hy)ᵀ) + (ρ²·yᵀHy + ρ)·ssᵀ (H symmetric): O(d²) a row, not O(d³)."""
     everyone = bool(good.all())
     r = slice(None) if everyone else np.flatnonzero(good)
-    hr, sr, yr = h[r], s[r], y[r]
+    hr, sr, yr = (h, s, y) if everyone else (take_rows(a, r) for a in (h, s, y))
     rho = 1.0 / ys[r]
     scale = first[r]
     if scale.any():  # Nocedal and Wright's scaling of H₀ before the first update

@@ -10,11 +10,14 @@
 torch's own tests end a step without moving, and here the run: max|g| ≤ tolerance_grad
 (converged, reason `tolerance_grad`) and gᵀd > −tolerance_change (the decrease the direction
 promises is spent: converged, reason `tolerance_change`; set it to 0 to go on to grad_tol).
-With a box it is L-BFGS-B-like: coordinates held at a bound by the gradient are frozen
-(their direction component zero, the pairs measured on the free ones). A row with no
-coordinate held searches as without a box (so a box the path never touches changes
-nothing); a row with one held, or whose Wolfe point lies outside the box, searches along the
-projected path (Armijo), as cg and bfgs do (linesearch.search_moving).
+With a box it is L-BFGS-B: from the second step the direction is x̄ − x, x̄ the model's
+minimiser over the coordinates its generalized Cauchy point leaves free, cut back into the
+box (cauchy.py), the pairs measured on every coordinate as L-BFGS-B does; the first step is
+torch's short steepest descent with held coordinates frozen. A row whose direction the box
+does not change keeps the two-loop's and searches as without a box (so a box the path never
+touches changes nothing); a row with a coordinate held, or whose Wolfe point lies outside
+the box, searches along the projected path (Armijo), as cg and bfgs do
+(linesearch.search_moving).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from optim_core.engine.status import Reason
+from optim_core.optimizers import cauchy
 from optim_core.optimizers.base import HyperParam, StepContext, StepRule
 from optim_core.optimizers.linesearch import search_moving
 from optim_core.optimizers.rowwise import dot, take_rows
@@ -96,8 +100,7 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
     if state.s.shape[0] < m:  # the first step: the memory for the largest history_size
         state = state._replace(s=np.zeros((m, k, d)), y=np.zeros((m, k, d)),
                                rho=np.zeros((m, k)))
-    free = _free(params, grads, ctx.bounds)
-    g = grads if free is None else np.where(free, grads, 0.0)
+    g = grads
     lr = _column(hp.lr, k)
     tol_change = _column(hp.tolerance_change, k)
     tol_grad = _column(hp.tolerance_grad, k)
@@ -106,14 +109,19 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
     count, start = state.count.copy(), state.start.copy()
     h_diag = state.h_diag.copy()
     skipped = state.skipped_updates.copy()
-    # torch: max|g| ≤ tolerance_grad ends the step before anything changes
-    optimal = np.abs(g).max(axis=1) <= tol_grad
+    # torch: max|g| ≤ tolerance_grad ends the step before anything changes (in a box, the
+    # projected gradient's)
+    projected = g if ctx.bounds is None else params - np.clip(params - g, *ctx.bounds)
+    optimal = np.abs(projected).max(axis=1) <= tol_grad
     first = state.n_iter == 0
     # the memory update, from the second step on
     later = ~first & ~optimal
     if later.any():
         y_new = g - state.prev_grad
         s_new = state.d * state.t[:, None]
+        if ctx.bounds is not None:  # a step the engine cut back into the box (lr > 1)
+            s_new = np.where(params == state.next_params, s_new,
+                             params - (state.next_params - s_new))
         ys = dot(y_new, s_new)
         keep = later & (ys > CURVATURE_MIN)
         skipped[later & ~keep, 0] += 1
@@ -129,12 +137,14 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
         start[rows] = np.where(full, (start[rows] + 1) % history[rows], start[rows])
     h_diag[first] = 1.0
     count[first] = 0
-    direction = _two_loop(g, *_oldest_first(s, y, rho, count, start, history), h_diag)
+    pairs = _oldest_first(s, y, rho, count, start, history)
+    direction = _two_loop(g, *pairs, h_diag)
     direction[first] = -g[first]
-    if free is not None:
-        direction = np.where(free, direction, 0.0)
-    with np.errstate(divide="ignore"):
-        first_t = np.minimum(1.0, 1.0 / np.abs(g).sum(axis=1)) * lr
+    free = None
+    if ctx.bounds is not None:
+        direction, free = _within_box(params, g, ctx.bounds, direction, pairs, h_diag, first)
+    with np.errstate(divide="ignore"):  # d = −g at the first step (held coordinates 0)
+        first_t = np.minimum(1.0, 1.0 / np.abs(direction).sum(axis=1)) * lr
     step_t = np.where(first, first_t, lr)
     gtd = dot(g, direction)
     no_descent = ~optimal & (gtd > -tol_change)
@@ -143,7 +153,8 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
     accepted, _, _, (func_evals, grad_evals, failures) = search_moving(
         ctx, searching, params, step_t, step_t, direction, g, grads, gtd, free,
         c1=np.full(k, C1), c2=np.full(k, C2), max_ls=MAX_LS, tolerance_change=WOLFE_WIDTH,
-        counters=(state.func_evals, state.grad_evals, state.line_search_failures))
+        counters=(state.func_evals, state.grad_evals, state.line_search_failures),
+        need_grads=False)
     plain = moving & ~wolfe
     accepted[plain] = step_t[plain]
     func_evals[plain, 0] += 1  # the next step's evaluation is this method's
@@ -165,6 +176,49 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
         grad_evals=grad_evals, hess_evals=state.hess_evals,
         skipped_updates=skipped, line_search_failures=failures)
     return np.where(moving[:, None], step, 0.0), new
+
+
+def _within_box(x: Array, g: Array, box: tuple[Array, Array], direction: Array,
+                pairs: tuple[Array, Array, Array], h_diag: Array, first: Array
+                ) -> tuple[Array, Array]:
+    """L-BFGS-B's direction x̄ − x (cauchy.py: the generalized Cauchy point, then the
+    model's minimiser over the coordinates it leaves free, cut back into the box) and the
+    coordinates free to move. Where the Cauchy point meets no bound and x̄ needs no cut, x̄ is
+    the unconstrained model's minimiser x − H·g: the two-loop's direction is kept there, bit
+    for bit, so a box the path never touches changes nothing. The first step, with no pair
+    yet (B = I, whose Cauchy point x − g may lie far out where g is large), is torch's
+    steepest descent with the coordinates held at a bound frozen, as L-BFGS-B's first
+    search starts short (1/‖d‖) along its projected gradient."""
+    free = _free(x, g, box)
+    assert free is not None
+    direction = np.where(free, direction, 0.0)
+    later = np.flatnonzero(~first & ~_clear_of_box(x, g, box, direction))
+    if later.size:
+        lo, hi = box
+        xl, gl = take_rows(x, later), take_rows(g, later)
+        model = cauchy.compact(pairs[0][:, later], pairs[1][:, later], 1.0 / h_diag[later])
+        point, c = cauchy.cauchy_point(xl, gl, lo, hi, model)
+        target, untouched = cauchy.subspace_point(xl, gl, lo, hi, model, point, c)
+        touched = later[~untouched]
+        direction[touched] = target[~untouched] - x[touched]
+        free[touched] = (target[~untouched] > lo) & (target[~untouched] < hi)
+        free[later[untouched]] = True
+    return direction, free
+
+
+def _clear_of_box(x: Array, g: Array, box: tuple[Array, Array], direction: Array) -> Array:
+    """Rows whose Cauchy point and model minimiser are certainly inside the box, without
+    forming B: the Cauchy step t* = gᵀg/gᵀBg is at most gᵀHg/gᵀg (Cauchy–Schwarz in B's
+    inner product), so where x − t·g for that t and x − H·g lie strictly inside, the box
+    plays no part (the steepest-descent path meets no bound before t*, every coordinate is
+    free, the subspace step is the model's minimiser and needs no cut)."""
+    lo, hi = box
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reach = -dot(g, direction) / dot(g, g)
+    along = x - reach[:, None] * g
+    model = x + direction
+    return (np.isfinite(reach) & ((along > lo) & (along < hi) & (model > lo)
+                                  & (model < hi)).all(axis=1))
 
 
 def _oldest_first(s: Array, y: Array, rho: Array, count: Array, start: Array,
@@ -226,7 +280,8 @@ HYPERPARAMS = (
 LBFGS = StepRule(
     "lbfgs", init, update, HYPERPARAMS,
     "L-BFGS as torch.optim.LBFGS one iteration a step: two-loop recursion over the last "
-    "history_size pairs, torch's strong-Wolfe search; L-BFGS-B-like within bounds.",
+    "history_size pairs, torch's strong-Wolfe search; L-BFGS-B within bounds (its Cauchy "
+    "point and subspace step).",
     uses_loss=True, finished=finished, counts_evals=True,
     counters=("func_evals", "grad_evals", "hess_evals", "skipped_updates",
               "line_search_failures"),

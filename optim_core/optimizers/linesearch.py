@@ -252,7 +252,7 @@ def armijo(value_fn: Callable[[Array], Array], x: Array, d: Array, f: Array, g: 
 def search_moving(ctx: Any, moving: Array, x: Array, trial: Array, opening: Array, d: Array,
                   g: Array, raw_grads: Array, gtd: Array, free: Array | None, *, c1: Array,
                   c2: Array, max_ls: int, counters: tuple[Array, Array, Array],
-                  tolerance_change: float = 0.0
+                  tolerance_change: float = 0.0, need_grads: bool = True
                   ) -> tuple[Array, Array, Array, tuple[Array, Array, Array]]:
     """The step length of cg, bfgs and lbfgs for the rows that move (of K rows along d). Without a
     box, and for a row with no coordinate held at a bound, torch's strong-Wolfe search from
@@ -267,7 +267,9 @@ def search_moving(ctx: Any, moving: Array, x: Array, trial: Array, opening: Arra
 
     Answers α (0 where a row stays), the gradient at the accepted point (the old one where a
     row stays), whether a search found no lower point, and the (K, 1) counters (func_evals,
-    grad_evals, line_search_failures) with this step's added."""
+    grad_evals, line_search_failures) with this step's added. A rule that reads no gradient
+    at the accepted point (`need_grads` false: lbfgs, whose next step's evaluation reads it)
+    gets none from the projected search, and its count has that gradient, not a second value."""
     k = x.shape[0]
     alpha, new_grads, stuck = np.zeros(k), raw_grads.copy(), np.zeros(k, dtype=bool)
     func_evals, grad_evals, failures = (c.copy() for c in counters)
@@ -297,8 +299,9 @@ def search_moving(ctx: Any, moving: Array, x: Array, trial: Array, opening: Arra
                                  raw_grads[p], c1=1e-4,
                                  project=lambda z: np.clip(z, *ctx.bounds))
         alpha[p] = scale * length
-        _, new_grads[p] = ctx.value_grad_fn(np.clip(x[p] + alpha[p, None] * d[p],
-                                                    *ctx.bounds))
-        func_evals[p, 0] += evals + 1
+        if need_grads:
+            _, new_grads[p] = ctx.value_grad_fn(np.clip(x[p] + alpha[p, None] * d[p],
+                                                        *ctx.bounds))
+        func_evals[p, 0] += evals + need_grads
         grad_evals[p, 0] += 1
     return alpha, new_grads, stuck, (func_evals, grad_evals, failures)

@@ -144,11 +144,18 @@ def subspace_point(x: Array, g: Array, lo: Array, hi: Array, model: Compact, poi
     free = (point > lo) & (point < hi)
     reduced = np.where(free, g + theta[:, None] * (point - x)
                        - np.einsum("kad,ka->kd", w, _times(mid, c)), 0.0)
-    v = _times(mid, np.einsum("kad,kd->ka", w, reduced))
-    wz = w * free[:, None, :]
-    n = np.eye(w.shape[1]) - (mid @ (wz @ wz.transpose(0, 2, 1))) / theta[:, None, None]
-    v = _solve(n, v[:, :, None])[:, :, 0]
-    du = -reduced / theta[:, None] - np.einsum("kad,ka->kd", wz, v) / (theta * theta)[:, None]
+    if d <= w.shape[1]:  # the reduced Hessian ZᵀBZ is the smaller system: solve it
+        hessian = theta[:, None, None] * np.eye(d) - w.transpose(0, 2, 1) @ (mid @ w)
+        both = free[:, :, None] & free[:, None, :]
+        hessian = np.where(both, hessian, np.eye(d))  # a held coordinate: du 0
+        du = _solve(hessian, -reduced[:, :, None])[:, :, 0]
+    else:  # the direct primal method's 2m × 2m system (Sherman–Morrison–Woodbury)
+        v = _times(mid, np.einsum("kad,kd->ka", w, reduced))
+        wz = w * free[:, None, :]
+        n = np.eye(w.shape[1]) - (mid @ (wz @ wz.transpose(0, 2, 1))) / theta[:, None, None]
+        v = _solve(n, v[:, :, None])[:, :, 0]
+        du = (-reduced / theta[:, None]
+              - np.einsum("kad,ka->kd", wz, v) / (theta * theta)[:, None])
     du = np.where(free, du, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         room = np.where(du > 0, (hi - point) / du, np.where(du < 0, (lo - point) / du, np.inf))

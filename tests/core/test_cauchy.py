@@ -14,18 +14,19 @@ LO = np.array([-1.2, -1.2, -np.inf, -1.2, -1.2])
 HI = np.array([1.5, 0.9, np.inf, 1.1, 1.0])
 
 
-def _memory(seed: int):
+def _memory(seed: int, m: int = M):
     """Pairs (s, Aₖs) of a random positive definite Aₖ per row, and the two-loop's scale."""
     rng = np.random.default_rng(seed)
     a = rng.normal(size=(K, D, D))
     a = a @ a.transpose(0, 2, 1) + np.eye(D)
-    s = rng.normal(size=(M, K, D))
+    s = rng.normal(size=(m, K, D))
     y = np.einsum("kij,mkj->mki", a, s)
-    for row, count in enumerate(COUNTS):
+    counts = np.minimum(COUNTS, m)
+    for row, count in enumerate(counts):
         s[count:, row] = y[count:, row] = 0.0
     sy = np.einsum("mkd,mkd->mk", s, y)
     rho = np.divide(1.0, sy, out=np.zeros_like(sy), where=sy > 0)
-    newest = COUNTS - 1, np.arange(K)
+    newest = counts - 1, np.arange(K)
     h_diag = sy[newest] / np.einsum("kd,kd->k", y[newest], y[newest])
     return rng, s, y, rho, h_diag
 
@@ -65,8 +66,11 @@ def test_the_cauchy_point_is_the_first_minimiser_along_the_projected_path(seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_the_subspace_point_minimises_the_model_over_the_free_coordinates(seed):
-    rng, s, y, _, h_diag = _memory(seed)
+@pytest.mark.parametrize("m", [M, 2], ids=["reduced-hessian", "direct-primal"])
+def test_the_subspace_point_minimises_the_model_over_the_free_coordinates(seed, m):
+    """Both ways to the subspace step: the reduced Hessian (d ≤ 2m) and the direct primal
+    method's 2m × 2m system (d > 2m)."""
+    rng, s, y, _, h_diag = _memory(seed, m)
     g = rng.normal(size=(K, D))
     x = np.clip(rng.uniform(-1.3, 1.3, size=(K, D)), LO, HI)
     model = compact(s, y, 1.0 / h_diag)

@@ -102,17 +102,21 @@ def steihaug(g: Array, h: Array, radius: Array) -> tuple[Array, Array]:
             small = ~curved & ~outside & (np.sqrt(r_next_squared) < tolc)
             if curved.any():  # non-positive curvature: the better of the two boundary points
                 c = np.flatnonzero(curved)
-                ta, tb = boundary_crossings(zc[c], dc[c], radc[c])
-                pa, pb = zc[c] + ta[:, None] * dc[c], zc[c] + tb[:, None] * dc[c]
-                better_a = _model(gc[c], hc[c], pa) < _model(gc[c], hc[c], pb)
+                z_c, d_c, g_c, h_c = (take_rows(a, c) for a in (zc, dc, gc, hc))
+                ta, tb = boundary_crossings(z_c, d_c, radc[c])
+                pa, pb = z_c + ta[:, None] * d_c, z_c + tb[:, None] * d_c
+                better_a = _model(g_c, h_c, pa) < _model(g_c, h_c, pb)
                 p[rows[c]] = np.where(better_a[:, None], pa, pb)
                 on_boundary[rows[c]] = True
             if outside.any():  # the iterate leaves the region: to its boundary along d
                 o = np.flatnonzero(outside)
-                _, tb = boundary_crossings(zc[o], dc[o], radc[o])
-                p[rows[o]] = zc[o] + tb[:, None] * dc[o]
+                z_o, d_o = take_rows(zc, o), take_rows(dc, o)
+                _, tb = boundary_crossings(z_o, d_o, radc[o])
+                p[rows[o]] = z_o + tb[:, None] * d_o
                 on_boundary[rows[o]] = True
-            p[rows[small]] = z_next[small]
+            if small.any():
+                q = np.flatnonzero(small)
+                p[rows[q]] = take_rows(z_next, q)
             beta = r_next_squared / r_squared
             dc = -r_next + beta[:, None] * dc
             zc, rc, r_squared = z_next, r_next, r_next_squared

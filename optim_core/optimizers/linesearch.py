@@ -56,8 +56,6 @@ def cubic_interpolate(x1: Array, f1: Array, g1: Array, x2: Array, f2: Array, g2:
     return np.where(d2_square >= 0, clipped, (lo + hi) / 2.0)
 
 
-
-
 def strong_wolfe(value_grad: ValueGrad, x: Array, t: Array, d: Array, f: Array, g: Array,
                  gtd: Array, *, c1: float | Array = 1e-4, c2: float | Array = 0.9,
                  tolerance_change: float = 1e-9, max_ls: int = 25) -> WolfeResult:
@@ -93,11 +91,11 @@ def strong_wolfe(value_grad: ValueGrad, x: Array, t: Array, d: Array, f: Array, 
 def _rounds(value_grad: ValueGrad, x: Array, t: Array, d: Array, f: Array, g: Array,
             gtd: Array, first: tuple[Array, Array, Array], c1: Array, c2: Array,
             tolerance_change: float, max_ls: int) -> WolfeResult:
-    """Torch's bracketing and zoom for rows whose first trial t gave `first` (f, g, gᵀd)."""
+    """Torch's bracketing and zoom for rows whose first trial t gave `first` (f, g, gᵀd).
+    It works in t and `first` in place: strong_wolfe hands it arrays of its own."""
     k = x.shape[0]
     d_norm = np.abs(d).max(axis=1)
-    f_new, g_new, gtd_new = (a.copy() for a in first)
-    t = t.copy()
+    f_new, g_new, gtd_new = first
     evals = np.ones(k, dtype=np.int64)
     t_prev, f_prev, g_prev, gtd_prev = np.zeros(k), f.copy(), g.copy(), gtd.copy()
     ls_iter = np.zeros(k, dtype=np.int64)
@@ -295,12 +293,13 @@ def search_moving(ctx: Any, moving: Array, x: Array, trial: Array, opening: Arra
     p = np.flatnonzero(projected)
     if p.size:
         length = np.maximum(trial[p], opening[p])
-        scale, _, evals = armijo(ctx.value_fn, x[p], length[:, None] * d[p], ctx.values[p],
-                                 raw_grads[p], c1=1e-4,
+        x_p, d_p = take_rows(x, p), take_rows(d, p)
+        scale, _, evals = armijo(ctx.value_fn, x_p, length[:, None] * d_p, ctx.values[p],
+                                 take_rows(raw_grads, p), c1=1e-4,
                                  project=lambda z: np.clip(z, *ctx.bounds))
         alpha[p] = scale * length
         if need_grads:
-            _, new_grads[p] = ctx.value_grad_fn(np.clip(x[p] + alpha[p, None] * d[p],
+            _, new_grads[p] = ctx.value_grad_fn(np.clip(x_p + alpha[p, None] * d_p,
                                                         *ctx.bounds))
         func_evals[p, 0] += evals + need_grads
         grad_evals[p, 0] += 1

@@ -54,8 +54,6 @@ def init(params: Array) -> TrustRegionState:
                             zeros + 1.0, zeros + 1.0, zeros + 1.0, zeros.copy(), zeros.copy())
 
 
-
-
 def boundary_crossings(z: Array, d: Array, radius: Array) -> tuple[Array, Array]:
     """The two t with ‖z + t·d‖ = radius, smaller first (scipy's, in its stable form)."""
     a = dot(d, d)
@@ -210,14 +208,13 @@ def update(grads, state: TrustRegionState, params, hp, t, ctx: StepContext):  # 
     radius = np.where(np.isnan(state.radius), initial, state.radius)
     use_exact = np.broadcast_to(np.asarray(hp.subproblem).reshape(-1), (k,)) == 1
     h = ctx.hess
-    p = np.zeros_like(grads)
-    boundary = np.zeros(k, dtype=bool)
     if not use_exact.any():  # one subproblem for every row (the common case): no gathers
         p, boundary = steihaug(grads, h, radius)
     elif use_exact.all():
         p, boundary = exact(grads, *_eigen(ctx, use_exact), radius)
     else:
         c, e = np.flatnonzero(~use_exact), np.flatnonzero(use_exact)
+        p, boundary = np.empty_like(grads), np.empty(k, dtype=bool)
         p[c], boundary[c] = steihaug(take_rows(grads, c), take_rows(h, c), radius[c])
         p[e], boundary[e] = exact(take_rows(grads, e), *_eigen(ctx, use_exact), radius[e])
     # a saddle the cg subproblem would not leave (g = 0, negative curvature): the edge along

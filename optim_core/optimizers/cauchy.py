@@ -21,7 +21,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from optim_core.optimizers.rowwise import dot
 from optim_core.types import Array
 
 EPS = np.finfo(float).eps
@@ -62,20 +61,43 @@ def compact(s: Array, y: Array, theta: Array) -> Compact:
 
 def _solve(matrix: Array, rhs: Array | None) -> Array:
     """matrix⁻¹·rhs (the inverse itself where rhs is None). Both matrices are nonsingular in
-    exact arithmetic wherever every pair has sᵀy > 0 (Byrd, Nocedal and Schnabel 1994); one
-    that is singular in floating point (degenerate pairs) gets a ridge of 1e-12 of its
-    largest entry rather than stopping the batch."""
+    exact arithmetic wherever every pair has sᵀy > 0 (Byrd, Nocedal and Schnabel 1994); a row
+    whose matrix is singular in floating point (degenerate pairs) gets a ridge of 1e-12 of
+    its largest entry rather than stopping the batch, and only that row (each row answers as
+    it would alone)."""
+    def one(a: Array, b: Array | None) -> Array:
+        return np.linalg.inv(a) if b is None else np.linalg.solve(a, b)
     try:
-        return np.linalg.inv(matrix) if rhs is None else np.linalg.solve(matrix, rhs)
+        return one(matrix, rhs)
     except np.linalg.LinAlgError:
-        size = matrix.shape[-1]
-        ridge = 1e-12 * np.abs(matrix).max(axis=(1, 2)) + np.finfo(float).tiny
-        matrix = matrix + ridge[:, None, None] * np.eye(size)
-        return np.linalg.inv(matrix) if rhs is None else np.linalg.solve(matrix, rhs)
+        rows = []
+        for i, a in enumerate(matrix):
+            b = None if rhs is None else rhs[i]
+            try:
+                rows.append(one(a, b))
+            except np.linalg.LinAlgError:
+                ridge = 1e-12 * np.abs(a).max() + np.finfo(float).tiny
+                rows.append(one(a + ridge * np.eye(a.shape[0]), b))
+        return np.stack(rows)
 
 
+# The contractions below multiply and sum along an axis rather than call np.einsum: einsum's
+# vectorised loops for a contiguous reduction sum in an order that depends on where a row
+# lies in memory (its alignment), so a row answered differently alone and in a batch (a
+# split of the runs must not change any run's numbers); a product summed by np.sum does not.
 def _times(matrix: Array, vector: Array) -> Array:
-    return np.einsum("kab,kb->ka", matrix, vector)
+    """(K, a): each row's matrix (a, b) times its vector (b)."""
+    return (matrix * vector[:, None, :]).sum(axis=-1)
+
+
+def _rowdot(a: Array, b: Array) -> Array:
+    """(K,): each row's dot product."""
+    return (a * b).sum(axis=-1)
+
+
+def _transposed_times(matrix: Array, vector: Array) -> Array:
+    """(K, b): each row's matrix (a, b) transposed times its vector (a)."""
+    return (matrix * vector[:, :, None]).sum(axis=1)
 
 
 def cauchy_point(x: Array, g: Array, lo: Array, hi: Array, model: Compact
@@ -88,10 +110,10 @@ def cauchy_point(x: Array, g: Array, lo: Array, hi: Array, model: Compact
     breaks = np.where(np.isnan(breaks), np.inf, breaks)
     direction = np.where(breaks > 0, -g, 0.0)  # a coordinate at its bound, pushed out: held
     point = x.copy()
-    p = np.einsum("kad,kd->ka", w, direction)
+    p = _times(w, direction)
     c = np.zeros_like(p)
-    f1 = -dot(direction, direction)
-    f2 = -theta * f1 - np.einsum("ka,ka->k", p, _times(mid, p))
+    f1 = -_rowdot(direction, direction)
+    f2 = -theta * f1 - _rowdot(p, _times(mid, p))
     f2_floor = EPS * f2
     with np.errstate(divide="ignore", invalid="ignore"):
         step_min = np.where(f2 > 0, -f1 / f2, 0.0)
@@ -119,9 +141,9 @@ def cauchy_point(x: Array, g: Array, lo: Array, hi: Array, model: Compact
         c[r] += dt[:, None] * p[r]
         wb = w[r, :, br]
         mr = mid[r]
-        f1[r] += dt * f2[r] + gb * gb + theta[r] * gb * zb - gb * dot(wb, _times(mr, c[r]))
-        f2[r] -= (theta[r] * gb * gb + 2 * gb * dot(wb, _times(mr, p[r]))
-                  + gb * gb * dot(wb, _times(mr, wb)))
+        f1[r] += dt * f2[r] + gb * gb + theta[r] * gb * zb - gb * _rowdot(wb, _times(mr, c[r]))
+        f2[r] -= (theta[r] * gb * gb + 2 * gb * _rowdot(wb, _times(mr, p[r]))
+                  + gb * gb * _rowdot(wb, _times(mr, wb)))
         f2[r] = np.maximum(f2[r], f2_floor[r])
         p[r] += gb[:, None] * wb
         direction[r, br] = 0.0
@@ -143,19 +165,19 @@ def subspace_point(x: Array, g: Array, lo: Array, hi: Array, model: Compact, poi
     w, mid, theta = model
     free = (point > lo) & (point < hi)
     reduced = np.where(free, g + theta[:, None] * (point - x)
-                       - np.einsum("kad,ka->kd", w, _times(mid, c)), 0.0)
+                       - _transposed_times(w, _times(mid, c)), 0.0)
     if d <= w.shape[1]:  # the reduced Hessian ZᵀBZ is the smaller system: solve it
         hessian = theta[:, None, None] * np.eye(d) - w.transpose(0, 2, 1) @ (mid @ w)
         both = free[:, :, None] & free[:, None, :]
         hessian = np.where(both, hessian, np.eye(d))  # a held coordinate: du 0
         du = _solve(hessian, -reduced[:, :, None])[:, :, 0]
     else:  # the direct primal method's 2m × 2m system (Sherman–Morrison–Woodbury)
-        v = _times(mid, np.einsum("kad,kd->ka", w, reduced))
+        v = _times(mid, _times(w, reduced))
         wz = w * free[:, None, :]
         n = np.eye(w.shape[1]) - (mid @ (wz @ wz.transpose(0, 2, 1))) / theta[:, None, None]
         v = _solve(n, v[:, :, None])[:, :, 0]
         du = (-reduced / theta[:, None]
-              - np.einsum("kad,ka->kd", wz, v) / (theta * theta)[:, None])
+              - _transposed_times(wz, v) / (theta * theta)[:, None])
     du = np.where(free, du, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         room = np.where(du > 0, (hi - point) / du, np.where(du < 0, (lo - point) / du, np.inf))

@@ -84,7 +84,6 @@ def _column(value: object, k: int) -> Array:
         if np.ndim(value) else np.full(k, float(value))  # type: ignore[arg-type]
 
 
-
 def _free(params: Array, grads: Array, bounds: tuple[Array, Array] | None) -> Array | None:
     """(K, d) coordinates free to move: not at a bound with the gradient pushing out."""
     if bounds is None:
@@ -142,7 +141,8 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
     direction[first] = -g[first]
     free = None
     if ctx.bounds is not None:
-        direction, free = _within_box(params, g, ctx.bounds, direction, pairs, h_diag, first)
+        direction, free = _within_box(params, g, ctx.bounds, direction, pairs, count, h_diag,
+                                      first)
     with np.errstate(divide="ignore"):  # d = −g at the first step (held coordinates 0)
         first_t = np.minimum(1.0, 1.0 / np.abs(direction).sum(axis=1)) * lr
     step_t = np.where(first, first_t, lr)
@@ -179,7 +179,7 @@ def update(grads, state: LbfgsState, params, hp, t, ctx: StepContext):  # noqa: 
 
 
 def _within_box(x: Array, g: Array, box: tuple[Array, Array], direction: Array,
-                pairs: tuple[Array, Array, Array], h_diag: Array, first: Array
+                pairs: tuple[Array, Array, Array], count: Array, h_diag: Array, first: Array
                 ) -> tuple[Array, Array]:
     """L-BFGS-B's direction x̄ − x (cauchy.py: the generalized Cauchy point, then the
     model's minimiser over the coordinates it leaves free, cut back into the box) and the
@@ -188,21 +188,28 @@ def _within_box(x: Array, g: Array, box: tuple[Array, Array], direction: Array,
     for bit, so a box the path never touches changes nothing. The first step, with no pair
     yet (B = I, whose Cauchy point x − g may lie far out where g is large), is torch's
     steepest descent with the coordinates held at a bound frozen, as L-BFGS-B's first
-    search starts short (1/‖d‖) along its projected gradient."""
+    search starts short (1/‖d‖) along its projected gradient.
+
+    Rows go through the dense algebra grouped by their count of pairs, each group with its
+    own pairs only: padding a row's memory with the zero pairs of a longer one changes the
+    sizes of its sums and factorizations, and with them its last bits (a row must answer
+    alone as in any batch)."""
     free = _free(x, g, box)
     assert free is not None
     direction = np.where(free, direction, 0.0)
     later = np.flatnonzero(~first & ~_clear_of_box(x, g, box, direction))
-    if later.size:
-        lo, hi = box
-        xl, gl = take_rows(x, later), take_rows(g, later)
-        model = cauchy.compact(pairs[0][:, later], pairs[1][:, later], 1.0 / h_diag[later])
-        point, c = cauchy.cauchy_point(xl, gl, lo, hi, model)
-        target, untouched = cauchy.subspace_point(xl, gl, lo, hi, model, point, c)
-        touched = later[~untouched]
+    lo, hi = box
+    for kept in np.unique(count[later]):
+        rows = later[count[later] == kept]
+        xr, gr = take_rows(x, rows), take_rows(g, rows)
+        model = cauchy.compact(pairs[0][:kept, rows], pairs[1][:kept, rows],
+                               1.0 / h_diag[rows])
+        point, c = cauchy.cauchy_point(xr, gr, lo, hi, model)
+        target, untouched = cauchy.subspace_point(xr, gr, lo, hi, model, point, c)
+        touched = rows[~untouched]
         direction[touched] = target[~untouched] - x[touched]
         free[touched] = (target[~untouched] > lo) & (target[~untouched] < hi)
-        free[later[untouched]] = True
+        free[rows[untouched]] = True
     return direction, free
 
 

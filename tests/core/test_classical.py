@@ -113,6 +113,26 @@ def test_lbfgs_rows_of_a_mixed_batch_answer_as_each_row_alone():
         np.testing.assert_array_equal(alone.final_params[0], batch.final_params[row])
 
 
+@pytest.mark.parametrize(("dim", "side"), [(5, (0.0, 3.0)), (3, (-1.0, 0.5))])
+def test_lbfgs_in_a_box_answers_each_row_as_alone(dim, side):
+    """L-BFGS-B's dense algebra (cauchy.py) gives every row its own numbers in any batch:
+    rows whose memories hold different counts of pairs, bounds binding. Padding a row with a
+    longer row's zero pairs once changed its sums' lengths, hence its last bits (6 of these
+    40 rows at d = 5 ended elsewhere than alone); so did einsum's alignment-dependent sums."""
+    loss = BuiltinLoss("rosenbrock", dim)
+    box = np.array([side] * dim)
+    starts = np.clip(np.random.default_rng(2).uniform(-2, 2, size=(40, dim)), *side)
+    settings = [{"history_size": (10, 3, 6)[i % 3]} for i in range(40)]
+    batch = run(loss, [make_group("lbfgs", settings)], starts, max_steps=300,
+                stop=StopCriteria(grad_tol=1e-8), record=RecordSpec(enabled=False), bounds=box)
+    for row in range(40):
+        alone = run(loss, [make_group("lbfgs", [settings[row]])], starts[row:row + 1],
+                    max_steps=300, stop=StopCriteria(grad_tol=1e-8),
+                    record=RecordSpec(enabled=False), bounds=box, path="vectorised")
+        assert alone.steps[0] == batch.steps[row]
+        np.testing.assert_array_equal(alone.final_params[0], batch.final_params[row])
+
+
 def test_lbfgs_ends_where_torch_stops_moving():
     batch = _run(BuiltinLoss("himmelblau"), "lbfgs", {}, [[0.5, 0.5]], 200, grad_tol=0.0)
     assert batch.status[0] == 1 and batch.reason[0] == 14  # tolerance_change: converged

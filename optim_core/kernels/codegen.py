@@ -15,6 +15,7 @@ an upgraded rule gets a new file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -36,7 +37,7 @@ from optim_core.kernels import FusedUnavailable, cache_dir
 _MUL, _ADD, _SQUARE, _CALL1, _CALL2, _MULADD, _SUB = range(7)
 _MATH_NAMES = {math.sin, math.cos, math.tan, math.asin, math.acos, math.atan, math.sinh,
                math.cosh, math.tanh, math.exp, math.log, math.log1p, math.sqrt, math.pow}
-VERSION = "4"  # of this generator: a change of the template below makes new files
+VERSION = "5"  # of this generator: a change of the template below makes new files
 # one assignment per float-program instruction (MULADD's third operand is a slot in c)
 _STATEMENTS = {
     _MULADD: "e{dst} = e{a} + e{b} * e{c}", _MUL: "e{dst} = e{a} * e{b}",
@@ -137,9 +138,16 @@ def advance_source(kernel: Callable[..., Any], n_state: int, slots: Sequence[Slo
     """`steps`, a block of steps t0 … t1 − 1 for one chunk of runs (contiguous arrays, runs
     along the last axis), and `advance`, every chunk (prange: on every thread when
     `parallel`). A chunk's loop over its runs has no early exit and its coordinates are
-    unrolled, so LLVM vectorises it; the loop is written twice, the step's body the same: one
-    for a step where every run of the chunk steps (the common case: no mask on its loads and
-    stores), one guarded by each run's live flag and step counter."""
+    unrolled, so LLVM vectorises it. The loop is written twice:
+
+    - the fast step, where every run of the chunk steps and none is starting, resuming or
+      halting (the common case): no step counter per run (the chunk is "in step": every
+      t_row is t, written back when it leaves that state or the block ends), and two passes
+      (the screen, then the step with no mask on its stores: see below);
+    - the general loop, guarded by each run's live flag and step counter.
+
+    Each run's last lr is set once after the block from its last step's row of the lr table
+    (the same value the step would have written)."""
     names = [f"C{j}" for j in range(len(slots))]
     flags = [f"F{j}" for j in range(len(slots))]
     parts, hoisted = [], []
@@ -177,21 +185,33 @@ def advance_source(kernel: Callable[..., Any], n_state: int, slots: Sequence[Slo
     views += [f"S{m}_{i} = S[{m}, {i}]" for i in coords for m in range(n_state)]
     tables = ", ".join(names + flags)
     tail = (", " + tables) if tables else ""
-    body = f'''{chr(10).join(line for line in loss.lines)}
+    gradient = f'''{chr(10).join(line for line in loss.lines)}
 squares = 0.0
 {chr(10).join(f"squares += g{i} * g{i}" for i in coords)}
 grad_norm = np.sqrt(squares)
-if starting:
+'''
+    tests = (f"(not ({finite}))\n"
+             "        | (value - start_value > factor * max(1.0, abs(start_value)))\n"
+             "        | (grad_norm <= grad_tol) | (value <= loss_tol)\n"
+             "        | (t - last_improvement[k] >= patience) | (t >= max_steps[k])")
+    stepping = f'''if value < best[k]:
+    best[k] = value
+    last_improvement[k] = t
+ring_row[k] = value
+c = {coefficients}
+{chr(10).join(step_lines)}
+norm = np.sqrt(squares)
+last_step_norm[k] = norm
+path_length[k] += norm
+'''
+    general = f'''{gradient}if starting:
     first_value[k] = value
     first_gn[k] = grad_norm
 if t == 0:
     f0[k] = value
 start_value = f0[k]
-stop = (halting | (not ({finite}))
-        | (value - start_value > factor * max(1.0, abs(start_value)))
-        | (grad_norm <= grad_tol) | (value <= loss_tol)
-        | ((t > 0) & (last_step_norm[k] <= step_tol))
-        | (t - last_improvement[k] >= patience) | (t >= max_steps[k]))
+stop = (halting | {tests}
+        | ((t > 0) & (last_step_norm[k] <= step_tol)))
 stop = stop & (not resume[k])
 resume[k] = False
 if stop:
@@ -200,18 +220,31 @@ if stop:
     parked[k] = True
     live[k] = False
 else:
-    if value < best[k]:
-        best[k] = value
-        last_improvement[k] = t
-    ring_row[k] = value
-    c = {coefficients}
-{chr(10).join(" " * 4 + line for line in step_lines)}
-    norm = np.sqrt(squares)
-    last_step_norm[k] = norm
-    path_length[k] += norm
-    last_lr[k] = {"lr_table[b]" if lr_shared else "lr_table[b, first + k]"}
-    t_row[k] = t + 1
+{textwrap.indent(stepping, " " * 4)}    t_row[k] = t + 1
 '''
+    # The fast step runs in two passes over the chunk. The first evaluates the loss, keeps
+    # the value and gradient in scratch rows and only screens the stopping tests, the
+    # gradient's as its squared norm against grad_tol² widened by a few ulps (a superset of
+    # the exact test: no square root). Where no run may stop (the common case), the second
+    # steps every run with no mask on its stores; otherwise the general loop takes the step
+    # with the exact tests (the chunk's step counters written back first).
+    finite_squared = " & ".join(["math.isfinite(value)", "math.isfinite(squares)"]
+                                + [f"math.isfinite(X{i}[k])" for i in coords])
+    test_pass = f'''{chr(10).join(line for line in loss.lines)}
+squares = 0.0
+{chr(10).join(f"squares += g{i} * g{i}" for i in coords)}
+start_value = f0[k]
+stopped += ((not ({finite_squared}))
+            | (value - start_value > factor * max(1.0, abs(start_value)))
+            | (squares <= grad_tol_squared) | (value <= loss_tol)
+            | (t - last_improvement[k] >= patience) | (t >= max_steps[k])
+            | (last_step_norm[k] <= step_tol))
+V[k] = value
+{chr(10).join(f"G{i}[k] = g{i}" for i in coords)}
+'''
+    step_pass = "value = V[k]\n" + "".join(f"g{i} = G{i}[k]\n" for i in coords) + stepping
+    last_lr = ("lr_table[t_row[k] - 1 - t0]" if lr_shared
+               else "lr_table[t_row[k] - 1 - t0, first + k]")
     return f'''
 @njit(cache=True, nogil=True, error_model="numpy")
 def steps(t0, t1, halt, X, S, live, t_row, resume, parked, max_steps, grad_tol, loss_tol,
@@ -221,22 +254,45 @@ def steps(t0, t1, halt, X, S, live, t_row, resume, parked, max_steps, grad_tol, 
     n = X.shape[1]
     window = ring.shape[0]
 {chr(10).join(" " * 4 + line for line in views)}
+    before = t_row.copy()
+    V = np.empty(n)  # the fast step's values and gradients between its two passes
+    G = np.empty(({dim}, n))
+{chr(10).join(f"    G{i} = G[{i}]" for i in coords)}
+    # ≥ grad_tol² (1 + 2⁻⁵²) wherever sqrt(squares) ≤ grad_tol, subnormal squares included
+    grad_tol_squared = grad_tol * grad_tol * (1.0 + 1e-15) + 5e-324
+    in_step = False  # every run of the chunk live, at step t, none resuming (t_row stale)
     for t in range(t0, t1):
         b = t - t0
         ring_row = ring[t % window]
         starting = t == t0
         halting = halt and starting
 {chr(10).join(" " * 8 + line for line in hoisted + rows)}
-        synced = 0
-        for k in range(n):
-            synced += live[k] & (t_row[k] == t)
-        if synced == n:  # every run of the chunk steps: no mask on its loads and stores
+        if not in_step and not starting and t > 0:
+            synced = 0
             for k in range(n):
-{textwrap.indent(body, " " * 16)}
-        else:
+                synced += live[k] & (t_row[k] == t) & (not resume[k])
+            in_step = synced == n
+        if in_step:
+            stopped = 0
+            for k in range(n):
+{textwrap.indent(test_pass, " " * 16)}
+            if stopped:  # the general loop takes this step: the step counters written back
+                in_step = False
+                for k in range(n):
+                    t_row[k] = t
+            else:
+                for k in range(n):
+{textwrap.indent(step_pass, " " * 20)}
+        if not in_step:
             for k in range(n):
                 if live[k] & (t_row[k] == t):
-{textwrap.indent(body, " " * 20)}
+{textwrap.indent(general, " " * 20)}
+    if in_step:
+        for k in range(n):
+            t_row[k] = t1
+    for k in range(n):
+        if t_row[k] > t0 and t_row[k] > before[k]:
+            last_lr[k] = {last_lr}
 
 @njit(cache=True, nogil=True, parallel={parallel}, error_model="numpy")
 def advance(t0, t1, halt, X, S, live, t_row, resume, parked, max_steps, grad_tol, loss_tol,
@@ -253,6 +309,13 @@ def advance(t0, t1, halt, X, S, live, t_row, resume, parked, max_steps, grad_tol
 '''
 
 
+@functools.cache
+def _source_of(fn: Callable[..., Any]) -> str:
+    """A compiled function's source, read once a process (inspect tokenises its file:
+    ~1 ms a call, on every batch)."""
+    return inspect.getsource(fn)
+
+
 def module_source(kernel: Callable[..., Any], n_state: int, slots: Sequence[Slot],
                   lr_shared: bool, loss: LossSource, parallel: bool, dim: int) -> str:
     """The whole module: imports, the rule's kernel and the loss's functions compiled, and
@@ -266,7 +329,7 @@ def module_source(kernel: Callable[..., Any], n_state: int, slots: Sequence[Slot
             raise FusedUnavailable(f"{fn.__qualname__} is not a module-level function")
         header += [f"from {fn.__module__} import {fn.__name__} as _{alias}",
                    f"{alias} = njit(error_model='numpy')(_{alias})"]
-        quoted.append(inspect.getsource(fn))
+        quoted.append(_source_of(fn))
     digest = hashlib.sha256("\n".join(quoted).encode()).hexdigest()[:16]
     return "\n".join([*header, f"# sources {digest}",
                       advance_source(kernel, n_state, slots, lr_shared, parallel, dim, loss)])

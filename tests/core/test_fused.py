@@ -131,6 +131,27 @@ def test_every_stopping_reason_and_per_run_step_limits():
     assert (huge.status == Status.DIVERGED).all()
 
 
+def test_a_gradient_just_above_the_tolerance_goes_on_as_in_the_vectorised_loop():
+    """The kernel's fast step screens the squared gradient norm against grad_tol² widened
+    by a few ulps, and hands a step the screen flags to the general loop's exact tests: a
+    run whose smallest norm lies one ulp above grad_tol goes on to the same end as in the
+    vectorised loop; with grad_tol at that norm, it converges there."""
+    loss = BuiltinLoss("rosenbrock", 2)
+    points = np.repeat(starts(1, 2), 6, axis=0)  # all alike: the chunk steps as one
+    groups = [make_group("adam", [{"lr": 0.01}] * 6)]
+    probe = run(loss, groups, points, max_steps=40, path="vectorised",
+                stop=StopCriteria(grad_tol=0), record=RecordSpec(max_points=41))
+    norms = probe.trajectories[2].as_dict()["grad_norm"][:40]
+    lowest = float(norms.min())
+    tol = float(np.nextafter(lowest, 0.0))  # one ulp below: the exact test never holds
+    _, b = both(loss, groups, points, rtol=0.0, max_steps=40, stop=StopCriteria(grad_tol=tol),
+                record=RecordSpec(enabled=False))
+    assert (b.steps == 40).all()
+    _, at = both(loss, groups, points, rtol=0.0, max_steps=40,
+                 stop=StopCriteria(grad_tol=lowest), record=RecordSpec(enabled=False))
+    assert (at.steps == int(norms.argmin())).all() and (at.status == Status.CONVERGED).all()
+
+
 def test_cancel_and_deadline_stop_every_run_at_a_block_boundary():
     loss = BuiltinLoss("rosenbrock", 2)
     groups = [make_group("adam", [{"lr": 1e-4}] * 8)]

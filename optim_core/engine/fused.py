@@ -39,7 +39,13 @@ import numpy as np
 from optim_core import kernels
 from optim_core.engine.groups import RunGroup
 from optim_core.engine.recording import Recorder, RecordSpec
-from optim_core.engine.results import RunBatch, empty_results, run_batch, write_rows
+from optim_core.engine.results import (
+    WRITTEN,
+    RunBatch,
+    empty_results,
+    run_batch,
+    write_rows,
+)
 from optim_core.engine.status import Reason, Status
 from optim_core.engine.stopping import StopCriteria, check_termination, steps_done
 from optim_core.kernels import FusedUnavailable, codegen
@@ -390,6 +396,16 @@ class _Group:
             return by_run[:rows.size]
         return by_run.take(rows, axis=0)
 
+    def ring_into(self, out: Array) -> None:
+        """Every run's loss ring, run-major, into `out` (size, window)."""
+        ring, chunk = self.arrays["ring"], self.chunk  # (count, window, chunk)
+        full = out.shape[0] // chunk
+        if full:
+            np.copyto(out[:full * chunk].reshape(full, chunk, -1), np.moveaxis(ring[:full], 1, 2))
+        rest = out.shape[0] - full * chunk
+        if rest:
+            np.copyto(out[full * chunk:], ring[full, :, :rest].T)
+
     def live_rows(self) -> Array:
         return np.flatnonzero(self.flat("live"))
 
@@ -578,19 +594,26 @@ def _settle(part: _Group, halted: bool, cancelled: bool, stop: StopCriteria,
     done = rows[ended]
     if done.size:
         t_done = t[ended]
-        ring = part.rows("ring", done)  # (n, window): a copy
+        every = done.size == part.end - part.start  # then done is every local row, in order
+        target: Array | slice = slice(part.start, part.end) if every else part.start + done
+        if every:  # transposed straight into the results (no (K, window) temporary)
+            ring = results["recent_losses"][target]
+            part.ring_into(ring)
+        else:
+            ring = part.rows("ring", done)  # (n, window): a copy
         ring[np.arange(done.size), t_done % ring.shape[1]] = values[ended]
         at = t_done - part.block_start
         assert part.lr_block is not None
         lr = part.lr_block[at] if part.lr_block.ndim == 1 else part.lr_block[at, done]
-        write_rows(results, part.start + done, {
+        write_rows(results, target, {
             "status": status[ended], "reason": reason[ended], "steps": t_done,
             "final_params": params[ended], "final_loss": values[ended],
             "final_grad_norm": grad_norms[ended], "final_lr": lr,
             "initial_loss": part.flat("f0")[done],
             "best_loss": np.fmin(part.flat("best")[done], values[ended]),
             "path_length": part.flat("path_length")[done],
-            "flips": part.flat("flips")[done].astype(float), "recent_losses": ring,
+            "flips": part.flat("flips")[done].astype(float),
+            "recent_losses": WRITTEN if every else ring,
             "hess_evals": 0.0, "final_step_size": part.flat("last_lr")[done],
             "final_evals": t_done + 1.0})
         recorder.retire(part.start + done, results["steps"], finals)

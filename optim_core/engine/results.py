@@ -101,13 +101,18 @@ def empty_results(k: int, d: int, window: int) -> dict[str, Array]:
     return {f.name: np.full(shapes[f.width], f.fill, dtype=f.dtype) for f in RESULT_FIELDS}
 
 
+WRITTEN = object()  # a field's value in write_rows that the caller wrote into results itself
+
+
 def write_rows(results: dict[str, Array], rows: Array | slice,
                finished: Mapping[str, Any]) -> None:
     """Store the stopped rows' value of every field (KeyError: a field left out or unknown)."""
     if len(finished) != len(NAMES):
         raise KeyError(f"results need exactly {', '.join(NAMES)}; got {', '.join(finished)}")
     for name in NAMES:
-        results[name][rows] = finished[name]
+        value = finished[name]
+        if value is not WRITTEN:
+            results[name][rows] = value
 
 
 def results_from_runs(runs: Sequence[Mapping[str, Any]], d: int, window: int

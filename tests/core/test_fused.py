@@ -242,6 +242,16 @@ def test_threads_and_chunks_give_the_same_bits():
     np.testing.assert_array_equal(part.final_params, b.final_params[:100])
 
 
+def test_runs_ending_together_over_full_and_partial_chunks_keep_their_loss_rings():
+    """Runs that all end at one step have their loss rings moved into the results chunk by
+    chunk (full chunks, then the rest): each run's ring, as the vectorised loop keeps it."""
+    loss = BuiltinLoss("rosenbrock", 2)
+    k = 2 * fused.CHUNK_RUNS + 44
+    a, b = both(loss, [make_group("adam", [{"lr": 0.01}] * k)], starts(k, 2), rtol=0.0,
+                max_steps=137, stop=StopCriteria(grad_tol=0), record=RecordSpec(enabled=False))
+    assert (b.steps == 137).all() and np.isfinite(b.recent_losses).all()
+
+
 def test_the_plan_takes_the_fused_path_and_shards_agree():
     from optim_core.api import optimize
     loss = expression_loss("(1 - x)^2 + 5*(y - x^2)^2")

@@ -2,7 +2,7 @@
 only, K runs of 2-D Rosenbrock (builtin) and of the same function as an expression; the
 first call (compile, or load from the disk cache) reported apart. JAX (optional: `pip install
 "jax[cpu]" optax`) runs jit(scan) over the (K, 2) batch on one thread, compile excluded, as
-the service computes a batch below 2,048 runs on one core; the fused kernels' own rows say
+the service computes a batch below 1,024 runs on one core; the fused kernels' own rows say
 how many threads they used. Run: python -m bench.fused"""
 
 from __future__ import annotations

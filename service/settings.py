@@ -94,7 +94,7 @@ class Settings(BaseSettings):
         "more when numba is installed, compiling a new kernel only for a batch large enough "
         "to pay for it (the NumPy engine otherwise)")
     kernel_threads: int | None = Field(
-        None, gt=0, description="threads one fused batch of 2,048 runs or more may use "
+        None, gt=0, description="threads one fused batch of 1,024 runs or more may use "
         "(default: the usable CPUs)")
     kernel_cache_dir: Path = Field(
         default_factory=lambda: user_cache_path("optim-service") / "kernels",

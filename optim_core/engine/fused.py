@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import logging
 import math
 import threading
@@ -128,13 +129,51 @@ def choose(mode: str, loss: Loss, groups: Sequence[RunGroup], k: int, max_steps:
         return True
     try:
         source = loss_source(loss)[0]
-        modules = tuple(_first_block_source(source, g, k, loss.dim) for g in groups)
+        modules = tuple(_first_block_source(source, g, k, loss.dim)
+                        for g, _ in uniform_segments(groups))
     except FusedUnavailable:
         return False
     if all(codegen.is_compiled(module) for module in modules):
         return True
     _warm_later(loss, groups, k, modules)  # this batch on NumPy; the next of its shape fused
     return False
+
+
+def uniform_segments(groups: Sequence[RunGroup]) -> list[tuple[RunGroup, int]]:
+    """The groups as the kernels run them, each with its first row: a group whose runs
+    differ in their hyperparameters (a sweep: one grid point after another) split into its
+    runs of equal settings, so each segment's coefficients are one number a step, not a
+    (steps, runs) table (a 16 × 4,096 sweep spent 7 of its 10 s making those). The
+    coefficients are the same bits either way (ARRAY_OPS: a column and a float round alike,
+    powers included). A group whose equal runs are not in stretches of a chunk or more on
+    average stays whole."""
+    out, begin = [], 0
+    for group in groups:
+        out += [(part, begin + first) for part, first in _split(group)]
+        begin += group.size
+    return out
+
+
+def _split(group: RunGroup) -> list[tuple[RunGroup, int]]:
+    varying = [c for c in group.columns.values()
+               if isinstance(c, np.ndarray) and c.shape[0] == group.size and c.shape[0] > 1
+               and not (c == c[:1]).all()]
+    if not varying:
+        return [(group, 0)]
+    changes = np.zeros(group.size, dtype=bool)
+    for column in varying:
+        rows = column.reshape(group.size, -1)
+        changes[1:] |= (rows[1:] != rows[:-1]).any(axis=1)
+    firsts = np.flatnonzero(changes).tolist()
+    if (len(firsts) + 1) * CHUNK_RUNS > group.size:
+        return [(group, 0)]
+    bounds = [0, *firsts, group.size]
+    out = []
+    for first, end in itertools.pairwise(bounds):
+        keep = np.zeros(group.size, dtype=bool)
+        keep[first:end] = True
+        out.append((group.take(keep), first))
+    return out
 
 
 def _first_block_source(source: codegen.LossSource, group: RunGroup, k: int, dim: int) -> str:
@@ -436,11 +475,9 @@ def run_fused(loss: Loss, groups: Sequence[RunGroup], starts: Array, *, max_step
              -math.inf if stop.step_tol is None else stop.step_tol,
              math.inf if stop.patience is None else float(stop.patience),
              stop.divergence_factor)
-    parts, begin = [], 0
-    for g in groups:
-        parts.append(_Group.make(g, begin, np.asarray(starts[begin:begin + g.size], dtype=float),
-                                 row_max_steps[begin:begin + g.size], rate_window))
-        begin += g.size
+    parts = [_Group.make(g, begin, np.asarray(starts[begin:begin + g.size], dtype=float),
+                         row_max_steps[begin:begin + g.size], rate_window)
+             for g, begin in uniform_segments(groups)]
     previous_threads = _set_threads(threads)
     compiling: list[float] = []
     try:

@@ -113,6 +113,30 @@ def test_a_sweep_with_per_run_hyperparameters_and_two_rules():
     both(loss, groups, starts(18, 2), rtol=0.0, max_steps=300, record=RecordSpec(enabled=False))
 
 
+def test_a_sweep_in_stretches_of_equal_settings_runs_as_segments_with_the_same_bits():
+    """A sweep's runs come one grid point after another: the kernels run each stretch of
+    equal settings as its own segment (one coefficient a step), with the bits of the
+    vectorised loop and of the unsplit per-run tables."""
+    loss = BuiltinLoss("rosenbrock", 2)
+    per_point = fused.CHUNK_RUNS + 3
+    grid = [{"lr": 0.002, "beta1": 0.5}, {"lr": 0.01, "beta1": 0.9},
+            {"lr": 0.03, "beta1": 0.95, "amsgrad": True}]
+    groups = [make_group("adam", [g for g in grid for _ in range(per_point)])]
+    assert [first for _, first in fused.uniform_segments(groups)] == [0, per_point,
+                                                                      2 * per_point]
+    points = np.tile(starts(per_point, 2), (3, 1))
+    _, split = both(loss, groups, points, rtol=0.0, max_steps=150,
+                    stop=StopCriteria(grad_tol=1e-3), record=RecordSpec(max_points=7))
+    mixed = [make_group("adam", [grid[i % 3] for i in range(3 * per_point)])]
+    assert len(fused.uniform_segments(mixed)) == 1  # stretches of one run: kept whole
+    i = np.arange(3 * per_point)
+    order = (i % 3) * per_point + i // 3  # mixed run i: grid point i % 3, start i // 3
+    _, whole = both(loss, mixed, points[order], rtol=0.0, max_steps=150,
+                    stop=StopCriteria(grad_tol=1e-3), record=RecordSpec(enabled=False))
+    np.testing.assert_array_equal(whole.final_params, split.final_params[order])
+    np.testing.assert_array_equal(whole.steps, split.steps[order])
+
+
 def test_every_stopping_reason_and_per_run_step_limits():
     loss = BuiltinLoss("sphere", 2)
     cases = [

@@ -63,6 +63,7 @@ MAX_DIM = 16  # coordinates are unrolled in the generated code; larger d: the Nu
 PARALLEL_MIN_RUNS = 1024  # below this, one thread (a parallel launch costs ~10 µs a block;
 # at 1,024 runs two threads took 1,000 Adam steps in 5 ms against 7.5 on one)
 MAX_BLOCK = 256  # steps a block at most (the coefficient tables' length)
+SEGMENT_RUNS, MAX_SEGMENTS = 4 * CHUNK_RUNS, 64  # when a sweep runs as segments (see _split)
 ProgressFn = Callable[[int, int, int], None]
 
 
@@ -145,8 +146,10 @@ def uniform_segments(groups: Sequence[RunGroup]) -> list[tuple[RunGroup, int]]:
     runs of equal settings, so each segment's coefficients are one number a step, not a
     (steps, runs) table (a 16 × 4,096 sweep spent 7 of its 10 s making those). The
     coefficients are the same bits either way (ARRAY_OPS: a column and a float round alike,
-    powers included). A group whose equal runs are not in stretches of a chunk or more on
-    average stays whole."""
+    powers included). A group stays whole where its stretches are short (under SEGMENT_RUNS
+    on average: a segment of one chunk would keep the second thread idle, each segment being
+    a kernel call of its own) or many (over MAX_SEGMENTS: each costs its own launch and
+    bookkeeping a block)."""
     out, begin = [], 0
     for group in groups:
         out += [(part, begin + first) for part, first in _split(group)]
@@ -165,7 +168,8 @@ def _split(group: RunGroup) -> list[tuple[RunGroup, int]]:
         rows = column.reshape(group.size, -1)
         changes[1:] |= (rows[1:] != rows[:-1]).any(axis=1)
     firsts = np.flatnonzero(changes).tolist()
-    if (len(firsts) + 1) * CHUNK_RUNS > group.size:
+    count = len(firsts) + 1
+    if count > MAX_SEGMENTS or count * SEGMENT_RUNS > group.size:
         return [(group, 0)]
     bounds = [0, *firsts, group.size]
     out = []

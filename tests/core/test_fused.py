@@ -118,7 +118,7 @@ def test_a_sweep_in_stretches_of_equal_settings_runs_as_segments_with_the_same_b
     equal settings as its own segment (one coefficient a step), with the bits of the
     vectorised loop and of the unsplit per-run tables."""
     loss = BuiltinLoss("rosenbrock", 2)
-    per_point = fused.CHUNK_RUNS + 3
+    per_point = fused.SEGMENT_RUNS + 3
     grid = [{"lr": 0.002, "beta1": 0.5}, {"lr": 0.01, "beta1": 0.9},
             {"lr": 0.03, "beta1": 0.95, "amsgrad": True}]
     groups = [make_group("adam", [g for g in grid for _ in range(per_point)])]

@@ -26,10 +26,12 @@ MODES = ("auto", "numpy", "numba")
 # exactly as it was; the float path serves the smallest batches).
 FUSED_MIN_RUNS = 256
 # Under `auto`, a kernel not yet compiled (in this process or on disk) is compiled at once
-# only for a batch of at least this many run-step-coordinates: ~3–6 s of NumPy work, which a
-# cold compile of the vectorised kernel (~3–7 s) then pays for; smaller batches run on NumPy
-# while it compiles in the background.
-COMPILE_PAYS_RUN_STEPS = 150_000_000
+# only for a batch of at least this many run-step-coordinates: ~10–20 s of NumPy work on one
+# core, which a cold compile (4–11 s on a 2-core machine, longer when a job's shards compile
+# side by side) then pays for; smaller batches run on NumPy while it compiles in the
+# background. At 150 million, a 16 × 4,096 × 2,000 Adam sweep job took 18.7 s the first
+# time (14 s compiling) against 6 s on NumPy.
+COMPILE_PAYS_RUN_STEPS = 600_000_000
 
 
 _mode = "numpy"  # the pure library's default; the service configures its setting's

@@ -226,7 +226,7 @@ def test_auto_chooses_by_size_and_compile_cost(monkeypatch):
     assert not fused.choose("numpy", loss, small, 4096, 10**6, None, None)
     assert fused.choose("numba", loss, small, 64, 10, None, None)
     large = [make_group("adam", [{}] * 4096)]
-    assert fused.choose("auto", loss, large, 4096, 40_000, None, None)  # pays its compile
+    assert fused.choose("auto", loss, large, 4096, 80_000, None, None)  # pays its compile
     monkeypatch.setattr(kernels, "COMPILE_PAYS_RUN_STEPS", 10**12)
     never_compiled = [make_group("adagrad", [{"eps": 1e-9}] * 4096)]
     assert not fused.choose("auto", loss, never_compiled, 4096, 100, None, None)

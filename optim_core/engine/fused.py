@@ -495,10 +495,11 @@ def run_fused(loss: Loss, groups: Sequence[RunGroup], starts: Array, *, max_step
                 due = recorder.due(t)
                 recorded = [(p, p.live_rows()) for p in parts] if due else []
                 recorded_params = [p.rows("X", rows) for p, rows in recorded]
+                recorded_steps = [p.flat("last_lr")[rows] for p, rows in recorded]
                 for part in parts:
                     _advance(part, source, t, t1, halt, k, tests, p_arg, w_arg, longest + 1)
                 if due:
-                    _write_record(recorder, t, recorded, recorded_params)
+                    _write_record(recorder, t, recorded, recorded_params, recorded_steps)
                 for part in parts:
                     while part.flat("parked").any():
                         going_on = _settle(part, halt, bool(cancelled), stop, results, recorder,
@@ -535,8 +536,9 @@ def _compile_timer(seconds: list[float]) -> Any:
 
 
 def _write_record(recorder: Recorder, t: int, recorded: list[tuple[_Group, Array]],
-                  recorded_params: list[Array]) -> None:
-    """Step t of every run live at its start (params taken before the block)."""
+                  recorded_params: list[Array], recorded_steps: list[Array]) -> None:
+    """Step t of every run live at its start (params and the last step's α taken before
+    the block; loss and gradient norm the kernel kept from the block's first step)."""
     rows = np.concatenate([p.start + r for p, r in recorded])
     lr = np.concatenate([
         (np.full(r.size, p.lr_block[0]) if p.lr_block.ndim == 1 else p.lr_block[0][r])
@@ -546,7 +548,7 @@ def _write_record(recorder: Recorder, t: int, recorded: list[tuple[_Group, Array
         "params": np.concatenate(recorded_params),
         "loss": np.concatenate([p.flat("first_value")[r] for p, r in recorded]),
         "grad_norm": np.concatenate([p.flat("first_gn")[r] for p, r in recorded]),
-        "lr": lr, "step_size": np.concatenate([p.flat("last_lr")[r] for p, r in recorded]),
+        "lr": lr, "step_size": np.concatenate(recorded_steps),
         "evals": float(t + 1)})
 
 

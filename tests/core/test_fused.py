@@ -137,6 +137,20 @@ def test_a_sweep_in_stretches_of_equal_settings_runs_as_segments_with_the_same_b
     np.testing.assert_array_equal(whole.steps, split.steps[order])
 
 
+def test_every_recorded_field_with_scheduled_and_per_run_lr_as_in_the_vectorised_loop():
+    """step_size (each run's last lr, written once a block from its last step's row of the
+    lr table) and the other recorded fields, with an lr schedule, a per-run lr and runs
+    stopping inside blocks."""
+    from optim_core.engine.recording import FIELDS as RECORDED
+
+    loss = BuiltinLoss("rosenbrock", 2)
+    lrs = [{"lr": {"name": "cosine", "lr": 0.02, "steps": 90}}] * 5 + \
+        [{"lr": float(lr)} for lr in np.geomspace(1e-3, 0.03, 5)]
+    both(loss, [make_group("adam", lrs)], starts(10, 2), rtol=0.0,
+         max_steps=np.array([120, 37, 64, 200, 5, 120, 37, 64, 200, 5]),
+         stop=StopCriteria(grad_tol=0.5), record=RecordSpec(max_points=9, fields=RECORDED))
+
+
 def test_every_stopping_reason_and_per_run_step_limits():
     loss = BuiltinLoss("sphere", 2)
     cases = [

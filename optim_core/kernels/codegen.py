@@ -177,23 +177,28 @@ def advance_source(kernel: Callable[..., Any], n_state: int, slots: Sequence[Slo
         f"(step{i} * prev{i}[k] < 0.0)" for i in coords))
     step_lines += [f"prev{i}[k] = step{i}" for i in coords]
     step_lines += [f"X{i}[k] = X{i}[k] + step{i}" for i in coords]
-    finite = " & ".join(["math.isfinite(value)", "math.isfinite(grad_norm)"]
-                        + [f"math.isfinite(X{i}[k])" for i in coords])
+
+    def screen(gradient_test: str, norm: str, step_test: str) -> str:
+        """The stopping tests on a run's value, its gradient (`norm` checked finite) and
+        its params, one expression (booleans or'ed: every test is evaluated)."""
+        finite = " & ".join(["math.isfinite(value)", f"math.isfinite({norm})"]
+                            + [f"math.isfinite(X{i}[k])" for i in coords])
+        return (f"(not ({finite}))\n"
+                "        | (value - start_value > factor * max(1.0, abs(start_value)))\n"
+                f"        | ({gradient_test}) | (value <= loss_tol)\n"
+                "        | (t - last_improvement[k] >= patience) | (t >= max_steps[k])\n"
+                f"        | ({step_test})")
+
     # 1-D views of every row the loop over runs reads (LLVM vectorises unit-stride 1-D
     # accesses; a 2-D index with runtime strides kept the loop scalar)
     views = [f"X{i} = X[{i}]" for i in coords] + [f"prev{i} = prev[{i}]" for i in coords]
     views += [f"S{m}_{i} = S[{m}, {i}]" for i in coords for m in range(n_state)]
     tables = ", ".join(names + flags)
     tail = (", " + tables) if tables else ""
-    gradient = f'''{chr(10).join(line for line in loss.lines)}
+    squared = f'''{chr(10).join(line for line in loss.lines)}
 squares = 0.0
 {chr(10).join(f"squares += g{i} * g{i}" for i in coords)}
-grad_norm = np.sqrt(squares)
 '''
-    tests = (f"(not ({finite}))\n"
-             "        | (value - start_value > factor * max(1.0, abs(start_value)))\n"
-             "        | (grad_norm <= grad_tol) | (value <= loss_tol)\n"
-             "        | (t - last_improvement[k] >= patience) | (t >= max_steps[k])")
     stepping = f'''if value < best[k]:
     best[k] = value
     last_improvement[k] = t
@@ -204,14 +209,15 @@ norm = np.sqrt(squares)
 last_step_norm[k] = norm
 path_length[k] += norm
 '''
-    general = f'''{gradient}if starting:
+    general = f'''{squared}grad_norm = np.sqrt(squares)
+if starting:
     first_value[k] = value
     first_gn[k] = grad_norm
 if t == 0:
     f0[k] = value
 start_value = f0[k]
-stop = (halting | {tests}
-        | ((t > 0) & (last_step_norm[k] <= step_tol)))
+stop = (halting | {screen("grad_norm <= grad_tol", "grad_norm",
+                          "(t > 0) & (last_step_norm[k] <= step_tol)")})
 stop = stop & (not resume[k])
 resume[k] = False
 if stop:
@@ -228,17 +234,8 @@ else:
     # the exact test: no square root). Where no run may stop (the common case), the second
     # steps every run with no mask on its stores; otherwise the general loop takes the step
     # with the exact tests (the chunk's step counters written back first).
-    finite_squared = " & ".join(["math.isfinite(value)", "math.isfinite(squares)"]
-                                + [f"math.isfinite(X{i}[k])" for i in coords])
-    test_pass = f'''{chr(10).join(line for line in loss.lines)}
-squares = 0.0
-{chr(10).join(f"squares += g{i} * g{i}" for i in coords)}
-start_value = f0[k]
-stopped += ((not ({finite_squared}))
-            | (value - start_value > factor * max(1.0, abs(start_value)))
-            | (squares <= grad_tol_squared) | (value <= loss_tol)
-            | (t - last_improvement[k] >= patience) | (t >= max_steps[k])
-            | (last_step_norm[k] <= step_tol))
+    test_pass = f'''{squared}start_value = f0[k]
+stopped += ({screen("squares <= grad_tol_squared", "squares", "last_step_norm[k] <= step_tol")})
 V[k] = value
 {chr(10).join(f"G{i}[k] = g{i}" for i in coords)}
 '''
@@ -291,7 +288,7 @@ def steps(t0, t1, halt, X, S, live, t_row, resume, parked, max_steps, grad_tol, 
         for k in range(n):
             t_row[k] = t1
     for k in range(n):
-        if t_row[k] > t0 and t_row[k] > before[k]:
+        if t_row[k] > before[k]:  # it stepped in this call: its last step is in the table
             last_lr[k] = {last_lr}
 
 @njit(cache=True, nogil=True, parallel={parallel}, error_model="numpy")
